@@ -1,0 +1,488 @@
+//! The chunkserver node: stores replicas, buffers pushed data, and applies mutations in the
+//! primary's serial order (GFS §3.1, §3.2, §3.3).
+//!
+//! Data flow and control flow are separate (GFS §3.2). A client first pushes the bytes along a
+//! chain of replicas ([`PushData`]); each chunkserver keeps them in a bounded buffer keyed by data
+//! id and forwards them to the next. Then the client asks the primary to write or append. The
+//! primary, holding the chunk's lease, gives the mutation the next serial number, applies it, and
+//! forwards it to every secondary ([`ApplyMutation`]). It answers success only if every secondary
+//! applied it; otherwise the client sees an error and the region may be inconsistent, exactly the
+//! weakness the paper's consistency model admits (GFS §2.7, §3.1 step 7).
+//!
+//! Secondaries never apply an older serial after a newer one: a mutation delayed past a later one
+//! is refused, so every replica applies mutations in the primary's order (some may miss one).
+
+pub mod store;
+
+use crate::config::ClusterConfig;
+use crate::disk::Disk;
+use crate::msg::*;
+use crate::now_ns;
+use crate::rpc::{call, call_result};
+use crate::trace::emit;
+use crate::types::{addr, ChunkHandle, DataId, GfsError, ServerId};
+use madsim::net::Endpoint;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use store::ChunkStore;
+
+/// The lease this server holds as primary of a chunk.
+#[derive(Debug, Clone, Copy)]
+struct PrimaryLease {
+    version: u64,
+    expires_ns: u64,
+    next_serial: u64,
+    /// Mutated since the last heartbeat: ask the master to extend (GFS §3.1).
+    mutated: bool,
+}
+
+/// Pushed data waiting for its mutation, bounded in entries and bytes; the oldest is evicted.
+struct PushBuffer {
+    entries: BTreeMap<DataId, Arc<Vec<u8>>>,
+    order: VecDeque<DataId>,
+    bytes: usize,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+impl PushBuffer {
+    fn insert(&mut self, id: DataId, data: Vec<u8>) {
+        if let Some(old) = self.entries.remove(&id) {
+            self.bytes -= old.len();
+            self.order.retain(|d| *d != id);
+        }
+        self.bytes += data.len();
+        self.entries.insert(id, Arc::new(data));
+        self.order.push_back(id);
+        while self.entries.len() > self.max_entries || self.bytes > self.max_bytes {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(d) = self.entries.remove(&oldest) {
+                self.bytes -= d.len();
+            }
+        }
+    }
+
+    fn get(&self, id: &DataId) -> Option<Arc<Vec<u8>>> {
+        self.entries.get(id).cloned()
+    }
+}
+
+struct ChunkServer {
+    id: ServerId,
+    name: String,
+    cfg: ClusterConfig,
+    ep: Endpoint,
+    store: tokio::sync::Mutex<ChunkStore>,
+    buffer: Mutex<PushBuffer>,
+    leases: Mutex<BTreeMap<ChunkHandle, PrimaryLease>>,
+    /// Last serial applied per chunk, at the version it was applied under.
+    applied: Mutex<BTreeMap<ChunkHandle, (u64, u64)>>,
+    /// Serializes mutations of one chunk at its primary.
+    chunk_locks: Mutex<BTreeMap<ChunkHandle, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Runs chunkserver `id` until the node is killed.
+pub async fn run(id: ServerId, cfg: ClusterConfig) {
+    let name = id.to_string();
+    let disk = Disk::open("/chunkserver")
+        .await
+        .expect("chunkserver disk opens");
+    let store = ChunkStore::load(disk, cfg.chunk_size_bytes, cfg.block_size_bytes)
+        .await
+        .unwrap_or_else(|e| panic!("{name} cannot load its chunks: {e}"));
+    emit(&name, "chunkserver_started", || {
+        format!("chunks={}", store.report().len())
+    });
+    let ep = Endpoint::bind(addr::chunkserver(id))
+        .await
+        .expect("chunkserver binds its address");
+    // The buffer always fits at least two whole chunks, whatever the configured bound.
+    let max_bytes = cfg.push_buffer_bytes.max(2 * cfg.chunk_size_bytes as usize);
+    let cs = Arc::new(ChunkServer {
+        id,
+        name,
+        buffer: Mutex::new(PushBuffer {
+            entries: BTreeMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+            max_entries: cfg.push_buffer_entries,
+            max_bytes,
+        }),
+        cfg,
+        ep,
+        store: tokio::sync::Mutex::new(store),
+        leases: Mutex::new(BTreeMap::new()),
+        applied: Mutex::new(BTreeMap::new()),
+        chunk_locks: Mutex::new(BTreeMap::new()),
+    });
+    cs.serve();
+    loop {
+        cs.heartbeat_once().await;
+        madsim::time::sleep(Duration::from_millis(cs.cfg.heartbeat_ms)).await;
+    }
+}
+
+macro_rules! handler {
+    ($cs:expr, $req:ty, $method:ident) => {{
+        let cs = $cs.clone();
+        $cs.ep.add_rpc_handler(move |req: $req| {
+            let cs = cs.clone();
+            async move { cs.$method(req).await }
+        });
+    }};
+}
+
+impl ChunkServer {
+    fn serve(self: &Arc<Self>) {
+        handler!(self, SetVersion, set_version);
+        handler!(self, RevokeLease, revoke_lease);
+        handler!(self, PushData, push_data);
+        handler!(self, WriteChunk, write_chunk);
+        handler!(self, AppendChunk, append_chunk);
+        handler!(self, ApplyMutation, apply_mutation);
+        handler!(self, ReadChunk, read_chunk);
+        handler!(self, ChunkLen, chunk_len);
+        handler!(self, ReadReplica, read_replica);
+    }
+
+    async fn heartbeat_once(&self) {
+        let (snapshot_ns, chunks) = {
+            let store = self.store.lock().await;
+            (now_ns(), store.report())
+        };
+        let extend: Vec<(ChunkHandle, u64)> = {
+            let mut leases = self.leases.lock().unwrap();
+            leases
+                .iter_mut()
+                .filter(|(_, l)| l.mutated && l.expires_ns > snapshot_ns)
+                .map(|(h, l)| {
+                    l.mutated = false;
+                    (*h, l.version)
+                })
+                .collect()
+        };
+        let msg = Heartbeat {
+            server: self.id,
+            snapshot_ns,
+            chunks,
+            extend,
+        };
+        let Ok(reply) = call(&self.ep, addr::master(), msg, self.cfg.rpc_timeout_ms).await else {
+            return; // the master is unreachable; try again next interval
+        };
+        {
+            let mut leases = self.leases.lock().unwrap();
+            for (h, v, until) in reply.extended {
+                if let Some(l) = leases.get_mut(&h) {
+                    if l.version == v && until > l.expires_ns {
+                        l.expires_ns = until;
+                    }
+                }
+            }
+        }
+        for (h, v) in reply.garbage {
+            let mut store = self.store.lock().await;
+            // Only if nothing changed since the report the master judged.
+            if store.version(h) == Some(v) && store.remove(h).await.is_ok() {
+                self.leases.lock().unwrap().remove(&h);
+                self.applied.lock().unwrap().remove(&h);
+                emit(&self.name, "replica_deleted", || {
+                    format!("chunk={h} version={v}")
+                });
+            }
+        }
+    }
+
+    fn chunk_lock(&self, h: ChunkHandle) -> Arc<tokio::sync::Mutex<()>> {
+        self.chunk_locks
+            .lock()
+            .unwrap()
+            .entry(h)
+            .or_default()
+            .clone()
+    }
+
+    /// GFS §4.5: the master announces a new version (and, to the primary, its lease).
+    async fn set_version(&self, req: SetVersion) -> Result<(), GfsError> {
+        let mut store = self.store.lock().await;
+        match store.version(req.handle) {
+            Some(v) if v == req.version => {}
+            Some(v) if v + 1 == req.version => store.set_version(req.handle, req.version).await?,
+            Some(v) => {
+                return Err(GfsError::StaleVersion {
+                    have: v,
+                    want: req.version,
+                })
+            }
+            None if req.create && req.version == 1 => store.create(req.handle, 1).await?,
+            None => return Err(GfsError::NoSuchReplica(req.handle)),
+        }
+        drop(store);
+        self.applied
+            .lock()
+            .unwrap()
+            .insert(req.handle, (req.version, 0));
+        let mut leases = self.leases.lock().unwrap();
+        match req.lease_expires_ns {
+            Some(expires_ns) => {
+                let lease = PrimaryLease {
+                    version: req.version,
+                    expires_ns,
+                    next_serial: 1,
+                    mutated: false,
+                };
+                leases.insert(req.handle, lease);
+            }
+            None => {
+                leases.remove(&req.handle);
+            }
+        }
+        emit(&self.name, "version_set", || {
+            let role = if req.lease_expires_ns.is_some() {
+                "primary"
+            } else {
+                "secondary"
+            };
+            format!("chunk={} version={} role={role}", req.handle, req.version)
+        });
+        Ok(())
+    }
+
+    async fn revoke_lease(&self, req: RevokeLease) -> Result<(), GfsError> {
+        let lock = self.chunk_lock(req.handle);
+        let _mutating = lock.lock().await; // let an in-flight mutation finish first
+        self.leases.lock().unwrap().remove(&req.handle);
+        Ok(())
+    }
+
+    /// GFS §3.2: keep the data, then pass it down the chain.
+    async fn push_data(&self, req: PushData) -> Result<(), GfsError> {
+        self.buffer.lock().unwrap().insert(req.id, req.data.clone());
+        if let Some((&next, rest)) = req.forward.split_first() {
+            let fwd = PushData {
+                id: req.id,
+                data: req.data,
+                forward: rest.to_vec(),
+            };
+            call_result(
+                &self.ep,
+                addr::chunkserver(next),
+                fwd,
+                self.cfg.rpc_timeout_ms,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Checks that this server holds a live lease at `version` and returns the next serial.
+    fn take_serial(&self, h: ChunkHandle, version: u64) -> Result<u64, GfsError> {
+        let mut leases = self.leases.lock().unwrap();
+        let lease = leases.get_mut(&h).ok_or(GfsError::NotPrimary)?;
+        if lease.expires_ns <= now_ns() {
+            return Err(GfsError::NotPrimary);
+        }
+        if lease.version != version {
+            return Err(GfsError::StaleVersion {
+                have: lease.version,
+                want: version,
+            });
+        }
+        let serial = lease.next_serial;
+        lease.next_serial += 1;
+        lease.mutated = true;
+        Ok(serial)
+    }
+
+    fn data(&self, id: &DataId) -> Result<Arc<Vec<u8>>, GfsError> {
+        self.buffer
+            .lock()
+            .unwrap()
+            .get(id)
+            .ok_or(GfsError::DataNotFound)
+    }
+
+    async fn apply_local(&self, h: ChunkHandle, serial: u64, m: &Mutation) -> Result<(), GfsError> {
+        let mut store = self.store.lock().await;
+        let version = store.version(h).ok_or(GfsError::NoSuchReplica(h))?;
+        match m {
+            Mutation::Write { offset, data } => {
+                let bytes = self.data(data)?;
+                store.write(h, *offset, &bytes).await?;
+            }
+            Mutation::Pad { from } => store.pad(h, *from).await?,
+        }
+        self.applied.lock().unwrap().insert(h, (version, serial));
+        Ok(())
+    }
+
+    /// Forwards mutation `serial` to every secondary at once; `Err` names those that failed.
+    async fn forward(
+        &self,
+        h: ChunkHandle,
+        version: u64,
+        serial: u64,
+        mutation: Mutation,
+        secondaries: &[ServerId],
+    ) -> Result<(), GfsError> {
+        let calls: Vec<_> = secondaries
+            .iter()
+            .map(|&s| {
+                let msg = ApplyMutation {
+                    handle: h,
+                    version,
+                    serial,
+                    mutation: mutation.clone(),
+                };
+                let (ep, timeout) = (self.ep.clone(), self.cfg.rpc_timeout_ms);
+                madsim::task::spawn(async move {
+                    (
+                        s,
+                        call_result(&ep, addr::chunkserver(s), msg, timeout).await,
+                    )
+                })
+            })
+            .collect();
+        let mut failed = Vec::new();
+        for c in calls {
+            let (s, result) = c.await.expect("forward task");
+            if let Err(e) = result {
+                failed.push(format!("{s}: {e}"));
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            // Applied here but not everywhere: the region may now be inconsistent (GFS §3.1 step 7).
+            emit(&self.name, "mutation_partial", || {
+                format!(
+                    "chunk={h} version={version} serial={serial} failed=[{}]",
+                    failed.join("; ")
+                )
+            });
+            Err(GfsError::SecondaryFailed(failed.join("; ")))
+        }
+    }
+
+    /// GFS §3.1 steps 4-7, at the primary.
+    async fn write_chunk(&self, req: WriteChunk) -> Result<(), GfsError> {
+        let len = self.data(&req.data)?.len() as u64;
+        if req.offset + len > self.cfg.chunk_size_bytes {
+            return Err(GfsError::InvalidRange(format!(
+                "write of {len} bytes at {} crosses the chunk end",
+                req.offset
+            )));
+        }
+        let lock = self.chunk_lock(req.handle);
+        let _mutating = lock.lock().await;
+        let serial = self.take_serial(req.handle, req.version)?;
+        let m = Mutation::Write {
+            offset: req.offset,
+            data: req.data,
+        };
+        self.apply_local(req.handle, serial, &m).await?;
+        self.forward(req.handle, req.version, serial, m, &req.secondaries)
+            .await
+    }
+
+    /// GFS §3.3: the primary picks the offset, or pads the chunk and sends the client on.
+    async fn append_chunk(&self, req: AppendChunk) -> Result<u64, GfsError> {
+        let len = self.data(&req.data)?.len() as u64;
+        let lock = self.chunk_lock(req.handle);
+        let _mutating = lock.lock().await;
+        let serial = self.take_serial(req.handle, req.version)?;
+        let end = {
+            let store = self.store.lock().await;
+            store
+                .info(req.handle)
+                .ok_or(GfsError::NoSuchReplica(req.handle))?
+                .len_bytes
+        };
+        if end + len > self.cfg.chunk_size_bytes {
+            let m = Mutation::Pad { from: end };
+            self.apply_local(req.handle, serial, &m).await?;
+            self.forward(req.handle, req.version, serial, m, &req.secondaries)
+                .await?;
+            emit(&self.name, "chunk_padded", || {
+                format!("chunk={} from={end}", req.handle)
+            });
+            return Err(GfsError::ChunkFull);
+        }
+        let m = Mutation::Write {
+            offset: end,
+            data: req.data,
+        };
+        self.apply_local(req.handle, serial, &m).await?;
+        self.forward(req.handle, req.version, serial, m, &req.secondaries)
+            .await?;
+        Ok(end)
+    }
+
+    /// GFS §3.1 step 5, at a secondary: apply in serial order, never an older after a newer one.
+    async fn apply_mutation(&self, req: ApplyMutation) -> Result<(), GfsError> {
+        let mut store = self.store.lock().await;
+        let version = store
+            .version(req.handle)
+            .ok_or(GfsError::NoSuchReplica(req.handle))?;
+        if version != req.version {
+            return Err(GfsError::StaleVersion {
+                have: version,
+                want: req.version,
+            });
+        }
+        let last = self.applied.lock().unwrap().get(&req.handle).copied();
+        if let Some((v, serial)) = last {
+            if v == version && req.serial <= serial {
+                return Err(GfsError::Unavailable(format!(
+                    "mutation {} of {} arrived after mutation {serial}",
+                    req.serial, req.handle
+                )));
+            }
+        }
+        match &req.mutation {
+            Mutation::Write { offset, data } => {
+                let bytes = self.data(data)?;
+                store.write(req.handle, *offset, &bytes).await?;
+            }
+            Mutation::Pad { from } => store.pad(req.handle, *from).await?,
+        }
+        self.applied
+            .lock()
+            .unwrap()
+            .insert(req.handle, (version, req.serial));
+        Ok(())
+    }
+
+    fn check_version(store: &ChunkStore, h: ChunkHandle, want: u64) -> Result<(), GfsError> {
+        let have = store.version(h).ok_or(GfsError::NoSuchReplica(h))?;
+        if have < want {
+            return Err(GfsError::StaleVersion { have, want });
+        }
+        Ok(())
+    }
+
+    async fn read_chunk(&self, req: ReadChunk) -> Result<Vec<u8>, GfsError> {
+        let store = self.store.lock().await;
+        Self::check_version(&store, req.handle, req.version)?;
+        store.read(req.handle, req.offset, req.len).await
+    }
+
+    async fn chunk_len(&self, req: ChunkLen) -> Result<u64, GfsError> {
+        let store = self.store.lock().await;
+        Self::check_version(&store, req.handle, req.version)?;
+        Ok(store.info(req.handle).expect("version checked").len_bytes)
+    }
+
+    async fn read_replica(&self, req: ReadReplica) -> Result<ReplicaContent, GfsError> {
+        let store = self.store.lock().await;
+        let (version, data, checksums_ok) = store.read_whole(req.handle).await?;
+        Ok(ReplicaContent {
+            version,
+            data,
+            checksums_ok,
+        })
+    }
+}

@@ -1,0 +1,522 @@
+//! The GFS client library (GFS §2.4, §3): the only way applications touch files.
+//!
+//! Metadata questions go to the master; bytes go straight to chunkservers. The client caches chunk
+//! locations and primaries for a bounded time (GFS §2.7.1 notes this is how stale reads happen),
+//! retries failed attempts a bounded number of times with fresh locations, then returns a typed
+//! error. Writes that cross chunk boundaries are split into one mutation per chunk, so they are not
+//! atomic as a whole (GFS §3.1); record appends are atomic and land at an offset the primary picks
+//! (GFS §3.3).
+
+use crate::config::ClusterConfig;
+use crate::msg::*;
+use crate::now_ns;
+use crate::rpc::call_result;
+use crate::types::{addr, validate_path, DataId, GfsError, ServerId};
+use madsim::net::Endpoint;
+use rand::Rng;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Largest file offset the client accepts (1 TiB): bounds every size computation.
+pub const MAX_FILE_BYTES: u64 = 1 << 40;
+/// Largest single read, in bytes.
+pub const MAX_READ_BYTES: u64 = 256 << 20;
+/// How many chunks one record append may skip because they are full, per attempt.
+const MAX_CHUNK_HOPS: u32 = 16;
+
+/// A file as `list` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FileInfo {
+    pub path: String,
+    pub size_bytes: u64,
+    pub chunks: u64,
+}
+
+/// Counters of what the client did, for run summaries and the checker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    pub attempts: u64,
+    pub failed_attempts: u64,
+}
+
+pub struct Client {
+    id: u32,
+    cfg: ClusterConfig,
+    ep: Endpoint,
+    locations: Mutex<BTreeMap<(String, u64), (ChunkLocation, u64)>>,
+    primaries: Mutex<BTreeMap<(String, u64), (PrimaryInfo, u64)>>,
+    next_data: AtomicU64,
+    stats: Mutex<ClientStats>,
+}
+
+fn cs(s: ServerId) -> SocketAddr {
+    addr::chunkserver(s)
+}
+
+impl Client {
+    /// A client on the current node, which must have been created with `addr::client_ip(id)`.
+    pub async fn new(id: u32, cfg: ClusterConfig) -> std::io::Result<Client> {
+        let ep = Endpoint::bind(SocketAddr::new(addr::client_ip(id), addr::PORT)).await?;
+        Ok(Client {
+            id,
+            cfg,
+            ep,
+            locations: Mutex::new(BTreeMap::new()),
+            primaries: Mutex::new(BTreeMap::new()),
+            next_data: AtomicU64::new(0),
+            stats: Mutex::new(ClientStats::default()),
+        })
+    }
+
+    pub fn stats(&self) -> ClientStats {
+        *self.stats.lock().unwrap()
+    }
+
+    fn attempt(&self, result: &Result<impl Sized, GfsError>) {
+        let mut s = self.stats.lock().unwrap();
+        s.attempts += 1;
+        if matches!(result, Err(e) if e.is_retryable()) {
+            s.failed_attempts += 1;
+        }
+    }
+
+    /// Waits before attempt `attempt` (1-based retries): linear backoff with jitter.
+    async fn backoff(&self, attempt: u32) {
+        let base = self.cfg.rpc_timeout_ms / 4 + 1;
+        let jitter = madsim::rand::thread_rng().gen_range(0..=base);
+        madsim::time::sleep(Duration::from_millis(base * attempt as u64 + jitter)).await;
+    }
+
+    fn give_up(&self, last: Option<GfsError>) -> GfsError {
+        GfsError::RetriesExhausted {
+            attempts: self.cfg.client_max_attempts,
+            last: Box::new(last.unwrap_or_else(|| GfsError::Unavailable("no attempt made".into()))),
+        }
+    }
+
+    async fn master<R, T>(&self, req: R) -> Result<T, GfsError>
+    where
+        R: madsim::net::rpc::Request<Response = Result<T, GfsError>>,
+    {
+        let r = call_result(&self.ep, addr::master(), req, self.cfg.rpc_timeout_ms).await;
+        self.attempt(&r);
+        r
+    }
+
+    /// Runs a namespace mutation with retries. If an attempt's answer was lost and a retry then
+    /// reports `conflict` (the effect an earlier attempt would have had), the outcome is ambiguous.
+    async fn namespace_op<R>(
+        &self,
+        req: impl Fn() -> R,
+        conflict: fn(&GfsError) -> bool,
+    ) -> Result<(), GfsError>
+    where
+        R: madsim::net::rpc::Request<Response = Result<(), GfsError>>,
+    {
+        let mut last = None;
+        let mut lost_answer = false;
+        for attempt in 0..self.cfg.client_max_attempts {
+            if attempt > 0 {
+                self.backoff(attempt).await;
+            }
+            match self.master(req()).await {
+                Ok(()) => return Ok(()),
+                Err(e) if lost_answer && conflict(&e) => {
+                    return Err(GfsError::Ambiguous(format!(
+                        "an earlier attempt timed out; then {e}"
+                    )))
+                }
+                Err(e) if !e.is_retryable() => return Err(e),
+                Err(e) => {
+                    lost_answer |= matches!(e, GfsError::Network(_));
+                    last = Some(e);
+                }
+            }
+        }
+        Err(self.give_up(last))
+    }
+
+    pub async fn create(&self, path: &str) -> Result<(), GfsError> {
+        validate_path(path)?;
+        let p = path.to_string();
+        let conflict = |e: &GfsError| matches!(e, GfsError::AlreadyExists(_));
+        self.namespace_op(|| CreateFile { path: p.clone() }, conflict)
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<(), GfsError> {
+        validate_path(path)?;
+        let p = path.to_string();
+        self.forget(path);
+        let conflict = |e: &GfsError| matches!(e, GfsError::NotFound(_));
+        self.namespace_op(|| DeleteFile { path: p.clone() }, conflict)
+            .await
+    }
+
+    fn forget(&self, path: &str) {
+        self.locations.lock().unwrap().retain(|(p, _), _| p != path);
+        self.primaries.lock().unwrap().retain(|(p, _), _| p != path);
+    }
+
+    /// Every file with its size (which needs the last chunk's length from one of its replicas).
+    pub async fn list(&self) -> Result<Vec<FileInfo>, GfsError> {
+        let mut last = None;
+        'attempts: for attempt in 0..self.cfg.client_max_attempts {
+            if attempt > 0 {
+                self.backoff(attempt).await;
+            }
+            let entries = match self.master(ListFiles).await {
+                Ok(entries) => entries,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            let mut out = Vec::with_capacity(entries.len());
+            for e in entries {
+                let n = e.chunks.len() as u64;
+                let last_len = match e.chunks.last() {
+                    None => 0,
+                    Some(_) if e.last_chunk_version == 0 => 0, // never written: a hole
+                    Some(&handle) => {
+                        let req = ChunkLen {
+                            handle,
+                            version: e.last_chunk_version,
+                        };
+                        match self.from_replicas(&e.last_chunk_replicas, req).await {
+                            Ok(len) => len,
+                            Err(err) => {
+                                last = Some(err);
+                                continue 'attempts;
+                            }
+                        }
+                    }
+                };
+                let size = n.saturating_sub(1) * self.cfg.chunk_size_bytes + last_len;
+                out.push(FileInfo {
+                    path: e.path,
+                    size_bytes: size,
+                    chunks: n,
+                });
+            }
+            return Ok(out);
+        }
+        Err(self.give_up(last))
+    }
+
+    /// Asks the replicas in turn, starting at a random one, until one answers.
+    async fn from_replicas<R, T>(&self, replicas: &[ServerId], req: R) -> Result<T, GfsError>
+    where
+        R: madsim::net::rpc::Request<Response = Result<T, GfsError>> + Clone,
+    {
+        if replicas.is_empty() {
+            return Err(GfsError::Unavailable("no replica known".into()));
+        }
+        let start = madsim::rand::thread_rng().gen_range(0..replicas.len());
+        let mut last = None;
+        for i in 0..replicas.len() {
+            let s = replicas[(start + i) % replicas.len()];
+            let r = call_result(&self.ep, cs(s), req.clone(), self.cfg.rpc_timeout_ms).await;
+            self.attempt(&r);
+            match r {
+                Ok(v) => return Ok(v),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one replica tried"))
+    }
+
+    async fn location(&self, path: &str, index: u64) -> Result<ChunkLocation, GfsError> {
+        let key = (path.to_string(), index);
+        let now = now_ns();
+        if let Some((loc, until)) = self.locations.lock().unwrap().get(&key) {
+            if *until > now {
+                return Ok(loc.clone());
+            }
+        }
+        let loc = self
+            .master(FindChunk {
+                path: path.to_string(),
+                index,
+            })
+            .await?;
+        let until = now + self.cfg.location_cache_ms * 1_000_000;
+        self.locations
+            .lock()
+            .unwrap()
+            .insert(key, (loc.clone(), until));
+        Ok(loc)
+    }
+
+    /// Reads up to `len` bytes at `offset`. The result is short only at the end of the file;
+    /// never-written ranges inside the file read as zeros.
+    pub async fn read(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, GfsError> {
+        validate_path(path)?;
+        if len > MAX_READ_BYTES {
+            return Err(GfsError::InvalidRange(format!(
+                "read of {len} bytes is above the limit of {MAX_READ_BYTES}"
+            )));
+        }
+        let end = offset
+            .checked_add(len)
+            .filter(|e| *e <= MAX_FILE_BYTES)
+            .ok_or_else(|| {
+                GfsError::InvalidRange(format!("offset {offset} + {len} is past 1 TiB"))
+            })?;
+        let cs_bytes = self.cfg.chunk_size_bytes;
+        let mut out = Vec::with_capacity(len as usize);
+        let mut pos = offset;
+        while pos < end {
+            let (index, within) = (pos / cs_bytes, pos % cs_bytes);
+            let n = (cs_bytes - within).min(end - pos);
+            let (bytes, chunk_count) = match self.read_piece(path, index, within, n).await {
+                Ok(r) => r,
+                Err(GfsError::NoSuchChunk) => break, // past the last chunk
+                Err(e) => return Err(e),
+            };
+            let short = (bytes.len() as u64) < n;
+            out.extend_from_slice(&bytes);
+            if short {
+                if index + 1 >= chunk_count {
+                    break; // the end of the file
+                }
+                out.resize(out.len() + (n as usize - bytes.len()), 0); // a hole
+            }
+            pos += n;
+        }
+        Ok(out)
+    }
+
+    async fn read_piece(
+        &self,
+        path: &str,
+        index: u64,
+        within: u64,
+        n: u64,
+    ) -> Result<(Vec<u8>, u64), GfsError> {
+        let mut last = None;
+        for attempt in 0..self.cfg.client_max_attempts {
+            if attempt > 0 {
+                self.backoff(attempt).await;
+            }
+            let loc = match self.location(path, index).await {
+                Ok(loc) => loc,
+                Err(e) if !e.is_retryable() => return Err(e),
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            if loc.version == 0 {
+                return Ok((Vec::new(), loc.chunk_count)); // allocated, never written
+            }
+            let req = ReadChunk {
+                handle: loc.handle,
+                version: loc.version,
+                offset: within,
+                len: n,
+            };
+            match self.from_replicas(&loc.replicas, req).await {
+                Ok(bytes) => return Ok((bytes, loc.chunk_count)),
+                Err(e) => {
+                    self.locations
+                        .lock()
+                        .unwrap()
+                        .remove(&(path.to_string(), index));
+                    last = Some(e);
+                }
+            }
+        }
+        Err(self.give_up(last))
+    }
+
+    async fn primary(&self, path: &str, index: Option<u64>) -> Result<PrimaryInfo, GfsError> {
+        let now = now_ns();
+        if let Some(i) = index {
+            if let Some((info, until)) = self.primaries.lock().unwrap().get(&(path.to_string(), i))
+            {
+                if *until > now {
+                    return Ok(info.clone());
+                }
+            }
+        }
+        let info = self
+            .master(GetPrimary {
+                path: path.to_string(),
+                index,
+                allocate: true,
+            })
+            .await?;
+        let until = info
+            .lease_expires_ns
+            .min(now + self.cfg.location_cache_ms * 1_000_000);
+        self.primaries
+            .lock()
+            .unwrap()
+            .insert((path.to_string(), info.index), (info.clone(), until));
+        Ok(info)
+    }
+
+    /// GFS §3.2: pushes `data` along primary -> secondaries and returns its id.
+    async fn push(&self, info: &PrimaryInfo, data: &[u8]) -> Result<DataId, GfsError> {
+        let id = DataId {
+            client: self.id,
+            seq: self.next_data.fetch_add(1, Ordering::Relaxed),
+        };
+        let mut chain = vec![info.primary];
+        chain.extend(&info.secondaries);
+        let msg = PushData {
+            id,
+            data: data.to_vec(),
+            forward: chain[1..].to_vec(),
+        };
+        let r = call_result(&self.ep, cs(chain[0]), msg, self.cfg.rpc_timeout_ms).await;
+        self.attempt(&r);
+        r.map(|_| id)
+    }
+
+    /// Writes `data` at `offset`, one mutation per chunk it touches.
+    pub async fn write(&self, path: &str, offset: u64, data: &[u8]) -> Result<(), GfsError> {
+        validate_path(path)?;
+        let end = offset
+            .checked_add(data.len() as u64)
+            .filter(|e| *e <= MAX_FILE_BYTES)
+            .ok_or_else(|| {
+                GfsError::InvalidRange(format!(
+                    "write at {offset} of {} bytes is past 1 TiB",
+                    data.len()
+                ))
+            })?;
+        let cs_bytes = self.cfg.chunk_size_bytes;
+        let mut pos = offset;
+        while pos < end {
+            let (index, within) = (pos / cs_bytes, pos % cs_bytes);
+            let n = (cs_bytes - within).min(end - pos);
+            let piece = &data[(pos - offset) as usize..(pos - offset + n) as usize];
+            self.write_piece(path, index, within, piece).await?;
+            pos += n;
+        }
+        Ok(())
+    }
+
+    async fn write_piece(
+        &self,
+        path: &str,
+        index: u64,
+        within: u64,
+        data: &[u8],
+    ) -> Result<(), GfsError> {
+        let mut last = None;
+        for attempt in 0..self.cfg.client_max_attempts {
+            if attempt > 0 {
+                self.backoff(attempt).await;
+            }
+            let info = match self.primary(path, Some(index)).await {
+                Ok(info) => info,
+                Err(e) if !e.is_retryable() => return Err(e),
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            let result = async {
+                let data = self.push(&info, data).await?;
+                let msg = WriteChunk {
+                    handle: info.handle,
+                    version: info.version,
+                    offset: within,
+                    data,
+                    secondaries: info.secondaries.clone(),
+                };
+                let r = call_result(&self.ep, cs(info.primary), msg, self.cfg.rpc_timeout_ms).await;
+                self.attempt(&r);
+                r
+            }
+            .await;
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    self.primaries
+                        .lock()
+                        .unwrap()
+                        .remove(&(path.to_string(), index));
+                    if !e.is_retryable() {
+                        return Err(e);
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(self.give_up(last))
+    }
+
+    /// GFS record append: appends `data` atomically at least once and returns the file offset the
+    /// primary chose. A failed attempt may leave a partial or duplicate copy behind (GFS §3.3).
+    pub async fn append(&self, path: &str, data: &[u8]) -> Result<u64, GfsError> {
+        validate_path(path)?;
+        let max = self.cfg.max_record_bytes();
+        if data.len() as u64 > max {
+            return Err(GfsError::RecordTooLarge {
+                len_bytes: data.len() as u64,
+                max_bytes: max,
+            });
+        }
+        if data.is_empty() {
+            return Err(GfsError::InvalidRange(
+                "an empty record cannot be appended".into(),
+            ));
+        }
+        let mut last = None;
+        for attempt in 0..self.cfg.client_max_attempts {
+            if attempt > 0 {
+                self.backoff(attempt).await;
+            }
+            let mut index = None; // the file's last chunk
+            let mut hops = 0;
+            let outcome = loop {
+                let info = match self
+                    .master(GetPrimary {
+                        path: path.to_string(),
+                        index,
+                        allocate: true,
+                    })
+                    .await
+                {
+                    Ok(info) => info,
+                    Err(e) => break Err(e),
+                };
+                let result = async {
+                    let id = self.push(&info, data).await?;
+                    let msg = AppendChunk {
+                        handle: info.handle,
+                        version: info.version,
+                        data: id,
+                        secondaries: info.secondaries.clone(),
+                    };
+                    let r =
+                        call_result(&self.ep, cs(info.primary), msg, self.cfg.rpc_timeout_ms).await;
+                    self.attempt(&r);
+                    r
+                }
+                .await;
+                match result {
+                    Ok(within) => break Ok(info.index * self.cfg.chunk_size_bytes + within),
+                    Err(GfsError::ChunkFull) if hops < MAX_CHUNK_HOPS => {
+                        hops += 1;
+                        index = Some(info.index + 1);
+                    }
+                    Err(e) => break Err(e),
+                }
+            };
+            match outcome {
+                Ok(offset) => return Ok(offset),
+                Err(e) if !e.is_retryable() => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(self.give_up(last))
+    }
+}

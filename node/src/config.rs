@@ -1,0 +1,168 @@
+//! Cluster configuration: sizes, replication and timing, validated before a cluster starts.
+//!
+//! The paper's defaults (64 MiB chunks, 64 KiB checksum blocks, 60 s leases, GFS §2.5, §5.2, §3.1)
+//! are far too large for a simulation that wants to cross chunk boundaries on every run, so the
+//! defaults here are tiny (64-byte chunks, 16-byte blocks); any size from 8 bytes to 64 MiB works.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything that shapes a cluster. Units are in the field names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterConfig {
+    /// Number of chunkservers.
+    pub chunkservers: u32,
+    /// Replicas per chunk (GFS §2.2: three by default).
+    pub replication: u32,
+    /// Size of a chunk (GFS §2.5).
+    pub chunk_size_bytes: u64,
+    /// Size of a checksummed block inside a chunk (GFS §5.2).
+    pub block_size_bytes: u64,
+    /// Lease duration granted to a primary (GFS §3.1).
+    pub lease_ms: u64,
+    /// Interval between chunkserver heartbeats to the master (GFS §2.6.2).
+    pub heartbeat_ms: u64,
+    /// A chunkserver not heard from for this long is considered dead by the master.
+    pub server_timeout_ms: u64,
+    /// Timeout of one RPC attempt.
+    pub rpc_timeout_ms: u64,
+    /// Attempts a client makes for one operation before giving up with `Unavailable`.
+    pub client_max_attempts: u32,
+    /// How long a client trusts a cached chunk location (GFS §2.7.1).
+    pub location_cache_ms: u64,
+    /// Bound on the chunkserver's buffer of pushed data (GFS §3.2), in entries.
+    pub push_buffer_entries: usize,
+    /// Bound on the chunkserver's buffer of pushed data, in bytes.
+    pub push_buffer_bytes: usize,
+    /// The master writes a checkpoint and starts a new log after this many log records (GFS §2.6.3).
+    pub checkpoint_every_records: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            chunkservers: 5,
+            replication: 3,
+            chunk_size_bytes: 64,
+            block_size_bytes: 16,
+            lease_ms: 1_000,
+            heartbeat_ms: 200,
+            server_timeout_ms: 1_000,
+            rpc_timeout_ms: 300,
+            client_max_attempts: 6,
+            location_cache_ms: 2_000,
+            push_buffer_entries: 256,
+            push_buffer_bytes: 1 << 20,
+            checkpoint_every_records: 64,
+        }
+    }
+}
+
+/// Largest chunk size the simulation accepts: the paper's 64 MiB.
+pub const MAX_CHUNK_SIZE_BYTES: u64 = 64 << 20;
+
+impl ClusterConfig {
+    /// Rejects impossible combinations with a one-line explanation.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("chunkservers", self.chunkservers as u64),
+            ("replication", self.replication as u64),
+            ("chunk_size_bytes", self.chunk_size_bytes),
+            ("block_size_bytes", self.block_size_bytes),
+            ("lease_ms", self.lease_ms),
+            ("heartbeat_ms", self.heartbeat_ms),
+            ("server_timeout_ms", self.server_timeout_ms),
+            ("rpc_timeout_ms", self.rpc_timeout_ms),
+            ("client_max_attempts", self.client_max_attempts as u64),
+            ("push_buffer_entries", self.push_buffer_entries as u64),
+            ("push_buffer_bytes", self.push_buffer_bytes as u64),
+            ("checkpoint_every_records", self.checkpoint_every_records),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(format!("{name} must be greater than zero"));
+            }
+        }
+        if self.replication > self.chunkservers {
+            return Err(format!(
+                "replication {} is above the number of chunkservers {}: replicas must sit on distinct servers",
+                self.replication, self.chunkservers
+            ));
+        }
+        if self.chunkservers > 250 {
+            return Err(format!(
+                "at most 250 chunkservers are supported, got {}",
+                self.chunkservers
+            ));
+        }
+        if self.chunk_size_bytes < 8 {
+            return Err(format!(
+                "chunk_size_bytes {} is below the minimum of 8",
+                self.chunk_size_bytes
+            ));
+        }
+        if self.chunk_size_bytes > MAX_CHUNK_SIZE_BYTES {
+            return Err(format!(
+                "chunk_size_bytes {} is above the maximum of {MAX_CHUNK_SIZE_BYTES} (64 MiB)",
+                self.chunk_size_bytes
+            ));
+        }
+        if self.block_size_bytes > self.chunk_size_bytes {
+            return Err(format!(
+                "block_size_bytes {} is larger than chunk_size_bytes {}",
+                self.block_size_bytes, self.chunk_size_bytes
+            ));
+        }
+        if self.server_timeout_ms <= self.heartbeat_ms {
+            return Err(format!(
+                "server_timeout_ms {} must exceed heartbeat_ms {}, or every server looks dead",
+                self.server_timeout_ms, self.heartbeat_ms
+            ));
+        }
+        Ok(())
+    }
+
+    /// Largest record a record append accepts: a quarter of a chunk (GFS §3.3), at least one byte.
+    pub fn max_record_bytes(&self) -> u64 {
+        (self.chunk_size_bytes / 4).max(1)
+    }
+
+    /// How long a freshly started master waits before granting leases: long enough for every lease
+    /// granted by a previous incarnation to expire and for every live chunkserver to report in.
+    pub fn master_grace_ms(&self) -> u64 {
+        self.lease_ms.max(2 * self.heartbeat_ms) + self.heartbeat_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        ClusterConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_impossible_combinations() {
+        let bad = |f: fn(&mut ClusterConfig)| {
+            let mut c = ClusterConfig::default();
+            f(&mut c);
+            c.validate().unwrap_err()
+        };
+        assert!(bad(|c| c.replication = 6).contains("replication 6"));
+        assert!(bad(|c| c.chunk_size_bytes = 0).contains("chunk_size_bytes"));
+        assert!(bad(|c| c.chunk_size_bytes = 4).contains("minimum"));
+        assert!(bad(|c| c.block_size_bytes = 128).contains("block_size_bytes"));
+        assert!(bad(|c| c.chunkservers = 0).contains("chunkservers"));
+        assert!(bad(|c| c.server_timeout_ms = 100).contains("server_timeout_ms"));
+        let mut big = ClusterConfig {
+            chunk_size_bytes: 64 << 20,
+            block_size_bytes: 64 << 10,
+            ..ClusterConfig::default()
+        };
+        big.validate().unwrap();
+        big.chunk_size_bytes = 8;
+        big.block_size_bytes = 8;
+        big.validate().unwrap();
+    }
+}

@@ -1,0 +1,368 @@
+//! The master node: metadata server, lease authority and operation log (GFS §2.6, §3.1, §4).
+//!
+//! [`MasterState`] holds the metadata and makes every decision; this module is the async shell
+//! around it. Each request locks the state, lets it decide, appends the resulting log records and
+//! syncs them *before* replying (GFS §2.6.3), so a reply never describes state a crash could undo.
+//!
+//! A lease grant is the one request that talks to other nodes on its way: after logging the version
+//! bump, the master tells every up-to-date replica the new version (and the primary its lease) and
+//! only then names the primary to the client (GFS §4.5). Grants for one chunk are serialized by a
+//! per-chunk lock, so a second client asking for the same chunk waits for the first grant to be
+//! acknowledged instead of racing ahead of it.
+
+pub mod oplog;
+pub mod state;
+
+pub use state::{Checkpoint, LeaseGrant, LogRecord, MasterState, Placement};
+
+use crate::config::ClusterConfig;
+use crate::disk::Disk;
+use crate::msg::*;
+use crate::now_ns;
+use crate::rpc::call_result;
+use crate::trace::emit;
+use crate::types::{addr, ChunkHandle, GfsError, ServerId};
+use madsim::net::Endpoint;
+use oplog::OpLog;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const MS: u64 = 1_000_000;
+
+struct Core {
+    state: MasterState,
+    log: OpLog,
+}
+
+struct Master {
+    cfg: ClusterConfig,
+    ep: Endpoint,
+    core: tokio::sync::Mutex<Core>,
+    grant_locks: Mutex<BTreeMap<ChunkHandle, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Runs a master until the node is killed. Panics only if its own disk is corrupt or fails, which
+/// the master cannot work around (the paper replicates the log for that; see the roadmap).
+pub async fn run(cfg: ClusterConfig) {
+    let disk = Disk::open("/master").await.expect("master disk opens");
+    let (log, mut state) = OpLog::recover(disk, cfg.checkpoint_every_records)
+        .await
+        .unwrap_or_else(|e| panic!("master cannot recover its operation log: {e}"));
+    let grace_until = now_ns() + cfg.master_grace_ms() * MS;
+    state.set_grace_until(grace_until);
+    emit("master", "master_started", || {
+        format!(
+            "lsn={} files={} grace_until_ms={}",
+            state.lsn(),
+            state.list().len(),
+            grace_until / MS
+        )
+    });
+    let ep = Endpoint::bind(addr::master())
+        .await
+        .expect("master binds its address");
+    let master = Arc::new(Master {
+        cfg,
+        ep,
+        core: tokio::sync::Mutex::new(Core { state, log }),
+        grant_locks: Mutex::new(BTreeMap::new()),
+    });
+    master.serve();
+    loop {
+        madsim::time::sleep(Duration::from_millis(master.cfg.heartbeat_ms)).await;
+        let mut core = master.core.lock().await;
+        let timeout = master.cfg.server_timeout_ms * MS;
+        for dead in core.state.expire_servers(now_ns(), timeout) {
+            emit("master", "server_dead", || format!("server={dead}"));
+        }
+    }
+}
+
+macro_rules! handler {
+    ($master:expr, $req:ty, $method:ident) => {{
+        let m = $master.clone();
+        $master.ep.add_rpc_handler(move |req: $req| {
+            let m = m.clone();
+            async move { m.$method(req).await }
+        });
+    }};
+}
+
+impl Master {
+    fn serve(self: &Arc<Self>) {
+        handler!(self, CreateFile, create);
+        handler!(self, DeleteFile, delete);
+        handler!(self, ListFiles, list);
+        handler!(self, FindChunk, find_chunk);
+        handler!(self, GetPrimary, get_primary);
+        handler!(self, Heartbeat, heartbeat);
+        handler!(self, DumpChunks, dump);
+    }
+
+    /// Appends and syncs `recs` (already applied to `core.state`), checkpointing when due.
+    async fn persist(core: &mut Core, recs: &[LogRecord]) {
+        if recs.is_empty() {
+            return;
+        }
+        let Core { state, log } = core;
+        log.append(state, recs).await.expect("master log write");
+        if log
+            .maybe_checkpoint(state)
+            .await
+            .expect("master checkpoint")
+        {
+            emit("master", "checkpoint_written", || {
+                format!("lsn={}", state.lsn())
+            });
+        }
+    }
+
+    async fn create(&self, req: CreateFile) -> Result<(), GfsError> {
+        let mut core = self.core.lock().await;
+        let recs = core.state.create_file(&req.path)?;
+        Self::persist(&mut core, &recs).await;
+        emit("master", "file_created", || format!("path={}", req.path));
+        Ok(())
+    }
+
+    /// Deletes the file, then revokes its chunks' live leases so no primary keeps accepting
+    /// mutations for a file that is gone (GFS §3.1 mentions revocation for renames). A primary
+    /// that cannot be reached is waited out until its lease expires.
+    async fn delete(&self, req: DeleteFile) -> Result<(), GfsError> {
+        let live = {
+            let mut core = self.core.lock().await;
+            let (recs, live) = core.state.delete_file(&req.path, now_ns())?;
+            Self::persist(&mut core, &recs).await;
+            live
+        };
+        emit("master", "file_deleted", || {
+            format!("path={} live_leases={}", req.path, live.len())
+        });
+        for (handle, lease) in live {
+            let dst = addr::chunkserver(lease.primary);
+            let revoked = call_result(
+                &self.ep,
+                dst,
+                RevokeLease { handle },
+                self.cfg.rpc_timeout_ms,
+            )
+            .await;
+            if revoked.is_err() {
+                let wait = lease.expires_ns.saturating_sub(now_ns());
+                madsim::time::sleep(Duration::from_nanos(wait)).await;
+            }
+            emit("master", "lease_revoked", || {
+                format!("chunk={handle} primary={}", lease.primary)
+            });
+        }
+        // Drop grant locks of chunks that no longer exist: the map stays bounded by the chunk table.
+        let core = self.core.lock().await;
+        self.grant_locks
+            .lock()
+            .unwrap()
+            .retain(|h, _| core.state.chunk(*h).is_some());
+        Ok(())
+    }
+
+    async fn list(&self, _req: ListFiles) -> Result<Vec<FileEntry>, GfsError> {
+        let core = self.core.lock().await;
+        let state = &core.state;
+        Ok(state
+            .list()
+            .into_iter()
+            .map(|(path, chunks)| {
+                let last = chunks.last().and_then(|h| state.chunk(*h));
+                FileEntry {
+                    last_chunk_version: last.map_or(0, |m| m.version),
+                    last_chunk_replicas: chunks.last().map_or(Vec::new(), |h| state.replicas(*h)),
+                    path,
+                    chunks,
+                }
+            })
+            .collect())
+    }
+
+    async fn find_chunk(&self, req: FindChunk) -> Result<ChunkLocation, GfsError> {
+        let core = self.core.lock().await;
+        let chunks = core.state.chunks_of(&req.path)?;
+        let handle = *chunks
+            .get(req.index as usize)
+            .ok_or(GfsError::NoSuchChunk)?;
+        let meta = core.state.chunk(handle).expect("listed chunk exists");
+        Ok(ChunkLocation {
+            handle,
+            version: meta.version,
+            replicas: core.state.replicas(handle),
+            chunk_count: chunks.len() as u64,
+        })
+    }
+
+    fn grant_lock(&self, handle: ChunkHandle) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.grant_locks.lock().unwrap();
+        locks.entry(handle).or_default().clone()
+    }
+
+    /// GFS §3.1 steps 1-2: find (allocating if asked) the chunk and its primary, granting a lease
+    /// if none is held.
+    async fn get_primary(&self, req: GetPrimary) -> Result<PrimaryInfo, GfsError> {
+        let (index, handle) = {
+            let mut core = self.core.lock().await;
+            let count = core.state.chunks_of(&req.path)?.len() as u64;
+            let index = req.index.unwrap_or(count.saturating_sub(1));
+            if index >= count && !req.allocate {
+                return Err(GfsError::NoSuchChunk);
+            }
+            let handle = if index < count {
+                core.state.chunks_of(&req.path)?[index as usize]
+            } else {
+                let (handle, recs) = core.state.ensure_chunk(&req.path, index)?;
+                Self::persist(&mut core, &recs).await;
+                emit("master", "chunk_allocated", || {
+                    format!("path={} index={index} chunk={handle}", req.path)
+                });
+                handle
+            };
+            (index, handle)
+        };
+
+        let lock = self.grant_lock(handle);
+        let _granting = lock.lock().await;
+        let grant = {
+            let mut core = self.core.lock().await;
+            if core.state.chunk(handle).is_none() {
+                return Err(GfsError::NotFound(req.path.clone())); // deleted meanwhile
+            }
+            let mut rng = madsim::rand::thread_rng();
+            let placement = Placement {
+                replication: self.cfg.replication as usize,
+                timeout_ns: self.cfg.server_timeout_ms * MS,
+            };
+            let lease_ns = self.cfg.lease_ms * MS;
+            let (grant, recs) =
+                core.state
+                    .grant_lease(handle, now_ns(), lease_ns, placement, &mut rng)?;
+            Self::persist(&mut core, &recs).await;
+            grant
+        };
+        let lease = grant.lease;
+        let mut secondaries: Vec<ServerId> = grant
+            .replicas
+            .iter()
+            .copied()
+            .filter(|s| *s != lease.primary)
+            .collect();
+        if grant.new {
+            emit("master", "version_bumped", || {
+                format!("chunk={handle} version={}", lease.version)
+            });
+            // Tell every replica the new version before anyone learns the primary (GFS §4.5).
+            let calls: Vec<_> = grant
+                .replicas
+                .iter()
+                .map(|&server| {
+                    let msg = SetVersion {
+                        handle,
+                        version: lease.version,
+                        create: grant.create,
+                        lease_expires_ns: (server == lease.primary).then_some(lease.expires_ns),
+                    };
+                    let (ep, timeout) = (self.ep.clone(), self.cfg.rpc_timeout_ms);
+                    let call = async move {
+                        (
+                            server,
+                            call_result(&ep, addr::chunkserver(server), msg, timeout).await,
+                        )
+                    };
+                    madsim::task::spawn(call)
+                })
+                .collect();
+            let (mut acked, mut failed) = (Vec::new(), Vec::new());
+            for call in calls {
+                let (server, result) = call.await.expect("SetVersion task");
+                match result {
+                    Ok(()) => acked.push(server),
+                    Err(_) => failed.push(server),
+                }
+            }
+            let mut core = self.core.lock().await;
+            core.state.settle_grant(handle, lease, &acked, now_ns());
+            for &server in &failed {
+                emit("master", "replica_excluded", || {
+                    format!("chunk={handle} version={} server={server}", lease.version)
+                });
+            }
+            if failed.contains(&lease.primary) {
+                // The primary may or may not hold the lease; it stays recorded until it expires.
+                return Err(GfsError::Unavailable(format!(
+                    "primary {} did not take the lease on {handle}",
+                    lease.primary
+                )));
+            }
+            secondaries.retain(|s| !failed.contains(s));
+            emit("master", "lease_granted", || {
+                format!(
+                    "chunk={handle} version={} primary={} secondaries={secondaries:?} expires_ms={}",
+                    lease.version,
+                    lease.primary,
+                    lease.expires_ns / MS
+                )
+            });
+        }
+        Ok(PrimaryInfo {
+            index,
+            handle,
+            version: lease.version,
+            primary: lease.primary,
+            secondaries,
+            lease_expires_ns: lease.expires_ns,
+        })
+    }
+
+    async fn heartbeat(&self, req: Heartbeat) -> HeartbeatReply {
+        let mut core = self.core.lock().await;
+        let now = now_ns();
+        let timeout = self.cfg.server_timeout_ms * MS;
+        let out = core
+            .state
+            .heartbeat(req.server, now, req.snapshot_ns, &req.chunks, timeout);
+        Self::persist(&mut core, &out.records).await;
+        if out.new_server {
+            emit("master", "server_joined", || {
+                format!("server={} chunks={}", req.server, req.chunks.len())
+            });
+        }
+        for (h, v) in &out.adopted {
+            emit("master", "version_adopted", || {
+                format!("chunk={h} version={v} from={}", req.server)
+            });
+        }
+        let lease_ns = self.cfg.lease_ms * MS;
+        let extended = req
+            .extend
+            .iter()
+            .filter_map(|&(h, v)| {
+                let until = core.state.extend_lease(h, req.server, v, now, lease_ns)?;
+                Some((h, v, until))
+            })
+            .collect();
+        HeartbeatReply {
+            garbage: out.garbage,
+            extended,
+        }
+    }
+
+    async fn dump(&self, _req: DumpChunks) -> Vec<ChunkDump> {
+        let core = self.core.lock().await;
+        core.state
+            .chunk_table()
+            .map(|(h, m)| ChunkDump {
+                path: m.path.clone(),
+                index: m.index,
+                handle: *h,
+                version: m.version,
+                replicas: m.locations.keys().copied().collect(),
+            })
+            .collect()
+    }
+}

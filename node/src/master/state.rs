@@ -1,0 +1,931 @@
+//! The master's metadata as plain data (GFS §2.6, §4): namespace, chunk table, servers, leases.
+//!
+//! Nothing here sleeps, sends or touches a disk. Every method takes the current simulated time
+//! (`now_ns`) and, where it must choose, a random number generator, so unit tests drive it directly.
+//! The async shell in `master/mod.rs` calls these methods under one lock, appends the
+//! [`LogRecord`]s they return to the operation log and syncs it before answering anyone.
+//!
+//! What is persistent and what is not follows the paper (§2.6): the namespace, the file -> chunks
+//! mapping and chunk versions are logged; replica locations and leases are not, and are rebuilt from
+//! heartbeats after a restart. Each logged change goes through [`MasterState::apply`], the same
+//! function replay uses, so a replayed log rebuilds exactly the state that was live.
+
+use crate::types::{validate_path, ChunkHandle, GfsError, ServerId};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One durable change to the metadata, as written to the operation log (GFS §2.6.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogRecord {
+    CreateFile {
+        path: String,
+    },
+    DeleteFile {
+        path: String,
+    },
+    /// A new chunk at `index` of `path` (always the next index: files grow chunk by chunk).
+    AddChunk {
+        path: String,
+        index: u64,
+        handle: ChunkHandle,
+    },
+    /// The chunk's version changes: at a lease grant (GFS §4.5), or adopting a higher version a
+    /// replica reported.
+    SetVersion {
+        handle: ChunkHandle,
+        version: u64,
+    },
+}
+
+/// A primary's lease on a chunk (GFS §3.1). Expiry is absolute simulated time: madsim has one
+/// clock for every node, so the primary's view of expiry equals the master's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub primary: ServerId,
+    pub version: u64,
+    pub expires_ns: u64,
+}
+
+/// The replicas a lease's mutations go to: fixed when the lease is granted, so every acknowledged
+/// mutation at a version reached the same set of replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolder {
+    pub lease: Lease,
+    pub replicas: Vec<ServerId>,
+    /// False while the replicas are still being told the new version: until then a replica in
+    /// `replicas` that reports the previous version is not stale, just not told yet.
+    pub settled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkMeta {
+    pub path: String,
+    pub index: u64,
+    /// Persistent: the chunk's current version (0 until its first lease).
+    pub version: u64,
+    /// Volatile: when `version` last changed, to ignore heartbeats taken before that.
+    pub version_set_ns: u64,
+    /// Volatile: servers holding the current version, with when that was last confirmed.
+    pub locations: BTreeMap<ServerId, u64>,
+    /// Volatile: the current lease and its replica set, if one was granted.
+    pub lease: Option<LeaseHolder>,
+    /// Volatile: servers that did not take the current version when it was granted. They may
+    /// hold it anyway (the answer was lost) but missed its mutations, so they are stale.
+    pub excluded: BTreeSet<ServerId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub last_heartbeat_ns: u64,
+}
+
+/// The persistent part of the state: what a checkpoint holds (GFS §2.6.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Number of log records folded into this checkpoint.
+    pub lsn: u64,
+    pub next_handle: u64,
+    pub files: BTreeMap<String, Vec<ChunkHandle>>,
+    pub versions: BTreeMap<ChunkHandle, u64>,
+}
+
+/// The answer to a lease request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseGrant {
+    pub lease: Lease,
+    /// Every replica at the lease's version, primary included.
+    pub replicas: Vec<ServerId>,
+    /// True when this call granted the lease: the caller must log the version bump and tell the
+    /// replicas before telling any client (GFS §4.5).
+    pub new: bool,
+    /// True when the chunk had version 0: replicas create it empty.
+    pub create: bool,
+}
+
+/// How many replicas a new chunk gets, and how recent a heartbeat makes a server live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub replication: usize,
+    pub timeout_ns: u64,
+}
+
+/// What a heartbeat changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeartbeatOutcome {
+    /// Replicas the server should delete, with the version it reported.
+    pub garbage: Vec<(ChunkHandle, u64)>,
+    /// Chunks whose version the master raised to what the server reported.
+    pub adopted: Vec<(ChunkHandle, u64)>,
+    pub records: Vec<LogRecord>,
+    /// True the first time this server is heard from (or again after it was declared dead).
+    pub new_server: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MasterState {
+    files: BTreeMap<String, Vec<ChunkHandle>>,
+    chunks: BTreeMap<ChunkHandle, ChunkMeta>,
+    servers: BTreeMap<ServerId, ServerInfo>,
+    next_handle: u64,
+    lsn: u64,
+    /// No lease is granted before this time (see `ClusterConfig::master_grace_ms`).
+    grace_until_ns: u64,
+}
+
+impl MasterState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of log records applied so far.
+    pub fn lsn(&self) -> u64 {
+        self.lsn
+    }
+
+    pub fn set_grace_until(&mut self, until_ns: u64) {
+        self.grace_until_ns = until_ns;
+    }
+
+    // ------------------------------------------------------------------ log application
+
+    /// Applies one logged change. Live mutations and replay both come through here.
+    pub fn apply(&mut self, rec: &LogRecord) {
+        match rec {
+            LogRecord::CreateFile { path } => {
+                let fresh = self.files.insert(path.clone(), Vec::new()).is_none();
+                assert!(fresh, "log creates {path} twice");
+            }
+            LogRecord::DeleteFile { path } => {
+                let chunks = self.files.remove(path);
+                let chunks = chunks.unwrap_or_else(|| panic!("log deletes missing {path}"));
+                for h in chunks {
+                    self.chunks.remove(&h);
+                }
+            }
+            LogRecord::AddChunk {
+                path,
+                index,
+                handle,
+            } => {
+                let chunks = self.files.get_mut(path);
+                let chunks = chunks.unwrap_or_else(|| panic!("log adds a chunk to missing {path}"));
+                assert_eq!(*index, chunks.len() as u64, "chunks are added in order");
+                assert!(
+                    handle.0 >= self.next_handle,
+                    "chunk handles are never reused"
+                );
+                chunks.push(*handle);
+                self.next_handle = handle.0 + 1;
+                self.chunks.insert(
+                    *handle,
+                    ChunkMeta {
+                        path: path.clone(),
+                        index: *index,
+                        version: 0,
+                        version_set_ns: 0,
+                        locations: BTreeMap::new(),
+                        lease: None,
+                        excluded: BTreeSet::new(),
+                    },
+                );
+            }
+            LogRecord::SetVersion { handle, version } => {
+                let meta = self.chunks.get_mut(handle);
+                let meta = meta.unwrap_or_else(|| panic!("log versions missing chunk {handle}"));
+                assert!(
+                    *version > meta.version,
+                    "chunk {handle} version must grow: {} -> {version}",
+                    meta.version
+                );
+                meta.version = *version;
+            }
+        }
+        self.lsn += 1;
+    }
+
+    fn commit(&mut self, rec: LogRecord, out: &mut Vec<LogRecord>) {
+        self.apply(&rec);
+        out.push(rec);
+    }
+
+    // ------------------------------------------------------------------ checkpoints
+
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            lsn: self.lsn,
+            next_handle: self.next_handle,
+            files: self.files.clone(),
+            versions: self.chunks.iter().map(|(h, m)| (*h, m.version)).collect(),
+        }
+    }
+
+    pub fn from_checkpoint(cp: &Checkpoint) -> Self {
+        let mut state = MasterState {
+            lsn: cp.lsn,
+            next_handle: cp.next_handle,
+            files: cp.files.clone(),
+            ..Default::default()
+        };
+        for (path, handles) in &cp.files {
+            for (index, h) in handles.iter().enumerate() {
+                let version = *cp
+                    .versions
+                    .get(h)
+                    .expect("checkpoint has every chunk's version");
+                state.chunks.insert(
+                    *h,
+                    ChunkMeta {
+                        path: path.clone(),
+                        index: index as u64,
+                        version,
+                        version_set_ns: 0,
+                        locations: BTreeMap::new(),
+                        lease: None,
+                        excluded: BTreeSet::new(),
+                    },
+                );
+            }
+        }
+        state.check_invariants();
+        state
+    }
+
+    /// The persistent state, for comparing a replayed master with a live one.
+    pub fn persistent_eq(&self, other: &MasterState) -> bool {
+        self.checkpoint() == other.checkpoint()
+    }
+
+    /// Panics if the metadata contradicts itself. Called after loading and before checkpointing.
+    pub fn check_invariants(&self) {
+        let mut seen = BTreeSet::new();
+        for (path, handles) in &self.files {
+            for (i, h) in handles.iter().enumerate() {
+                assert!(seen.insert(*h), "chunk {h} belongs to two files");
+                let meta = self.chunks.get(h);
+                let meta = meta.unwrap_or_else(|| panic!("{path} lists unknown chunk {h}"));
+                assert_eq!(
+                    (&meta.path, meta.index),
+                    (path, i as u64),
+                    "chunk {h} back-pointer"
+                );
+                assert!(h.0 < self.next_handle, "chunk {h} at or above next_handle");
+            }
+        }
+        assert_eq!(
+            seen.len(),
+            self.chunks.len(),
+            "chunk table has chunks of no file"
+        );
+    }
+
+    // ------------------------------------------------------------------ namespace (GFS §4.1)
+
+    pub fn create_file(&mut self, path: &str) -> Result<Vec<LogRecord>, GfsError> {
+        validate_path(path)?;
+        if self.files.contains_key(path) {
+            return Err(GfsError::AlreadyExists(path.to_string()));
+        }
+        let mut out = Vec::new();
+        self.commit(
+            LogRecord::CreateFile {
+                path: path.to_string(),
+            },
+            &mut out,
+        );
+        Ok(out)
+    }
+
+    /// Deletes a file and forgets its chunks; chunkservers learn from heartbeats that the replicas
+    /// are orphans and remove them (GFS §4.4's garbage collection, without the hidden-name delay
+    /// for now). Returns the leases that were live, which the caller revokes before answering.
+    pub fn delete_file(
+        &mut self,
+        path: &str,
+        now_ns: u64,
+    ) -> Result<(Vec<LogRecord>, Vec<(ChunkHandle, Lease)>), GfsError> {
+        validate_path(path)?;
+        let Some(handles) = self.files.get(path) else {
+            return Err(GfsError::NotFound(path.to_string()));
+        };
+        let live: Vec<_> = handles
+            .iter()
+            .filter_map(|h| {
+                let lease = self.chunks[h].lease.as_ref()?.lease;
+                (lease.expires_ns > now_ns).then_some((*h, lease))
+            })
+            .collect();
+        let mut out = Vec::new();
+        self.commit(
+            LogRecord::DeleteFile {
+                path: path.to_string(),
+            },
+            &mut out,
+        );
+        Ok((out, live))
+    }
+
+    pub fn exists(&self, path: &str) -> bool {
+        self.files.contains_key(path)
+    }
+
+    /// Every file with its chunks, sorted by path.
+    pub fn list(&self) -> Vec<(String, Vec<ChunkHandle>)> {
+        self.files
+            .iter()
+            .map(|(p, c)| (p.clone(), c.clone()))
+            .collect()
+    }
+
+    pub fn chunks_of(&self, path: &str) -> Result<&[ChunkHandle], GfsError> {
+        validate_path(path)?;
+        self.files
+            .get(path)
+            .map(Vec::as_slice)
+            .ok_or_else(|| GfsError::NotFound(path.to_string()))
+    }
+
+    pub fn chunk(&self, handle: ChunkHandle) -> Option<&ChunkMeta> {
+        self.chunks.get(&handle)
+    }
+
+    pub fn chunk_table(&self) -> impl Iterator<Item = (&ChunkHandle, &ChunkMeta)> {
+        self.chunks.iter()
+    }
+
+    /// Replica locations of a chunk at its current version, sorted.
+    pub fn replicas(&self, handle: ChunkHandle) -> Vec<ServerId> {
+        self.chunks
+            .get(&handle)
+            .map(|m| m.locations.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    // ------------------------------------------------------------------ chunk creation (GFS §4.2)
+
+    /// Servers heard from within `timeout_ns`.
+    pub fn live_servers(&self, now_ns: u64, timeout_ns: u64) -> Vec<ServerId> {
+        self.servers
+            .iter()
+            .filter(|(_, s)| s.last_heartbeat_ns + timeout_ns > now_ns)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Chooses up to `n` distinct live servers, least loaded first, ties broken by `rng`
+    /// (GFS §4.2: spread replicas, balance disk use).
+    pub fn place(
+        &self,
+        n: usize,
+        now_ns: u64,
+        timeout_ns: u64,
+        rng: &mut impl Rng,
+    ) -> Vec<ServerId> {
+        let mut live = self.live_servers(now_ns, timeout_ns);
+        live.shuffle(rng);
+        let load = |s: &ServerId| {
+            self.chunks
+                .values()
+                .filter(|m| m.locations.contains_key(s))
+                .count()
+        };
+        live.sort_by_cached_key(load);
+        live.truncate(n);
+        live.sort();
+        live
+    }
+
+    /// Makes sure `path` has a chunk at `index`, allocating it and any missing chunk before it.
+    /// A new chunk has version 0 and no replicas: nothing has been written to it, so it reads as
+    /// a hole. Its replicas are placed, and created empty, by its first lease grant.
+    pub fn ensure_chunk(
+        &mut self,
+        path: &str,
+        index: u64,
+    ) -> Result<(ChunkHandle, Vec<LogRecord>), GfsError> {
+        let have = self.chunks_of(path)?.len() as u64;
+        let mut out = Vec::new();
+        for i in have..=index {
+            let handle = ChunkHandle(self.next_handle);
+            let rec = LogRecord::AddChunk {
+                path: path.to_string(),
+                index: i,
+                handle,
+            };
+            self.commit(rec, &mut out);
+        }
+        Ok((self.files[path][index as usize], out))
+    }
+
+    // ------------------------------------------------------------------ leases (GFS §3.1, §4.5)
+
+    /// Returns the chunk's current lease, or grants a new one: a random up-to-date replica becomes
+    /// primary and the chunk's version goes up by one. Refuses while an unexpired lease is held by
+    /// anyone, which is what keeps two primaries from coexisting.
+    ///
+    /// A chunk's first grant (version 0) also places its `replication` replicas (GFS §4.2).
+    pub fn grant_lease(
+        &mut self,
+        handle: ChunkHandle,
+        now_ns: u64,
+        lease_ns: u64,
+        placement: Placement,
+        rng: &mut impl Rng,
+    ) -> Result<(LeaseGrant, Vec<LogRecord>), GfsError> {
+        let meta = self.chunks.get(&handle).ok_or(GfsError::NoSuchChunk)?;
+        if meta.version == 0 && meta.lease.is_none() && now_ns >= self.grace_until_ns {
+            let servers = self.place(placement.replication, now_ns, placement.timeout_ns, rng);
+            let meta = self.chunks.get_mut(&handle).expect("exists");
+            meta.locations = servers.into_iter().map(|s| (s, now_ns)).collect();
+        }
+        let meta = &self.chunks[&handle];
+        if let Some(holder) = &meta.lease {
+            if holder.lease.expires_ns > now_ns {
+                let (lease, replicas) = (holder.lease, holder.replicas.clone());
+                let grant = LeaseGrant {
+                    lease,
+                    replicas,
+                    new: false,
+                    create: false,
+                };
+                return Ok((grant, Vec::new()));
+            }
+        }
+        let replicas: Vec<ServerId> = meta.locations.keys().copied().collect();
+        if now_ns < self.grace_until_ns {
+            return Err(GfsError::Unavailable(
+                "master is recovering; no leases yet".into(),
+            ));
+        }
+        if replicas.is_empty() {
+            return Err(GfsError::Unavailable(format!(
+                "no live replica of chunk {handle}"
+            )));
+        }
+        let primary = *replicas.choose(rng).expect("non-empty");
+        let old_version = meta.version;
+        let version = old_version + 1;
+        let mut out = Vec::new();
+        self.commit(LogRecord::SetVersion { handle, version }, &mut out);
+        let meta = self.chunks.get_mut(&handle).expect("exists");
+        meta.version_set_ns = now_ns;
+        meta.excluded.clear();
+        let lease = Lease {
+            primary,
+            version,
+            expires_ns: now_ns + lease_ns,
+        };
+        let holder = LeaseHolder {
+            lease,
+            replicas: replicas.clone(),
+            settled: false,
+        };
+        let old = meta.lease.replace(holder);
+        assert!(
+            old.is_none_or(|o| o.lease.expires_ns <= now_ns),
+            "granted a lease on {handle} while another was live"
+        );
+        let grant = LeaseGrant {
+            lease,
+            replicas,
+            new: true,
+            create: old_version == 0,
+        };
+        Ok((grant, out))
+    }
+
+    /// Extends the lease if `server` still holds it at `version` (GFS §3.1: extensions piggyback on
+    /// heartbeats). Returns the new expiry.
+    pub fn extend_lease(
+        &mut self,
+        handle: ChunkHandle,
+        server: ServerId,
+        version: u64,
+        now_ns: u64,
+        lease_ns: u64,
+    ) -> Option<u64> {
+        let meta = self.chunks.get_mut(&handle)?;
+        let lease = &mut meta.lease.as_mut()?.lease;
+        if lease.primary != server || lease.version != version || meta.version != version {
+            return None;
+        }
+        if lease.expires_ns <= now_ns {
+            return None;
+        }
+        let expires = now_ns + lease_ns;
+        assert!(
+            expires >= lease.expires_ns,
+            "an extension never shortens a lease"
+        );
+        lease.expires_ns = expires;
+        Some(expires)
+    }
+
+    /// Records which replicas took a newly granted version (`acked`). The lease's replica set
+    /// shrinks to those; the others are excluded at this version: if one of them took it after
+    /// all, it still missed every mutation of the lease.
+    pub fn settle_grant(
+        &mut self,
+        handle: ChunkHandle,
+        lease: Lease,
+        acked: &[ServerId],
+        now_ns: u64,
+    ) {
+        let Some(meta) = self.chunks.get_mut(&handle) else {
+            return;
+        };
+        if meta.version != lease.version {
+            return; // superseded meanwhile
+        }
+        let same = |h: &&mut LeaseHolder| {
+            h.lease.version == lease.version && h.lease.primary == lease.primary
+        };
+        let Some(holder) = meta.lease.as_mut().filter(same) else {
+            return;
+        };
+        holder.settled = true;
+        let failed: Vec<ServerId> = holder
+            .replicas
+            .iter()
+            .copied()
+            .filter(|s| !acked.contains(s))
+            .collect();
+        holder.replicas.retain(|s| acked.contains(s));
+        for s in failed {
+            meta.locations.remove(&s);
+            meta.excluded.insert(s);
+        }
+        for &s in acked {
+            meta.locations.insert(s, now_ns);
+        }
+    }
+
+    // ------------------------------------------------------------------ heartbeats (GFS §4.5)
+
+    /// Folds in a chunkserver's report of its replicas, taken at `snapshot_ns`.
+    pub fn heartbeat(
+        &mut self,
+        server: ServerId,
+        now_ns: u64,
+        snapshot_ns: u64,
+        reports: &[(ChunkHandle, u64)],
+        timeout_ns: u64,
+    ) -> HeartbeatOutcome {
+        let mut outcome = HeartbeatOutcome::default();
+        let previous = self.servers.insert(
+            server,
+            ServerInfo {
+                last_heartbeat_ns: now_ns,
+            },
+        );
+        outcome.new_server = previous.is_none_or(|p| p.last_heartbeat_ns + timeout_ns <= now_ns);
+        let reported: BTreeSet<ChunkHandle> = reports.iter().map(|(h, _)| *h).collect();
+        for &(handle, version) in reports {
+            let Some(meta) = self.chunks.get_mut(&handle) else {
+                outcome.garbage.push((handle, version)); // an orphan: no file owns it
+                continue;
+            };
+            if version < meta.version {
+                // Stale, unless the report predates the bump, or the server is being told the new
+                // version right now, or it acknowledged the new version after the report was taken.
+                let predates_bump = snapshot_ns < meta.version_set_ns;
+                let being_told = meta
+                    .lease
+                    .as_ref()
+                    .is_some_and(|h| !h.settled && h.replicas.contains(&server));
+                let acked_since = meta
+                    .locations
+                    .get(&server)
+                    .is_some_and(|&c| c >= snapshot_ns);
+                if !(predates_bump || being_told || acked_since) {
+                    meta.locations.remove(&server);
+                    outcome.garbage.push((handle, version));
+                }
+            } else if version == meta.version && meta.excluded.contains(&server) {
+                outcome.garbage.push((handle, version)); // took the version, missed its mutations
+            } else if version == meta.version {
+                let seen = meta.locations.entry(server).or_insert(now_ns);
+                *seen = (*seen).max(now_ns);
+            } else {
+                // The replica is ahead: the master failed after the replicas learned a version it
+                // had not durably recorded. Its version wins (GFS §4.5); others are now stale.
+                self.commit(
+                    LogRecord::SetVersion { handle, version },
+                    &mut outcome.records,
+                );
+                let meta = self.chunks.get_mut(&handle).expect("exists");
+                meta.version_set_ns = now_ns;
+                meta.locations = [(server, now_ns)].into();
+                meta.excluded.clear();
+                meta.lease = None;
+                outcome.adopted.push((handle, version));
+            }
+        }
+        // Locations the server no longer reports (and that were confirmed before the snapshot).
+        for (handle, meta) in self.chunks.iter_mut() {
+            if reported.contains(handle) {
+                continue;
+            }
+            if let Some(&confirmed) = meta.locations.get(&server) {
+                if confirmed < snapshot_ns {
+                    meta.locations.remove(&server);
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Declares servers silent for `timeout_ns` dead and drops their locations. Returns them.
+    pub fn expire_servers(&mut self, now_ns: u64, timeout_ns: u64) -> Vec<ServerId> {
+        let dead: Vec<ServerId> = self
+            .servers
+            .iter()
+            .filter(|(_, s)| s.last_heartbeat_ns + timeout_ns <= now_ns)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &dead {
+            self.servers.remove(id);
+            for meta in self.chunks.values_mut() {
+                meta.locations.remove(id);
+            }
+        }
+        dead
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    const MS: u64 = 1_000_000;
+    const LEASE: u64 = 1_000 * MS;
+    const TIMEOUT: u64 = 1_000 * MS;
+    const PLACE: Placement = Placement {
+        replication: 3,
+        timeout_ns: TIMEOUT,
+    };
+
+    fn rng() -> rand::rngs::StdRng {
+        rand::rngs::StdRng::seed_from_u64(7)
+    }
+
+    /// A master that has heard from `n` servers at time 0.
+    fn master_with(n: u32) -> MasterState {
+        let mut m = MasterState::new();
+        for s in 0..n {
+            m.heartbeat(ServerId(s), 0, 0, &[], TIMEOUT);
+        }
+        m
+    }
+
+    /// Registers that the replicas took the new version, as the shell does after SetVersion.
+    fn confirm(m: &mut MasterState, h: ChunkHandle, now: u64) {
+        let replicas = m.replicas(h);
+        let v = m.chunk(h).unwrap().version;
+        for s in replicas {
+            m.heartbeat(s, now, now, &[(h, v)], TIMEOUT);
+        }
+    }
+
+    #[test]
+    fn placement_uses_distinct_live_servers_and_spreads_load() {
+        let mut m = master_with(5);
+        let mut r = rng();
+        m.create_file("/f").unwrap();
+        let mut per_server = BTreeMap::<ServerId, usize>::new();
+        for i in 0..10 {
+            let (h, _) = m.ensure_chunk("/f", i).unwrap();
+            assert!(m.replicas(h).is_empty(), "placed at the first grant");
+            let (grant, _) = m.grant_lease(h, MS, LEASE, PLACE, &mut r).unwrap();
+            let replicas = m.replicas(h);
+            assert_eq!(grant.replicas, replicas);
+            assert_eq!(replicas.len(), 3, "three replicas");
+            let distinct: BTreeSet<_> = replicas.iter().collect();
+            assert_eq!(distinct.len(), 3, "on distinct servers: {replicas:?}");
+            for s in replicas {
+                *per_server.entry(s).or_default() += 1;
+            }
+        }
+        // 30 replicas over 5 servers, least-loaded first: exactly 6 each.
+        assert!(per_server.values().all(|&n| n == 6), "{per_server:?}");
+        // A server silent past the timeout is not chosen.
+        let later = TIMEOUT + MS;
+        for s in 0..4 {
+            m.heartbeat(ServerId(s), later, later, &[], TIMEOUT);
+        }
+        assert!(!m.place(5, later, TIMEOUT, &mut r).contains(&ServerId(4)));
+    }
+
+    #[test]
+    fn allocation_fills_holes_and_grants_are_refused_without_servers() {
+        let mut m = master_with(3);
+        m.create_file("/f").unwrap();
+        let (h, recs) = m.ensure_chunk("/f", 2).unwrap();
+        assert_eq!(recs.len(), 3, "chunks 0, 1 and 2 are allocated");
+        assert_eq!(m.chunks_of("/f").unwrap()[2], h);
+        assert!(m
+            .chunks_of("/f")
+            .unwrap()
+            .iter()
+            .all(|c| m.chunk(*c).unwrap().version == 0));
+        let mut empty = MasterState::new();
+        empty.create_file("/g").unwrap();
+        let (g, _) = empty.ensure_chunk("/g", 0).unwrap();
+        let err = empty
+            .grant_lease(g, MS, LEASE, PLACE, &mut rng())
+            .unwrap_err();
+        assert!(matches!(err, GfsError::Unavailable(_)));
+        assert!(matches!(
+            m.ensure_chunk("/nope", 0),
+            Err(GfsError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn lease_grant_bumps_version_and_excludes_a_second_primary_until_expiry() {
+        let mut m = master_with(5);
+        let mut r = rng();
+        m.create_file("/f").unwrap();
+        let (h, _) = m.ensure_chunk("/f", 0).unwrap();
+        assert_eq!(m.chunk(h).unwrap().version, 0);
+
+        let (g1, recs) = m.grant_lease(h, 10 * MS, LEASE, PLACE, &mut r).unwrap();
+        assert!(g1.new && g1.create);
+        assert_eq!(g1.lease.version, 1);
+        assert_eq!(
+            recs,
+            vec![LogRecord::SetVersion {
+                handle: h,
+                version: 1
+            }]
+        );
+        assert!(g1.replicas.contains(&g1.lease.primary));
+        assert_eq!(g1.lease.expires_ns, 10 * MS + LEASE);
+        confirm(&mut m, h, 11 * MS);
+
+        // While the lease is live, every request gets the same primary and no bump.
+        for t in [20 * MS, 500 * MS, 10 * MS + LEASE - 1] {
+            let (g, recs) = m.grant_lease(h, t, LEASE, PLACE, &mut r).unwrap();
+            assert!(!g.new && recs.is_empty());
+            assert_eq!(g.lease, g1.lease);
+        }
+        // After expiry a new lease comes with a new version.
+        let t = 10 * MS + LEASE;
+        let (g2, recs) = m.grant_lease(h, t, LEASE, PLACE, &mut r).unwrap();
+        assert!(g2.new && !g2.create);
+        assert_eq!(g2.lease.version, 2);
+        assert_eq!(
+            recs,
+            vec![LogRecord::SetVersion {
+                handle: h,
+                version: 2
+            }]
+        );
+        assert_eq!(m.chunk(h).unwrap().version, 2);
+    }
+
+    #[test]
+    fn lease_extension_only_for_the_holder_at_its_version() {
+        let mut m = master_with(3);
+        let mut r = rng();
+        m.create_file("/f").unwrap();
+        let (h, _) = m.ensure_chunk("/f", 0).unwrap();
+        let (g, _) = m.grant_lease(h, MS, LEASE, PLACE, &mut r).unwrap();
+        let p = g.lease.primary;
+        let other = g.replicas.iter().copied().find(|s| *s != p).unwrap();
+        assert_eq!(m.extend_lease(h, other, 1, 2 * MS, LEASE), None);
+        assert_eq!(m.extend_lease(h, p, 0, 2 * MS, LEASE), None);
+        assert_eq!(
+            m.extend_lease(h, p, 1, 500 * MS, LEASE),
+            Some(500 * MS + LEASE)
+        );
+        // An expired lease cannot be revived by a late extension request.
+        assert_eq!(m.extend_lease(h, p, 1, 500 * MS + LEASE, LEASE), None);
+    }
+
+    #[test]
+    fn no_lease_during_grace_or_without_replicas() {
+        let mut m = master_with(3);
+        let mut r = rng();
+        m.create_file("/f").unwrap();
+        let (h, _) = m.ensure_chunk("/f", 0).unwrap();
+        m.set_grace_until(100 * MS);
+        assert!(matches!(
+            m.grant_lease(h, 50 * MS, LEASE, PLACE, &mut r),
+            Err(GfsError::Unavailable(_))
+        ));
+        m.expire_servers(2 * TIMEOUT, TIMEOUT);
+        assert!(m.replicas(h).is_empty());
+        assert!(matches!(
+            m.grant_lease(h, 2 * TIMEOUT, LEASE, PLACE, &mut r),
+            Err(GfsError::Unavailable(_))
+        ));
+    }
+
+    #[test]
+    fn heartbeats_find_stale_orphan_and_ahead_replicas() {
+        let mut m = master_with(3);
+        let mut r = rng();
+        m.create_file("/f").unwrap();
+        let (h, _) = m.ensure_chunk("/f", 0).unwrap();
+        m.grant_lease(h, 2 * MS, LEASE, PLACE, &mut r).unwrap();
+        let s = ServerId(0);
+        // A report taken before the bump is not held against the server.
+        let out = m.heartbeat(s, 3 * MS, MS, &[(h, 0)], TIMEOUT);
+        assert!(out.garbage.is_empty());
+        // Nor is one taken after the bump while the grant is still being told to the replicas.
+        let out = m.heartbeat(s, 3 * MS, 2 * MS + 1, &[(h, 0)], TIMEOUT);
+        assert!(out.garbage.is_empty(), "grant in flight");
+        let lease = m.chunk(h).unwrap().lease.as_ref().unwrap().lease;
+        m.settle_grant(h, lease, &[ServerId(1), ServerId(2)], 3 * MS);
+        assert_eq!(
+            m.replicas(h),
+            vec![ServerId(1), ServerId(2)],
+            "s0 did not ack"
+        );
+        // One taken after it is: version 0 < 1 means stale.
+        let out = m.heartbeat(s, 4 * MS, 4 * MS, &[(h, 0), (ChunkHandle(99), 3)], TIMEOUT);
+        assert_eq!(out.garbage, vec![(h, 0), (ChunkHandle(99), 3)]);
+        assert!(!m.replicas(h).contains(&s));
+        // A replica ahead of the master wins, and the version record is logged.
+        let out = m.heartbeat(ServerId(1), 5 * MS, 5 * MS, &[(h, 4)], TIMEOUT);
+        assert_eq!(
+            out.records,
+            vec![LogRecord::SetVersion {
+                handle: h,
+                version: 4
+            }]
+        );
+        assert_eq!(m.chunk(h).unwrap().version, 4);
+        assert_eq!(m.replicas(h), vec![ServerId(1)]);
+    }
+
+    #[test]
+    fn replaying_the_log_rebuilds_the_same_namespace() {
+        let mut live = master_with(4);
+        let mut r = rng();
+        let mut log = Vec::new();
+        for p in ["/a", "/b", "/c", "/d/e"] {
+            log.extend(live.create_file(p).unwrap());
+        }
+        for (p, i) in [("/a", 0), ("/a", 3), ("/b", 1), ("/c", 0)] {
+            log.extend(live.ensure_chunk(p, i).unwrap().1);
+        }
+        let a0 = live.chunks_of("/a").unwrap()[0];
+        log.extend(
+            live.grant_lease(a0, 2 * MS, LEASE, PLACE, &mut r)
+                .unwrap()
+                .1,
+        );
+        log.extend(
+            live.grant_lease(a0, 2 * MS + LEASE, LEASE, PLACE, &mut r)
+                .unwrap()
+                .1,
+        );
+        log.extend(live.delete_file("/b", 3 * MS).unwrap().0);
+        assert!(
+            live.create_file("/a").is_err(),
+            "a failed mutation logs nothing"
+        );
+
+        // Replay from nothing.
+        let mut replayed = MasterState::new();
+        for rec in &log {
+            replayed.apply(rec);
+        }
+        replayed.check_invariants();
+        assert!(replayed.persistent_eq(&live));
+        assert_eq!(replayed.list(), live.list());
+        assert_eq!(replayed.chunk(a0).unwrap().version, 2);
+        assert!(!replayed.exists("/b"));
+
+        // Replay from a checkpoint taken halfway, plus the rest of the log.
+        let mut half = MasterState::new();
+        for rec in &log[..5] {
+            half.apply(rec);
+        }
+        let mut from_cp = MasterState::from_checkpoint(&half.checkpoint());
+        for rec in &log[5..] {
+            from_cp.apply(rec);
+        }
+        assert!(from_cp.persistent_eq(&live));
+        assert_eq!(from_cp.lsn(), live.lsn());
+    }
+
+    #[test]
+    #[should_panic(expected = "version must grow")]
+    fn a_log_that_lowers_a_version_is_rejected() {
+        let mut m = MasterState::new();
+        m.apply(&LogRecord::CreateFile { path: "/f".into() });
+        let handle = ChunkHandle(0);
+        m.apply(&LogRecord::AddChunk {
+            path: "/f".into(),
+            index: 0,
+            handle,
+        });
+        m.apply(&LogRecord::SetVersion { handle, version: 2 });
+        m.apply(&LogRecord::SetVersion { handle, version: 1 });
+    }
+}

@@ -1,0 +1,221 @@
+//! Every RPC of the cluster, one struct per request, grouped by who serves it.
+//!
+//! madsim's RPC layer passes these as typed values inside the simulator (no encoding), so a message
+//! costs an allocation, not a serialization. Each request names its response type and a unique id.
+
+use crate::types::{ChunkHandle, DataId, GfsError, ServerId};
+use madsim::net::rpc::Request;
+use serde::{Deserialize, Serialize};
+
+macro_rules! request {
+    ($($name:ident => $rsp:ty, $id:expr;)*) => {$(
+        impl Request for $name {
+            type Response = $rsp;
+            const ID: u64 = $id;
+        }
+    )*};
+}
+
+// ---------------------------------------------------------------- served by the master (GFS §2.6)
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateFile {
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeleteFile {
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListFiles;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub chunks: Vec<ChunkHandle>,
+    /// Version and replicas of the last chunk, so the client can ask one for its length.
+    pub last_chunk_version: u64,
+    pub last_chunk_replicas: Vec<ServerId>,
+}
+
+/// Where the chunk at `index` of `path` lives (GFS §2.4 "chunk handle and locations").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FindChunk {
+    pub path: String,
+    pub index: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkLocation {
+    pub handle: ChunkHandle,
+    pub version: u64,
+    pub replicas: Vec<ServerId>,
+    /// Number of chunks of the file when the master answered.
+    pub chunk_count: u64,
+}
+
+/// Which replica holds the lease for a chunk, granting one if none does (GFS §3.1 steps 1-2).
+/// `index: None` means the file's last chunk (record append); `allocate` creates missing chunks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetPrimary {
+    pub path: String,
+    pub index: Option<u64>,
+    pub allocate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrimaryInfo {
+    pub index: u64,
+    pub handle: ChunkHandle,
+    pub version: u64,
+    pub primary: ServerId,
+    pub secondaries: Vec<ServerId>,
+    pub lease_expires_ns: u64,
+}
+
+/// A chunkserver's periodic report (GFS §2.6.2, §4.5) carrying lease extension requests (§3.1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub server: ServerId,
+    /// Simulated time at which `chunks` was read: the master ignores what it learned after this.
+    pub snapshot_ns: u64,
+    pub chunks: Vec<(ChunkHandle, u64)>,
+    /// Leases (chunk, version) the server holds and wants extended.
+    pub extend: Vec<(ChunkHandle, u64)>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    /// Replicas to delete: orphans or stale versions (GFS §4.4, §4.5), as (chunk, version seen).
+    pub garbage: Vec<(ChunkHandle, u64)>,
+    /// Granted extensions: (chunk, version, new expiry).
+    pub extended: Vec<(ChunkHandle, u64, u64)>,
+}
+
+/// The master's whole chunk table, for the harness's end-of-run checks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DumpChunks;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkDump {
+    pub path: String,
+    pub index: u64,
+    pub handle: ChunkHandle,
+    pub version: u64,
+    pub replicas: Vec<ServerId>,
+}
+
+request! {
+    CreateFile => Result<(), GfsError>, 0x4746_5301;
+    DeleteFile => Result<(), GfsError>, 0x4746_5302;
+    ListFiles => Result<Vec<FileEntry>, GfsError>, 0x4746_5303;
+    FindChunk => Result<ChunkLocation, GfsError>, 0x4746_5304;
+    GetPrimary => Result<PrimaryInfo, GfsError>, 0x4746_5305;
+    Heartbeat => HeartbeatReply, 0x4746_5306;
+    DumpChunks => Vec<ChunkDump>, 0x4746_5307;
+}
+
+// ----------------------------------------------------------------- served by a chunkserver
+
+/// From the master: the chunk's version is now `version` (GFS §4.5). `create` allows creating an
+/// empty replica at version 1; `lease_expires_ns` makes this server the primary until then.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetVersion {
+    pub handle: ChunkHandle,
+    pub version: u64,
+    pub create: bool,
+    pub lease_expires_ns: Option<u64>,
+}
+
+/// From the master: stop acting as primary for this chunk (GFS §3.1, lease revocation).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokeLease {
+    pub handle: ChunkHandle,
+}
+
+/// Data pushed ahead of a mutation, forwarded along `forward` (GFS §3.2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushData {
+    pub id: DataId,
+    pub data: Vec<u8>,
+    pub forward: Vec<ServerId>,
+}
+
+/// To the primary: write pushed data at `offset` of the chunk (GFS §3.1 step 4).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WriteChunk {
+    pub handle: ChunkHandle,
+    pub version: u64,
+    pub offset: u64,
+    pub data: DataId,
+    pub secondaries: Vec<ServerId>,
+}
+
+/// To the primary: append pushed data at an offset of the primary's choosing (GFS §3.3).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppendChunk {
+    pub handle: ChunkHandle,
+    pub version: u64,
+    pub data: DataId,
+    pub secondaries: Vec<ServerId>,
+}
+
+/// One mutation as the primary serialized it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mutation {
+    /// Write the pushed data at `offset`.
+    Write { offset: u64, data: DataId },
+    /// Fill `[from, chunk size)` with zeros: record-append padding (GFS §3.3).
+    Pad { from: u64 },
+}
+
+/// From the primary to a secondary: apply mutation number `serial` (GFS §3.1 step 5).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyMutation {
+    pub handle: ChunkHandle,
+    pub version: u64,
+    pub serial: u64,
+    pub mutation: Mutation,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadChunk {
+    pub handle: ChunkHandle,
+    pub version: u64,
+    pub offset: u64,
+    pub len: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChunkLen {
+    pub handle: ChunkHandle,
+    pub version: u64,
+}
+
+/// The harness reads a replica whole, bypassing the client library.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadReplica {
+    pub handle: ChunkHandle,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaContent {
+    pub version: u64,
+    pub data: Vec<u8>,
+    /// Whether every block passed its checksum.
+    pub checksums_ok: bool,
+}
+
+request! {
+    SetVersion => Result<(), GfsError>, 0x4746_5401;
+    RevokeLease => Result<(), GfsError>, 0x4746_5402;
+    PushData => Result<(), GfsError>, 0x4746_5403;
+    WriteChunk => Result<(), GfsError>, 0x4746_5404;
+    AppendChunk => Result<u64, GfsError>, 0x4746_5405;
+    ApplyMutation => Result<(), GfsError>, 0x4746_5406;
+    ReadChunk => Result<Vec<u8>, GfsError>, 0x4746_5407;
+    ChunkLen => Result<u64, GfsError>, 0x4746_5408;
+    ReadReplica => Result<ReplicaContent, GfsError>, 0x4746_5409;
+}

@@ -1,0 +1,149 @@
+//! Check `acked_on_replicas`: every acknowledged write and record append is present on every
+//! current replica of its chunk, read directly from the chunkservers.
+//!
+//! Must always hold. GFS §3.1 step 7: the primary reports success only when every secondary
+//! applied the mutation, and §3.3: a successful record append is written at the same offset on all
+//! replicas. A chunk holding acknowledged bytes must also still have at least one current replica,
+//! and every replica must pass its checksums (§5.2).
+
+use super::model::Expectation;
+use super::{context, render_mismatches, Inputs, Violation};
+use std::collections::BTreeMap;
+
+pub const NAME: &str = "acked_on_replicas";
+
+pub fn check(inputs: &Inputs, exps: &[Expectation]) -> Option<Violation> {
+    let cs = inputs.chunk_size_bytes;
+    let chunks: BTreeMap<(&str, u64), _> = inputs
+        .state
+        .chunks
+        .iter()
+        .map(|c| ((c.path.as_str(), c.index), c))
+        .collect();
+    let mut mismatches = Vec::new();
+    for e in exps {
+        let (index, within) = (e.offset / cs, (e.offset % cs) as usize);
+        let Some(chunk) = chunks.get(&(e.path.as_str(), index)) else {
+            mismatches.push((
+                e.op,
+                format!("{} has no chunk {index} at the master", e.path),
+            ));
+            continue;
+        };
+        if chunk.replicas.is_empty() {
+            mismatches.push((
+                e.op,
+                format!(
+                    "chunk {} ({} #{index}) has no current replica",
+                    chunk.handle, e.path
+                ),
+            ));
+        }
+        for server in &chunk.replicas {
+            let where_ = format!("{} ({} #{index}) on {server}", chunk.handle, e.path);
+            match inputs.state.replicas.get(&(chunk.handle, *server)) {
+                None => mismatches.push((e.op, format!("{where_}: replica was not read"))),
+                Some(Err(why)) => mismatches.push((e.op, format!("{where_}: read failed: {why}"))),
+                Some(Ok(r)) if !r.checksums_ok => {
+                    mismatches.push((e.op, format!("{where_}: a block fails its checksum")))
+                }
+                Some(Ok(r)) => {
+                    let found = r.data.get(within).copied();
+                    if !found.is_some_and(|b| e.allowed.contains(&b)) {
+                        let found = found.map_or("end of replica".into(), |b| format!("{b:#04x}"));
+                        mismatches.push((
+                            e.op,
+                            format!(
+                                "{where_} @{within} (file @{}): {found}, expected one of {:02x?}; {}",
+                                e.offset,
+                                e.allowed,
+                                context(&r.data, within)
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    (!mismatches.is_empty()).then(|| Violation {
+        check: NAME,
+        report: format!(
+            "{} acknowledged bytes are missing from current replicas:\n{}",
+            mismatches.len(),
+            render_mismatches(inputs.history, &mismatches, 5)
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::model::{expectations, tests::write};
+    use super::super::FinalState;
+    use super::*;
+    use crate::history::OpResult;
+    use node::msg::{ChunkDump, ReplicaContent};
+    use node::{ChunkHandle, ServerId};
+
+    #[test]
+    fn catches_a_replica_that_lacks_an_acknowledged_byte() {
+        // 8-byte chunks; the write covers the end of chunk 0 and the start of chunk 1.
+        let history = vec![write(0, 6, b"wxyz", (0, 10), OpResult::Ok)];
+        let exps = expectations(&history);
+        let mut state = FinalState::default();
+        for (index, handle) in [(0, ChunkHandle(5)), (1, ChunkHandle(6))] {
+            let replicas = vec![ServerId(0), ServerId(1)];
+            state.chunks.push(ChunkDump {
+                path: "/f".into(),
+                index,
+                handle,
+                version: 1,
+                replicas,
+            });
+        }
+        let good = |data: &[u8]| {
+            Ok(ReplicaContent {
+                version: 1,
+                data: data.to_vec(),
+                checksums_ok: true,
+            })
+        };
+        for s in [ServerId(0), ServerId(1)] {
+            state
+                .replicas
+                .insert((ChunkHandle(5), s), good(b"\0\0\0\0\0\0wx"));
+            state.replicas.insert((ChunkHandle(6), s), good(b"yz"));
+        }
+        let inputs = |state| Inputs {
+            history: &history,
+            state,
+            chunk_size_bytes: 8,
+            replication: 2,
+            partial_mutations: 0,
+        };
+        assert_eq!(check(&inputs(&state), &exps), None);
+        // One replica of the second chunk never got the mutation.
+        state
+            .replicas
+            .insert((ChunkHandle(6), ServerId(1)), good(b""));
+        let v = check(&inputs(&state), &exps).expect("caught");
+        assert!(
+            v.report
+                .contains("c6 (/f #1) on cs1 @0 (file @8): end of replica"),
+            "{}",
+            v.report
+        );
+        // A rotten replica is reported as such.
+        state.replicas.insert(
+            (ChunkHandle(6), ServerId(1)),
+            Ok(ReplicaContent {
+                version: 1,
+                data: b"yz".to_vec(),
+                checksums_ok: false,
+            }),
+        );
+        assert!(check(&inputs(&state), &exps)
+            .unwrap()
+            .report
+            .contains("checksum"));
+    }
+}

@@ -1,0 +1,127 @@
+//! The named checks a run must pass. Each is one file with one property; each reports what it saw.
+//!
+//! All checks work on the same inputs, gathered after the workload ends and the cluster has had
+//! time to settle: the [`OpRecord`] history, the bytes of every file read back through a fresh
+//! client, the master's chunk table and every listed replica's bytes read directly from its
+//! chunkserver. [`model`] turns the history into per-byte expectations.
+
+pub mod acked_on_replicas;
+pub mod acked_readback;
+pub mod model;
+pub mod replicas_identical;
+
+use crate::history::OpRecord;
+use node::msg::{ChunkDump, ReplicaContent};
+use node::ServerId;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// A check that did not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The check's name (its file name).
+    pub check: &'static str,
+    /// What was seen: operations, offsets, bytes.
+    pub report: String,
+}
+
+/// What the harness read at the end of a run.
+#[derive(Debug, Clone, Default)]
+pub struct FinalState {
+    /// Each file's bytes read through a client (`Err`: the read failed).
+    pub files: BTreeMap<String, Result<Vec<u8>, String>>,
+    /// The master's chunk table.
+    pub chunks: Vec<ChunkDump>,
+    /// Each listed replica's content, by chunk handle and server.
+    pub replicas: BTreeMap<(node::ChunkHandle, ServerId), Result<ReplicaContent, String>>,
+}
+
+/// Everything the checks need to know.
+pub struct Inputs<'a> {
+    pub history: &'a [OpRecord],
+    pub state: &'a FinalState,
+    pub chunk_size_bytes: u64,
+    pub replication: u32,
+    /// Mutations a primary applied but could not get every secondary to apply.
+    pub partial_mutations: u64,
+}
+
+/// Runs every check; returns all violations.
+pub fn run_all(inputs: &Inputs) -> Vec<Violation> {
+    let exps = model::expectations(inputs.history);
+    let mut out = Vec::new();
+    out.extend(acked_readback::check(inputs, &exps));
+    out.extend(acked_on_replicas::check(inputs, &exps));
+    out.extend(replicas_identical::check(inputs));
+    out
+}
+
+/// Hex and printable views of `bytes[at - 8 .. at + 8]`, the judged byte in brackets.
+pub fn context(bytes: &[u8], at: usize) -> String {
+    let lo = at.saturating_sub(8);
+    let hi = (at + 8).min(bytes.len());
+    let mut hex = String::new();
+    let mut text = String::new();
+    for (i, &b) in bytes.iter().enumerate().take(hi).skip(lo) {
+        if i == at {
+            let _ = write!(hex, "[{b:02x}]");
+        } else {
+            let _ = write!(hex, " {b:02x} ");
+        }
+        text.push(if b.is_ascii_graphic() { b as char } else { '.' });
+    }
+    format!("bytes {lo}..{hi}: {hex} |{text}|")
+}
+
+/// One line describing an operation of the history.
+pub fn describe(op: &OpRecord) -> String {
+    let args = match &op.op {
+        crate::workload::OpSpec::Write { path, offset, data } => {
+            format!("write {path} @{offset} len {}", data.len())
+        }
+        crate::workload::OpSpec::Append { path, data } => {
+            format!("append {path} len {}", data.len())
+        }
+        other => format!("{other:?}"),
+    };
+    let done = op.complete_ns.map_or("never returned".to_string(), |c| {
+        format!("{:.3} ms", c as f64 / 1e6)
+    });
+    let outcome = op
+        .outcome
+        .as_ref()
+        .map_or("pending".to_string(), |o| format!("{o:?}"));
+    let outcome: String = outcome.chars().take(120).collect();
+    format!(
+        "op #{} client{} {args} invoked {:.3} ms, completed {done} -> {outcome}",
+        op.id,
+        op.client,
+        op.invoke_ns as f64 / 1e6
+    )
+}
+
+/// Groups mismatches per operation and renders them, at most `limit` operations.
+pub fn render_mismatches(
+    history: &[OpRecord],
+    mismatches: &[(usize, String)],
+    limit: usize,
+) -> String {
+    let mut by_op: BTreeMap<usize, Vec<&String>> = BTreeMap::new();
+    for (op, line) in mismatches {
+        by_op.entry(*op).or_default().push(line);
+    }
+    let mut out = String::new();
+    for (op, lines) in by_op.iter().take(limit) {
+        let _ = writeln!(out, "  {}", describe(&history[*op]));
+        for l in lines.iter().take(3) {
+            let _ = writeln!(out, "    {l}");
+        }
+        if lines.len() > 3 {
+            let _ = writeln!(out, "    ... and {} more bytes", lines.len() - 3);
+        }
+    }
+    if by_op.len() > limit {
+        let _ = writeln!(out, "  ... and {} more operations", by_op.len() - limit);
+    }
+    out
+}

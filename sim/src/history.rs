@@ -1,0 +1,108 @@
+//! The history of a run: every client operation as an invocation and a completion, with
+//! simulated times and the result, including operations that failed or never returned.
+
+use crate::workload::OpSpec;
+use node::client::FileInfo;
+use node::GfsError;
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+
+/// What an operation returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum OpResult {
+    Ok,
+    Offset { offset: u64 },
+    Data { data: Vec<u8> },
+    Files { files: Vec<FileInfo> },
+    Err { kind: String, message: String },
+}
+
+impl OpResult {
+    pub fn from_err(e: &GfsError) -> Self {
+        OpResult::Err {
+            kind: e.kind().to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    pub fn is_ok(&self) -> bool {
+        !matches!(self, OpResult::Err { .. })
+    }
+
+    /// An error that says the system misbehaved or could not answer, as opposed to a correct
+    /// refusal (no such file, already exists, record too large, ...).
+    pub fn is_failure(&self) -> bool {
+        match self {
+            OpResult::Err { kind, .. } => !matches!(
+                kind.as_str(),
+                "not_found"
+                    | "already_exists"
+                    | "invalid_path"
+                    | "invalid_range"
+                    | "record_too_large"
+            ),
+            _ => false,
+        }
+    }
+
+    pub fn outcome_name(&self) -> &str {
+        match self {
+            OpResult::Err { kind, .. } => kind,
+            _ => "ok",
+        }
+    }
+}
+
+/// One operation: invoked at `invoke_ns`, completed at `complete_ns` (None: never returned).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpRecord {
+    pub id: usize,
+    pub client: u32,
+    #[serde(flatten)]
+    pub op: OpSpec,
+    pub invoke_ns: u64,
+    pub complete_ns: Option<u64>,
+    pub outcome: Option<OpResult>,
+}
+
+impl OpRecord {
+    /// True if this operation certainly finished before `other` started (real-time order).
+    pub fn precedes(&self, other: &OpRecord) -> bool {
+        self.complete_ns.is_some_and(|c| c < other.invoke_ns)
+    }
+}
+
+/// Shared, append-only record of a run's operations.
+#[derive(Clone, Default)]
+pub struct History {
+    ops: Arc<Mutex<Vec<OpRecord>>>,
+}
+
+impl History {
+    pub fn invoke(&self, client: u32, op: OpSpec) -> usize {
+        let mut ops = self.ops.lock().unwrap();
+        let id = ops.len();
+        ops.push(OpRecord {
+            id,
+            client,
+            op,
+            invoke_ns: node::now_ns(),
+            complete_ns: None,
+            outcome: None,
+        });
+        id
+    }
+
+    pub fn complete(&self, id: usize, outcome: OpResult) {
+        let mut ops = self.ops.lock().unwrap();
+        let rec = &mut ops[id];
+        assert!(rec.outcome.is_none(), "operation {id} completed twice");
+        rec.complete_ns = Some(node::now_ns());
+        rec.outcome = Some(outcome);
+    }
+
+    pub fn snapshot(&self) -> Vec<OpRecord> {
+        self.ops.lock().unwrap().clone()
+    }
+}

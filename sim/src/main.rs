@@ -1,0 +1,207 @@
+//! `sim`: run one seed, or sweep many, of the GFS simulation.
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use sim::options::RunOptions;
+use sim::run::run_seed;
+use sim::sweep::{parse_seeds, sweep, SweepSummary};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "sim",
+    about = "Deterministic simulation testbed for the Google File System",
+    long_about = "Runs a GFS cluster (master, chunkservers, clients) inside the madsim simulator under \
+an explicit seed, plays a random workload, and checks that every acknowledged write survives. The \
+same seed and options always give the same run.\n\nWithout a subcommand, sweeps seeds 0..1000."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one seed and print its summary: operations by kind and outcome, messages, times, verdict.
+    Run {
+        /// The seed to run.
+        #[arg(long)]
+        seed: u64,
+        #[command(flatten)]
+        opts: RunOptions,
+        /// Also print every operation of the history.
+        #[arg(long)]
+        history: bool,
+        /// Also print every protocol event (lease grants, version bumps, ...).
+        #[arg(long)]
+        events: bool,
+    },
+    /// Run every seed of a range and report each failing seed with the command that reproduces it.
+    Sweep {
+        /// Seeds to run, as A..B (B excluded), for example 0..10000.
+        #[arg(long, value_parser = parse_seeds)]
+        seeds: std::ops::Range<u64>,
+        /// Worker threads; defaults to the number of cores.
+        #[arg(long, short)]
+        jobs: Option<usize>,
+        #[command(flatten)]
+        opts: RunOptions,
+    },
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Sweep {
+        seeds: 0..1000,
+        jobs: None,
+        opts: RunOptions::default(),
+    });
+    match command {
+        Command::Run {
+            seed,
+            opts,
+            history,
+            events,
+        } => {
+            if let Err(e) = opts.validate() {
+                return fail(&e);
+            }
+            run_one(seed, &opts, history, events)
+        }
+        Command::Sweep { seeds, jobs, opts } => {
+            if let Err(e) = opts.validate() {
+                return fail(&e);
+            }
+            let jobs =
+                jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            if jobs == 0 || jobs > 256 {
+                return fail(&format!("--jobs must be between 1 and 256, got {jobs}"));
+            }
+            run_sweep(seeds, jobs, &opts)
+        }
+    }
+}
+
+fn run_one(seed: u64, opts: &RunOptions, show_history: bool, show_events: bool) -> ExitCode {
+    let report = run_seed(seed, opts);
+    if show_events {
+        for e in &report.events {
+            println!(
+                "{:>12.3} ms  {:<8} {:<20} {}",
+                e.time_ns as f64 / 1e6,
+                e.node,
+                e.kind,
+                e.detail
+            );
+        }
+    }
+    if show_history {
+        for op in &report.history {
+            println!("{}", sim::checks::describe(op));
+        }
+    }
+    println!("seed {seed}{}", opts.flags());
+    println!("operations by kind and outcome:");
+    for ((kind, outcome), n) in report.outcomes() {
+        println!("  {kind:<8} {outcome:<18} {n:>5}");
+    }
+    println!(
+        "client attempts {} ({} failed and retried)",
+        report.client.attempts, report.client.failed_attempts
+    );
+    println!("messages {}", report.messages);
+    println!("simulated time {:.3} s", report.sim_time_ns as f64 / 1e9);
+    println!("wall time {:.1} ms", report.wall.as_secs_f64() * 1e3);
+    if report.passed() {
+        println!("verdict: PASS");
+        return ExitCode::SUCCESS;
+    }
+    if let Some(p) = &report.panic {
+        println!("verdict: FAIL (panic: {p})");
+    }
+    if let Some(s) = &report.stuck {
+        println!("verdict: FAIL (liveness: {s})");
+    }
+    for v in &report.violations {
+        println!("verdict: FAIL ({})\n{}", v.check, v.report);
+    }
+    println!("reproduce: {}", opts.reproduce_command(seed));
+    ExitCode::FAILURE
+}
+
+fn run_sweep(seeds: std::ops::Range<u64>, jobs: usize, opts: &RunOptions) -> ExitCode {
+    let total = seeds.end - seeds.start;
+    eprintln!(
+        "sweeping seeds {}..{} on {jobs} threads{}",
+        seeds.start,
+        seeds.end,
+        opts.flags()
+    );
+    // Panics inside a run are caught and reported as that seed's failure; keep stderr readable.
+    std::panic::set_hook(Box::new(|_| {}));
+    let summary = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} seeds  {per_sec}  eta {eta}  {msg}")
+                .expect("valid template"),
+        );
+        let s = sweep(seeds, jobs, opts, |done, failed| {
+            bar.set_position(done);
+            if failed > 0 {
+                bar.set_message(format!("{failed} failed"));
+            }
+        });
+        bar.finish_and_clear();
+        s
+    } else {
+        // No terminal (CI): a plain line every tenth of the way.
+        let step = (total / 10).max(1);
+        sweep(seeds, jobs, opts, |done, failed| {
+            if done % step == 0 || done == total {
+                eprintln!("progress: {done}/{total} seeds, {failed} failed");
+            }
+        })
+    };
+    let _ = std::panic::take_hook();
+    print_summary(&summary);
+    if summary.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn print_summary(s: &SweepSummary) {
+    println!("operations by kind and outcome:");
+    for ((kind, outcome), n) in &s.outcomes {
+        println!("  {kind:<8} {outcome:<18} {n:>8}");
+    }
+    println!("messages {}", s.messages);
+    println!(
+        "simulated time {:.1} s in {:.1} s of wall time ({:.0}x)",
+        s.sim_time_ns as f64 / 1e9,
+        s.wall.as_secs_f64(),
+        s.sim_time_ns as f64 / 1e9 / s.wall.as_secs_f64().max(1e-9)
+    );
+    for f in &s.failures {
+        println!(
+            "FAIL seed {}: {}\n  reproduce: {}",
+            f.seed, f.reason, f.command
+        );
+    }
+    println!(
+        "{} passed, {} failed ({:.1} seeds/s over {:.1} s)",
+        s.passed,
+        s.failures.len(),
+        s.seeds_per_second(),
+        s.wall.as_secs_f64()
+    );
+    let _ = Duration::ZERO;
+}

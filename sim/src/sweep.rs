@@ -1,0 +1,134 @@
+//! Many seeds on several threads, every failure kept.
+//!
+//! The sweep owns its seeds: it is given a range and runs each seed in it exactly once, each in its
+//! own madsim runtime on one of `jobs` worker threads (OS threads are fine here: they sit outside
+//! any simulation, and each runtime is confined to the thread that runs it). Results come back to
+//! the calling thread, which reports progress and, at the end, every failing seed with the command
+//! that reproduces it.
+
+use crate::options::RunOptions;
+use crate::run::{run_seed, RunReport};
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Parses `A..B` (B exclusive) into a non-empty range.
+pub fn parse_seeds(s: &str) -> Result<Range<u64>, String> {
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("seed range {s:?} must look like A..B, for example 0..1000"))?;
+    let num = |x: &str| {
+        x.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("seed range {s:?}: {x:?} is not a non-negative integer"))
+    };
+    let (a, b) = (num(a)?, num(b)?);
+    if a >= b {
+        return Err(format!(
+            "seed range {s:?} is empty: the end must be greater than the start"
+        ));
+    }
+    Ok(a..b)
+}
+
+/// What a sweep keeps of each failing run.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub seed: u64,
+    pub reason: String,
+    pub command: String,
+}
+
+/// Totals over a sweep.
+#[derive(Debug, Clone, Default)]
+pub struct SweepSummary {
+    pub seeds: u64,
+    pub passed: u64,
+    pub failures: Vec<Failure>,
+    pub outcomes: BTreeMap<(String, String), u64>,
+    pub messages: u64,
+    pub sim_time_ns: u64,
+    pub wall: Duration,
+}
+
+impl SweepSummary {
+    pub fn seeds_per_second(&self) -> f64 {
+        self.seeds as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+
+    fn add(&mut self, r: SeedResult) {
+        self.seeds += 1;
+        self.messages += r.messages;
+        self.sim_time_ns += r.sim_time_ns;
+        for (k, n) in r.outcomes {
+            *self.outcomes.entry(k).or_default() += n;
+        }
+        match r.failure {
+            None => self.passed += 1,
+            Some(f) => self.failures.push(f),
+        }
+    }
+}
+
+/// What a worker sends back for one seed: counts, not the full record.
+struct SeedResult {
+    failure: Option<Failure>,
+    outcomes: BTreeMap<(String, String), u64>,
+    messages: u64,
+    sim_time_ns: u64,
+}
+
+impl SeedResult {
+    fn of(report: &RunReport) -> Self {
+        SeedResult {
+            failure: report.failure_line().map(|reason| Failure {
+                seed: report.seed,
+                reason,
+                command: report.options.reproduce_command(report.seed),
+            }),
+            outcomes: report.outcomes(),
+            messages: report.messages,
+            sim_time_ns: report.sim_time_ns,
+        }
+    }
+}
+
+/// Runs every seed of `seeds` on `jobs` threads. `progress(done, failed)` is called on the calling
+/// thread after each seed.
+pub fn sweep(
+    seeds: Range<u64>,
+    jobs: usize,
+    opts: &RunOptions,
+    mut progress: impl FnMut(u64, u64),
+) -> SweepSummary {
+    // Wall-clock time of the sweep, measured outside any simulation.
+    let start = std::time::Instant::now();
+    let next = AtomicU64::new(seeds.start);
+    let (tx, rx) = mpsc::sync_channel::<SeedResult>(jobs * 4);
+    let mut summary = SweepSummary::default();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            let (tx, next) = (tx.clone(), &next);
+            // Worker threads sit outside any simulation; each runs one runtime at a time.
+            scope.spawn(move || loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= seeds.end {
+                    break;
+                }
+                if tx.send(SeedResult::of(&run_seed(seed, opts))).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        for result in rx {
+            summary.add(result);
+            progress(summary.seeds, summary.failures.len() as u64);
+        }
+    });
+    summary.failures.sort_by_key(|f| f.seed);
+    summary.wall = start.elapsed();
+    summary
+}

@@ -1,0 +1,175 @@
+//! The seeded random workload: what each client does, decided before the run starts.
+//!
+//! The plan comes from its own ChaCha generator seeded with the run's seed, not from the simulator,
+//! so it is a plain value: printable, comparable, and later shrinkable into a scenario file.
+//!
+//! The mix is built to exercise the protocol's interesting paths on tiny chunks: writes that cross
+//! chunk boundaries and overlap each other, record appends that fill chunks and force padding,
+//! reads of ranges being written, deletes and re-creates of files others are using, and
+//! occasionally requests the client must refuse (an oversized record).
+
+use crate::options::RunOptions;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+/// One client operation with its arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum OpSpec {
+    Create {
+        path: String,
+    },
+    Delete {
+        path: String,
+    },
+    List,
+    Read {
+        path: String,
+        offset: u64,
+        len: u64,
+    },
+    Write {
+        path: String,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    Append {
+        path: String,
+        data: Vec<u8>,
+    },
+}
+
+impl OpSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OpSpec::Create { .. } => "create",
+            OpSpec::Delete { .. } => "delete",
+            OpSpec::List => "list",
+            OpSpec::Read { .. } => "read",
+            OpSpec::Write { .. } => "write",
+            OpSpec::Append { .. } => "append",
+        }
+    }
+
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            OpSpec::List => None,
+            OpSpec::Create { path }
+            | OpSpec::Delete { path }
+            | OpSpec::Read { path, .. }
+            | OpSpec::Write { path, .. }
+            | OpSpec::Append { path, .. } => Some(path),
+        }
+    }
+}
+
+/// A client's operations, each after a pause of `think_ms` simulated milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClientScript {
+    pub client: u32,
+    pub steps: Vec<(u64, OpSpec)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// Files created by client 0 before the concurrent phase starts.
+    pub files: Vec<String>,
+    pub clients: Vec<ClientScript>,
+}
+
+/// Largest write or record the workload generates, whatever the chunk size: with large chunks,
+/// writes still cross chunk boundaries because their offsets cluster near them.
+pub const MAX_PAYLOAD_BYTES: u64 = 4096;
+
+/// Payload bytes are never zero, so they cannot be mistaken for holes or record-append padding.
+fn payload(rng: &mut ChaCha8Rng, len: u64) -> Vec<u8> {
+    (0..len).map(|_| rng.gen_range(1..=255u8)).collect()
+}
+
+pub fn generate(seed: u64, opts: &RunOptions) -> Plan {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let files: Vec<String> = (0..opts.files).map(|i| format!("/f{i}")).collect();
+    let cs = opts.chunk_size_bytes;
+    let max_record = (cs / 4).max(1);
+    // Files span about four chunks, so writes keep crossing chunk boundaries; with large chunks the
+    // files stay small except for writes aimed at the first boundary.
+    let boundaries = if cs <= MAX_PAYLOAD_BYTES { 3 } else { 1 };
+    let span = (4 * cs).min(4 * MAX_PAYLOAD_BYTES);
+    let clients = (0..opts.clients)
+        .map(|client| {
+            let steps = (0..opts.ops_per_client)
+                .map(|_| {
+                    let path = files[rng.gen_range(0..files.len())].clone();
+                    let op = match rng.gen_range(0..100) {
+                        0..=7 => OpSpec::Create { path },
+                        8..=10 => OpSpec::Delete { path },
+                        11..=14 => OpSpec::List,
+                        15..=34 => {
+                            let offset = rng.gen_range(0..span);
+                            let len = rng.gen_range(1..=(2 * cs).min(2 * MAX_PAYLOAD_BYTES));
+                            OpSpec::Read { path, offset, len }
+                        }
+                        35..=64 => {
+                            // Writes start anywhere, often on a chunk boundary, and may span two.
+                            let offset = if rng.gen_bool(0.3) {
+                                (rng.gen_range(1..=boundaries) * cs)
+                                    .saturating_sub(rng.gen_range(0..=cs.min(8)))
+                            } else {
+                                rng.gen_range(0..span)
+                            };
+                            let len = rng.gen_range(1..=(cs + cs / 2).min(MAX_PAYLOAD_BYTES));
+                            OpSpec::Write {
+                                path,
+                                offset,
+                                data: payload(&mut rng, len),
+                            }
+                        }
+                        _ => {
+                            // Mostly valid records; about one in thirty is too large on purpose.
+                            if rng.gen_ratio(1, 30) {
+                                // Only its length matters: the client must refuse it unsent.
+                                let data = vec![0xee; (max_record + 1) as usize];
+                                OpSpec::Append { path, data }
+                            } else {
+                                let len = rng.gen_range(1..=max_record.min(MAX_PAYLOAD_BYTES));
+                                OpSpec::Append {
+                                    path,
+                                    data: payload(&mut rng, len),
+                                }
+                            }
+                        }
+                    };
+                    (rng.gen_range(0..40), op)
+                })
+                .collect();
+            ClientScript { client, steps }
+        })
+        .collect();
+    Plan { files, clients }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_plan_and_every_kind_appears() {
+        let opts = RunOptions::default();
+        assert_eq!(generate(9, &opts), generate(9, &opts));
+        assert_ne!(generate(9, &opts), generate(10, &opts));
+        let mut kinds = std::collections::BTreeSet::new();
+        for seed in 0..20 {
+            for c in generate(seed, &opts).clients {
+                for (_, op) in c.steps {
+                    kinds.insert(op.kind());
+                    if let OpSpec::Write { data, .. } | OpSpec::Append { data, .. } = &op {
+                        assert!(data.iter().all(|&b| b != 0));
+                        assert!(data.len() as u64 <= MAX_PAYLOAD_BYTES + 1 || data[0] == 0xee);
+                    }
+                }
+            }
+        }
+        assert_eq!(kinds.len(), 6, "{kinds:?}");
+    }
+}
