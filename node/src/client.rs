@@ -186,7 +186,7 @@ impl Client {
                             handle,
                             version: e.last_chunk_version,
                         };
-                        match self.from_replicas(&e.last_chunk_replicas, req).await {
+                        match self.ask_replicas(&e.last_chunk_replicas, req).await {
                             Ok(len) => len,
                             Err(err) => {
                                 last = Some(err);
@@ -208,7 +208,7 @@ impl Client {
     }
 
     /// Asks the replicas in turn, starting at a random one, until one answers.
-    async fn from_replicas<R, T>(&self, replicas: &[ServerId], req: R) -> Result<T, GfsError>
+    async fn ask_replicas<R, T>(&self, replicas: &[ServerId], req: R) -> Result<T, GfsError>
     where
         R: madsim::net::rpc::Request<Response = Result<T, GfsError>> + Clone,
     {
@@ -319,7 +319,7 @@ impl Client {
                 offset: within,
                 len: n,
             };
-            match self.from_replicas(&loc.replicas, req).await {
+            match self.ask_replicas(&loc.replicas, req).await {
                 Ok(bytes) => return Ok((bytes, loc.chunk_count)),
                 Err(e) => {
                     self.locations

@@ -19,6 +19,7 @@ use crate::history::{History, OpRecord, OpResult};
 use crate::options::RunOptions;
 use crate::workload::{self, OpSpec, Plan};
 use madsim::runtime::{Handle, Runtime};
+use madsim::task::NodeId;
 use node::client::{Client, ClientStats};
 use node::msg::{DumpChunks, ReadReplica};
 use node::rpc::{call, call_result};
@@ -27,7 +28,6 @@ use node::types::addr;
 use node::{chunkserver, master, ClusterConfig, ServerId};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Simulated time the workload may take before the run counts as stuck.
@@ -41,6 +41,8 @@ pub struct RunReport {
     pub history: Vec<OpRecord>,
     pub events: Vec<Event>,
     pub violations: Vec<Violation>,
+    /// What the read-back phase saw (None if the run never got there).
+    pub final_state: Option<FinalState>,
     /// The workload did not finish in time (liveness), with what was still running.
     pub stuck: Option<String>,
     /// A node or the harness panicked: a broken invariant.
@@ -147,55 +149,73 @@ async fn execute(client: &Client, op: &OpSpec) -> OpResult {
     }
 }
 
-fn start_servers(handle: &Handle, cfg: &ClusterConfig) {
+/// Starts the master and every chunkserver as restartable nodes; returns their node ids.
+pub fn start_servers(handle: &Handle, cfg: &ClusterConfig) -> (NodeId, Vec<NodeId>) {
     let c = cfg.clone();
-    handle
+    let master = handle
         .create_node()
         .name("master")
         .ip(addr::master_ip())
         .init(move || master::run(c.clone()))
-        .build();
-    for i in 0..cfg.chunkservers {
-        let (id, c) = (ServerId(i), cfg.clone());
-        handle
-            .create_node()
-            .name(id.to_string())
-            .ip(addr::chunkserver_ip(id))
-            .init(move || chunkserver::run(id, c.clone()))
-            .build();
-    }
+        .build()
+        .id();
+    let chunkservers = (0..cfg.chunkservers)
+        .map(|i| {
+            let (id, c) = (ServerId(i), cfg.clone());
+            handle
+                .create_node()
+                .name(id.to_string())
+                .ip(addr::chunkserver_ip(id))
+                .init(move || chunkserver::run(id, c.clone()))
+                .build()
+                .id()
+        })
+        .collect();
+    (master, chunkservers)
 }
 
 /// Plays every client's script; returns the clients' combined counters.
 async fn play(handle: &Handle, cfg: &ClusterConfig, plan: Plan, history: &History) -> ClientStats {
     let boot = Duration::from_millis(cfg.master_grace_ms() + cfg.heartbeat_ms);
-    let ready = Arc::new(tokio::sync::Barrier::new(plan.clients.len()));
-    let files = plan.files.clone();
-    let tasks: Vec<_> = plan
+    let nodes: Vec<_> = plan
         .clients
-        .into_iter()
+        .iter()
         .map(|script| {
-            let node = handle
+            handle
                 .create_node()
                 .name(format!("client{}", script.client))
                 .ip(addr::client_ip(script.client))
-                .build();
-            let (cfg, history, ready, files) =
-                (cfg.clone(), history.clone(), ready.clone(), files.clone());
+                .build()
+        })
+        .collect();
+    // Setup: once the cluster has booted, client 0 creates the files. The concurrent phase starts
+    // when it is done. (No tokio Barrier here: its wake-up order depends on a process-wide counter
+    // in tokio, which would make a run depend on the runs before it in the same process.)
+    let (c, h, files) = (cfg.clone(), history.clone(), plan.files.clone());
+    let mut total = nodes[0]
+        .spawn(async move {
+            let client = Client::new(0, c).await.expect("client binds its address");
+            madsim::time::sleep(boot).await;
+            for path in files {
+                let op = OpSpec::Create { path };
+                let id = h.invoke(0, op.clone());
+                h.complete(id, execute(&client, &op).await);
+            }
+            client.stats()
+        })
+        .await
+        .expect("setup task");
+    let tasks: Vec<_> = plan
+        .clients
+        .into_iter()
+        .zip(&nodes)
+        .map(|(script, node)| {
+            let (cfg, history) = (cfg.clone(), history.clone());
             node.spawn(async move {
                 let me = script.client;
                 let client = Client::new(me, cfg)
                     .await
                     .expect("client binds its address");
-                madsim::time::sleep(boot).await;
-                if me == 0 {
-                    for path in files {
-                        let op = OpSpec::Create { path };
-                        let id = history.invoke(me, op.clone());
-                        history.complete(id, execute(&client, &op).await);
-                    }
-                }
-                ready.wait().await;
                 for (think_ms, op) in script.steps {
                     madsim::time::sleep(Duration::from_millis(think_ms)).await;
                     let id = history.invoke(me, op.clone());
@@ -206,7 +226,6 @@ async fn play(handle: &Handle, cfg: &ClusterConfig, plan: Plan, history: &Histor
             })
         })
         .collect();
-    let mut total = ClientStats::default();
     for t in tasks {
         let s = t.await.expect("client task");
         total.attempts += s.attempts;
@@ -283,8 +302,42 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// The checks' inputs for a finished run, for re-checking an altered final state.
+pub fn check_inputs<'a>(report: &'a RunReport, state: &'a FinalState) -> Inputs<'a> {
+    let partial = report
+        .events
+        .iter()
+        .filter(|e| e.kind == "mutation_partial");
+    Inputs {
+        history: &report.history,
+        state,
+        chunk_size_bytes: report.options.chunk_size_bytes,
+        replication: report.options.replication,
+        partial_mutations: partial.count() as u64,
+    }
+}
+
 /// Runs `seed` with `opts` (which must be valid) and checks it.
+///
+/// The run gets an OS thread of its own. std's `HashMap` draws its hash keys once per thread and
+/// then increments them for every map; madsim makes them a function of the seed only when its
+/// runtime is the first thing on the thread to create a map. Madsim's internals do iterate such
+/// maps, so a run on a reused thread would not be repeatable.
 pub fn run_seed(seed: u64, opts: &RunOptions) -> RunReport {
+    let opts = opts.clone();
+    // This thread is outside any simulation; it only hosts one.
+    let runner = std::thread::Builder::new()
+        .name(format!("seed-{seed}"))
+        .spawn(move || run_on_fresh_thread(seed, &opts))
+        .expect("spawn a thread for the run");
+    runner
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+fn run_on_fresh_thread(seed: u64, opts: &RunOptions) -> RunReport {
+    // Created before anything else on this thread touches a HashMap (see `run_seed`).
+    let rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
     // Wall-clock measurement of the whole run, outside the simulated world.
     let wall_start = std::time::Instant::now();
     let cfg = opts.cluster();
@@ -292,7 +345,6 @@ pub fn run_seed(seed: u64, opts: &RunOptions) -> RunReport {
     let plan = workload::generate(seed, opts);
     let history = History::default();
     trace::install();
-    let rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
     let h = history.clone();
     let opts2 = opts.clone();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -317,6 +369,7 @@ pub fn run_seed(seed: u64, opts: &RunOptions) -> RunReport {
         history,
         events,
         violations: Vec::new(),
+        final_state: None,
         stuck: None,
         panic: None,
         messages: 0,
@@ -343,19 +396,8 @@ pub fn run_seed(seed: u64, opts: &RunOptions) -> RunReport {
                     ));
                 }
                 Some(state) => {
-                    let partial = report
-                        .events
-                        .iter()
-                        .filter(|e| e.kind == "mutation_partial")
-                        .count();
-                    let inputs = Inputs {
-                        history: &report.history,
-                        state: &state,
-                        chunk_size_bytes: opts.chunk_size_bytes,
-                        replication: opts.replication,
-                        partial_mutations: partial as u64,
-                    };
-                    report.violations = checks::run_all(&inputs);
+                    report.violations = checks::run_all(&check_inputs(&report, &state));
+                    report.final_state = Some(state);
                 }
             }
         }

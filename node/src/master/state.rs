@@ -104,6 +104,9 @@ pub struct LeaseGrant {
     pub create: bool,
 }
 
+/// Leases that were live on a deleted file's chunks, to be revoked.
+pub type LiveLeases = Vec<(ChunkHandle, Lease)>;
+
 /// How many replicas a new chunk gets, and how recent a heartbeat makes a server live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Placement {
@@ -304,7 +307,7 @@ impl MasterState {
         &mut self,
         path: &str,
         now_ns: u64,
-    ) -> Result<(Vec<LogRecord>, Vec<(ChunkHandle, Lease)>), GfsError> {
+    ) -> Result<(Vec<LogRecord>, LiveLeases), GfsError> {
         validate_path(path)?;
         let Some(handles) = self.files.get(path) else {
             return Err(GfsError::NotFound(path.to_string()));

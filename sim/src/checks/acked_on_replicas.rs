@@ -78,7 +78,7 @@ pub fn check(inputs: &Inputs, exps: &[Expectation]) -> Option<Violation> {
 #[cfg(test)]
 mod tests {
     use super::super::model::{expectations, tests::write};
-    use super::super::FinalState;
+    use super::super::{test_inputs, FinalState};
     use super::*;
     use crate::history::OpResult;
     use node::msg::{ChunkDump, ReplicaContent};
@@ -113,19 +113,12 @@ mod tests {
                 .insert((ChunkHandle(5), s), good(b"\0\0\0\0\0\0wx"));
             state.replicas.insert((ChunkHandle(6), s), good(b"yz"));
         }
-        let inputs = |state| Inputs {
-            history: &history,
-            state,
-            chunk_size_bytes: 8,
-            replication: 2,
-            partial_mutations: 0,
-        };
-        assert_eq!(check(&inputs(&state), &exps), None);
+        assert_eq!(check(&test_inputs(&history, &state, 8, 2, 0), &exps), None);
         // One replica of the second chunk never got the mutation.
         state
             .replicas
             .insert((ChunkHandle(6), ServerId(1)), good(b""));
-        let v = check(&inputs(&state), &exps).expect("caught");
+        let v = check(&test_inputs(&history, &state, 8, 2, 0), &exps).expect("caught");
         assert!(
             v.report
                 .contains("c6 (/f #1) on cs1 @0 (file @8): end of replica"),
@@ -141,7 +134,7 @@ mod tests {
                 checksums_ok: false,
             }),
         );
-        assert!(check(&inputs(&state), &exps)
+        assert!(check(&test_inputs(&history, &state, 8, 2, 0), &exps)
             .unwrap()
             .report
             .contains("checksum"));

@@ -50,7 +50,7 @@ pub fn check(inputs: &Inputs, exps: &[Expectation]) -> Option<Violation> {
 #[cfg(test)]
 mod tests {
     use super::super::model::{expectations, tests::write};
-    use super::super::FinalState;
+    use super::super::{test_inputs, FinalState};
     use super::*;
     use crate::history::OpResult;
 
@@ -60,25 +60,19 @@ mod tests {
         let exps = expectations(&history);
         let mut state = FinalState::default();
         state.files.insert("/f".into(), Ok(b"\0\0ab".to_vec()));
-        let inputs = |state| Inputs {
-            history: &history,
-            state,
-            chunk_size_bytes: 64,
-            replication: 3,
-            partial_mutations: 0,
-        };
-        assert_eq!(check(&inputs(&state), &exps), None);
+        assert_eq!(check(&test_inputs(&history, &state, 64, 3, 0), &exps), None);
         state.files.insert("/f".into(), Ok(b"\0\0aX".to_vec()));
-        let v = check(&inputs(&state), &exps).expect("a changed byte is caught");
+        let v = check(&test_inputs(&history, &state, 64, 3, 0), &exps)
+            .expect("a changed byte is caught");
         assert!(v.report.contains("/f @3: read 0x58"), "{}", v.report);
         assert!(v.report.contains("op #0"), "{}", v.report);
         state.files.insert("/f".into(), Ok(b"\0\0a".to_vec()));
-        assert!(check(&inputs(&state), &exps)
+        assert!(check(&test_inputs(&history, &state, 64, 3, 0), &exps)
             .unwrap()
             .report
             .contains("end of file"));
         state.files.clear();
-        assert!(check(&inputs(&state), &exps)
+        assert!(check(&test_inputs(&history, &state, 64, 3, 0), &exps)
             .unwrap()
             .report
             .contains("missing"));

@@ -46,6 +46,24 @@ pub struct Inputs<'a> {
     pub partial_mutations: u64,
 }
 
+/// Inputs for the checks' unit tests.
+#[cfg(test)]
+pub(crate) fn test_inputs<'a>(
+    history: &'a [OpRecord],
+    state: &'a FinalState,
+    chunk_size_bytes: u64,
+    replication: u32,
+    partial_mutations: u64,
+) -> Inputs<'a> {
+    Inputs {
+        history,
+        state,
+        chunk_size_bytes,
+        replication,
+        partial_mutations,
+    }
+}
+
 /// Runs every check; returns all violations.
 pub fn run_all(inputs: &Inputs) -> Vec<Violation> {
     let exps = model::expectations(inputs.history);

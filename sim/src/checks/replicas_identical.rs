@@ -78,7 +78,7 @@ pub fn check(inputs: &Inputs) -> Option<Violation> {
 #[cfg(test)]
 mod tests {
     use super::super::model::tests::write;
-    use super::super::FinalState;
+    use super::super::{test_inputs, FinalState};
     use super::*;
     use crate::history::OpResult;
     use node::msg::{ChunkDump, ReplicaContent};
@@ -106,23 +106,16 @@ mod tests {
         };
         put(&mut state, 0, b"ab");
         put(&mut state, 1, b"ab");
-        let inputs = |history, state, partial| Inputs {
-            history,
-            state,
-            chunk_size_bytes: 64,
-            replication: 2,
-            partial_mutations: partial,
-        };
-        assert_eq!(check(&inputs(&history, &state, 0)), None);
+        assert_eq!(check(&test_inputs(&history, &state, 64, 2, 0)), None);
         put(&mut state, 1, b"aB");
-        let v = check(&inputs(&history, &state, 0)).expect("caught");
+        let v = check(&test_inputs(&history, &state, 64, 2, 0)).expect("caught");
         assert!(
             v.report.contains("cs0 and cs1 differ from byte 1"),
             "{}",
             v.report
         );
         // A partial mutation, or a failed operation, excuses the difference.
-        assert_eq!(check(&inputs(&history, &state, 1)), None);
+        assert_eq!(check(&test_inputs(&history, &state, 64, 2, 1)), None);
         history.push(write(
             1,
             0,
@@ -133,12 +126,12 @@ mod tests {
                 message: String::new(),
             },
         ));
-        assert_eq!(check(&inputs(&history, &state, 0)), None);
+        assert_eq!(check(&test_inputs(&history, &state, 64, 2, 0)), None);
         // Too few replicas is caught too.
         history.pop();
         put(&mut state, 1, b"ab");
         state.chunks[0].replicas.pop();
-        assert!(check(&inputs(&history, &state, 0))
+        assert!(check(&test_inputs(&history, &state, 64, 2, 0))
             .unwrap()
             .report
             .contains("1 current replicas"));

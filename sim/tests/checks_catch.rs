@@ -1,0 +1,114 @@
+//! The checks catch broken final states of real runs: take a passing run, damage what it read
+//! back in one way, and the matching check must name the damage.
+
+use sim::checks::{self, FinalState};
+use sim::history::OpResult;
+use sim::options::RunOptions;
+use sim::run::{check_inputs, run_seed, RunReport};
+use sim::workload::OpSpec;
+
+/// A passing run with at least one acknowledged write or append whose bytes are all judged.
+fn passing_run() -> (RunReport, FinalState, String, u64, u8) {
+    for seed in 0..50 {
+        let report = run_seed(seed, &RunOptions::default());
+        assert!(
+            report.passed(),
+            "seed {seed} should pass: {:?}",
+            report.failure_line()
+        );
+        let state = report.final_state.clone().unwrap();
+        let exps = checks::model::expectations(&report.history);
+        // A judged byte whose only acceptable value is the one the mutation wrote.
+        if let Some(e) = exps
+            .iter()
+            .find(|e| e.allowed.len() == 1 && state.files.contains_key(&e.path))
+        {
+            let (path, offset, byte) = (e.path.clone(), e.offset, e.allowed[0]);
+            return (report, state, path, offset, byte);
+        }
+    }
+    panic!("no seed in 0..50 has an acknowledged byte to damage");
+}
+
+fn violated(report: &RunReport, state: &FinalState) -> Vec<&'static str> {
+    checks::run_all(&check_inputs(report, state))
+        .iter()
+        .map(|v| v.check)
+        .collect()
+}
+
+#[test]
+fn a_flipped_byte_in_the_client_read_is_caught() {
+    let (report, mut state, path, offset, byte) = passing_run();
+    assert!(violated(&report, &state).is_empty());
+    let bytes = state.files.get_mut(&path).unwrap().as_mut().unwrap();
+    bytes[offset as usize] = byte ^ 0x5a;
+    assert_eq!(violated(&report, &state), vec!["acked_readback"]);
+}
+
+#[test]
+fn a_lost_file_is_caught() {
+    let (report, mut state, path, _, _) = passing_run();
+    state.files.remove(&path);
+    assert!(violated(&report, &state).contains(&"acked_readback"));
+}
+
+#[test]
+fn a_replica_missing_an_acknowledged_byte_is_caught() {
+    let (report, mut state, path, offset, byte) = passing_run();
+    let cs = report.options.chunk_size_bytes;
+    let chunk = state
+        .chunks
+        .iter()
+        .find(|c| c.path == path && c.index == offset / cs)
+        .unwrap()
+        .clone();
+    let server = chunk.replicas[0];
+    let content = state
+        .replicas
+        .get_mut(&(chunk.handle, server))
+        .unwrap()
+        .as_mut()
+        .unwrap();
+    content.data[(offset % cs) as usize] = byte ^ 0x33;
+    let v = violated(&report, &state);
+    assert!(v.contains(&"acked_on_replicas"), "{v:?}");
+    // No operation failed in this run, so diverging replicas are a violation of their own.
+    let failed = report
+        .history
+        .iter()
+        .any(|o| o.outcome.as_ref().is_none_or(OpResult::is_failure));
+    assert_eq!(v.contains(&"replicas_identical"), !failed, "{v:?}");
+}
+
+#[test]
+fn a_chunk_with_no_current_replica_is_caught() {
+    let (report, mut state, path, offset, _) = passing_run();
+    let cs = report.options.chunk_size_bytes;
+    let chunk = state
+        .chunks
+        .iter_mut()
+        .find(|c| c.path == path && c.index == offset / cs)
+        .unwrap();
+    chunk.replicas.clear();
+    assert!(violated(&report, &state).contains(&"acked_on_replicas"));
+}
+
+#[test]
+fn the_history_records_every_operation_with_its_result() {
+    let report = run_seed(3, &RunOptions::default());
+    let opts = RunOptions::default();
+    let planned = (opts.clients * opts.ops_per_client + opts.files) as usize;
+    assert_eq!(report.history.len(), planned);
+    for op in &report.history {
+        let done = op.complete_ns.expect("every operation returned");
+        assert!(done >= op.invoke_ns);
+        if let (OpSpec::Append { data, .. }, Some(OpResult::Offset { offset })) =
+            (&op.op, &op.outcome)
+        {
+            // A record never straddles a chunk boundary (GFS §3.3).
+            let cs = opts.chunk_size_bytes;
+            assert_eq!(offset / cs, (offset + data.len() as u64 - 1) / cs, "{op:?}");
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The `sim` command: clear one-line errors and a non-zero exit for bad input, a verdict otherwise.
+
+use std::process::{Command, Output};
+
+fn sim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(args)
+        .output()
+        .expect("sim runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn bad_input_gets_a_one_line_error_and_exit_code_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["sweep", "--seeds", "5..3"], "is empty"),
+        (&["sweep", "--seeds", "abc"], "must look like A..B"),
+        (&["sweep", "--seeds", "0..x"], "not a non-negative integer"),
+        (&["sweep", "--seeds", "0..10", "--jobs", "0"], "--jobs"),
+        (
+            &["run", "--seed", "1", "--replication", "9"],
+            "replication 9 is above the number of chunkservers 5",
+        ),
+        (
+            &["run", "--seed", "1", "--chunk-size", "0"],
+            "chunk_size_bytes must be greater than zero",
+        ),
+        (
+            &["run", "--seed", "1", "--block-size", "100"],
+            "block_size_bytes 100 is larger than chunk_size_bytes 64",
+        ),
+        (&["run", "--seed", "-4"], "error"),
+        (&["frobnicate"], "error"),
+    ];
+    for (args, expected) in cases {
+        let out = sim(args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        let first_error_lines = err.lines().filter(|l| l.starts_with("error")).count();
+        assert_eq!(first_error_lines, 1, "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn run_prints_a_summary_and_a_verdict() {
+    let out = sim(&["run", "--seed", "5"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    for part in [
+        "operations by kind and outcome",
+        "messages",
+        "simulated time",
+        "wall time",
+        "verdict: PASS",
+    ] {
+        assert!(stdout.contains(part), "missing {part:?} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn sweep_reports_counts_and_speed_without_a_terminal() {
+    let out = sim(&[
+        "sweep",
+        "--seeds",
+        "0..40",
+        "--jobs",
+        "2",
+        "--chunk-size",
+        "32",
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("40 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("seeds/s"), "{stdout}");
+    // No terminal here: progress comes as plain lines, not a redrawn bar.
+    assert!(
+        stderr.contains("progress: 40/40 seeds, 0 failed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--chunk-size 32"),
+        "the options are echoed: {stderr}"
+    );
+}
