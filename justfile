@@ -1,0 +1,31 @@
+# Recipes for the GFS simulation testbed. `just --list` shows them with these comments.
+# Every recipe is a plain cargo command, so nothing here is needed to build or test.
+
+# List the recipes
+default:
+    @just --list
+
+# Run the whole test suite (thousands of seeded runs, unit tests, determinism checks)
+test:
+    cargo test
+
+# Sweep a range of seeds in release mode, e.g. `just sweep 0..10000 --chunk-size 8`
+sweep SEEDS="0..10000" *FLAGS:
+    cargo run --release -p sim -- sweep --seeds {{SEEDS}} {{FLAGS}}
+
+# Run one seed and print its summary and verdict, e.g. `just run 42 --replication 2`
+run SEED *FLAGS:
+    cargo run --release -p sim -- run --seed {{SEED}} {{FLAGS}}
+
+# Re-run one seed and print its protocol events and operations in time order, then the verdict
+replay SEED *FLAGS:
+    cargo run --release -p sim -- run --seed {{SEED}} --events --history {{FLAGS}}
+
+# Formatting and clippy with warnings denied, as CI runs them
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --all-targets -- -D warnings
+
+# Format the code
+fmt:
+    cargo fmt --all
