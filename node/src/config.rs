@@ -35,6 +35,12 @@ pub struct ClusterConfig {
     pub push_buffer_bytes: usize,
     /// The master writes a checkpoint and starts a new log after this many log records (GFS §2.6.3).
     pub checkpoint_every_records: u64,
+    /// A deleted file's hidden copy is reclaimed this long after deletion (GFS §4.4: three days).
+    pub gc_delay_ms: u64,
+    /// Bound on chunk copies the master runs at once (GFS §4.3 limits clone traffic).
+    pub max_concurrent_clones: usize,
+    /// How often a chunkserver verifies every block of every replica it holds (GFS §5.2).
+    pub scrub_interval_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -53,6 +59,9 @@ impl Default for ClusterConfig {
             push_buffer_entries: 256,
             push_buffer_bytes: 1 << 20,
             checkpoint_every_records: 64,
+            gc_delay_ms: 2_000,
+            max_concurrent_clones: 2,
+            scrub_interval_ms: 1_000,
         }
     }
 }
@@ -76,6 +85,9 @@ impl ClusterConfig {
             ("push_buffer_entries", self.push_buffer_entries as u64),
             ("push_buffer_bytes", self.push_buffer_bytes as u64),
             ("checkpoint_every_records", self.checkpoint_every_records),
+            ("gc_delay_ms", self.gc_delay_ms),
+            ("max_concurrent_clones", self.max_concurrent_clones as u64),
+            ("scrub_interval_ms", self.scrub_interval_ms),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -124,6 +136,12 @@ impl ClusterConfig {
     /// Largest record a record append accepts: a quarter of a chunk (GFS §3.3), at least one byte.
     pub fn max_record_bytes(&self) -> u64 {
         (self.chunk_size_bytes / 4).max(1)
+    }
+
+    /// How long after a lease expires the master waits before copying the chunk: longer than any
+    /// acknowledged mutation of that lease can still be in flight (a client's RPC timeout).
+    pub fn clone_quiet_ms(&self) -> u64 {
+        2 * self.rpc_timeout_ms
     }
 
     /// How long a freshly started master waits before granting leases: long enough for every lease

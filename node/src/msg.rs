@@ -107,6 +107,14 @@ pub struct ChunkDump {
     pub replicas: Vec<ServerId>,
 }
 
+/// From a chunkserver: a block of its replica failed its checksum (GFS §5.2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportBadReplica {
+    pub server: ServerId,
+    pub handle: ChunkHandle,
+    pub version: u64,
+}
+
 request! {
     CreateFile => Result<(), GfsError>, 0x4746_5301;
     DeleteFile => Result<(), GfsError>, 0x4746_5302;
@@ -115,6 +123,7 @@ request! {
     GetPrimary => Result<PrimaryInfo, GfsError>, 0x4746_5305;
     Heartbeat => HeartbeatReply, 0x4746_5306;
     DumpChunks => Vec<ChunkDump>, 0x4746_5307;
+    ReportBadReplica => (), 0x4746_5308;
 }
 
 // ----------------------------------------------------------------- served by a chunkserver
@@ -208,6 +217,32 @@ pub struct ReplicaContent {
     pub checksums_ok: bool,
 }
 
+/// From the master: copy the chunk at `version` from `source` (GFS §4.3).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CloneChunk {
+    pub handle: ChunkHandle,
+    pub version: u64,
+    pub source: ServerId,
+}
+
+/// Between chunkservers: the whole verified replica, for a copy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FetchChunk {
+    pub handle: ChunkHandle,
+    pub version: u64,
+}
+
+/// The harness asks a chunkserver for every replica it holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListReplicas;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaSummary {
+    pub handle: ChunkHandle,
+    pub version: u64,
+    pub len_bytes: u64,
+}
+
 request! {
     SetVersion => Result<(), GfsError>, 0x4746_5401;
     RevokeLease => Result<(), GfsError>, 0x4746_5402;
@@ -218,4 +253,7 @@ request! {
     ReadChunk => Result<Vec<u8>, GfsError>, 0x4746_5407;
     ChunkLen => Result<u64, GfsError>, 0x4746_5408;
     ReadReplica => Result<ReplicaContent, GfsError>, 0x4746_5409;
+    CloneChunk => Result<(), GfsError>, 0x4746_540a;
+    FetchChunk => Result<Vec<u8>, GfsError>, 0x4746_540b;
+    ListReplicas => Vec<ReplicaSummary>, 0x4746_540c;
 }

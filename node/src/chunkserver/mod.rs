@@ -82,6 +82,8 @@ struct ChunkServer {
     applied: Mutex<BTreeMap<ChunkHandle, (u64, u64)>>,
     /// Serializes mutations of one chunk at its primary.
     chunk_locks: Mutex<BTreeMap<ChunkHandle, Arc<tokio::sync::Mutex<()>>>>,
+    /// Corrupt replicas already reported to the master, as (chunk, version).
+    reported: Mutex<std::collections::BTreeSet<(ChunkHandle, u64)>>,
 }
 
 /// Runs chunkserver `id` until the node is killed.
@@ -117,8 +119,16 @@ pub async fn run(id: ServerId, cfg: ClusterConfig) {
         leases: Mutex::new(BTreeMap::new()),
         applied: Mutex::new(BTreeMap::new()),
         chunk_locks: Mutex::new(BTreeMap::new()),
+        reported: Mutex::new(std::collections::BTreeSet::new()),
     });
     cs.serve();
+    let scrubber = cs.clone();
+    madsim::task::spawn(async move {
+        loop {
+            madsim::time::sleep(Duration::from_millis(scrubber.cfg.scrub_interval_ms)).await;
+            scrubber.scrub().await;
+        }
+    });
     loop {
         cs.heartbeat_once().await;
         madsim::time::sleep(Duration::from_millis(cs.cfg.heartbeat_ms)).await;
@@ -146,6 +156,111 @@ impl ChunkServer {
         handler!(self, ReadChunk, read_chunk);
         handler!(self, ChunkLen, chunk_len);
         handler!(self, ReadReplica, read_replica);
+        handler!(self, CloneChunk, clone_chunk);
+        handler!(self, FetchChunk, fetch_chunk);
+        handler!(self, ListReplicas, list_replicas);
+    }
+
+    /// Tells the master a replica failed its checksum (GFS §5.2), once per chunk and version.
+    fn report_bad(&self, h: ChunkHandle, version: u64) {
+        if !self.reported.lock().unwrap().insert((h, version)) {
+            return;
+        }
+        emit(&self.name, "checksum_mismatch", || {
+            format!("chunk={h} version={version}")
+        });
+        let (ep, timeout, server) = (self.ep.clone(), self.cfg.rpc_timeout_ms, self.id);
+        madsim::task::spawn(async move {
+            let msg = ReportBadReplica {
+                server,
+                handle: h,
+                version,
+            };
+            let _ = call(&ep, addr::master(), msg, timeout).await;
+        });
+    }
+
+    /// Verifies every block of every replica, so rot in chunks nobody reads is found too.
+    async fn scrub(&self) {
+        let bad: Vec<(ChunkHandle, u64)> = {
+            let store = self.store.lock().await;
+            let mut bad = Vec::new();
+            for (h, version) in store.report() {
+                if let Ok((_, _, false)) = store.read_whole(h).await {
+                    bad.push((h, version));
+                }
+            }
+            bad
+        };
+        for (h, v) in bad {
+            self.report_bad(h, v);
+        }
+    }
+
+    /// GFS §4.3: copy a replica from another chunkserver, replacing any local copy.
+    async fn clone_chunk(&self, req: CloneChunk) -> Result<(), GfsError> {
+        let fetch = FetchChunk {
+            handle: req.handle,
+            version: req.version,
+        };
+        let src = addr::chunkserver(req.source);
+        let data = call_result(&self.ep, src, fetch, self.cfg.rpc_timeout_ms).await?;
+        let mut store = self.store.lock().await;
+        if store.version(req.handle).is_some() {
+            store.remove(req.handle).await?;
+        }
+        store.create(req.handle, req.version).await?;
+        store.write(req.handle, 0, &data).await?;
+        drop(store);
+        self.leases.lock().unwrap().remove(&req.handle);
+        self.applied
+            .lock()
+            .unwrap()
+            .insert(req.handle, (req.version, 0));
+        self.reported
+            .lock()
+            .unwrap()
+            .retain(|(h, _)| *h != req.handle);
+        emit(&self.name, "replica_copied", || {
+            format!(
+                "chunk={} version={} from={} bytes={}",
+                req.handle,
+                req.version,
+                req.source,
+                data.len()
+            )
+        });
+        Ok(())
+    }
+
+    async fn fetch_chunk(&self, req: FetchChunk) -> Result<Vec<u8>, GfsError> {
+        let store = self.store.lock().await;
+        let (version, data, ok) = store.read_whole(req.handle).await?;
+        drop(store);
+        if !ok {
+            self.report_bad(req.handle, version);
+            return Err(GfsError::ChecksumMismatch(req.handle));
+        }
+        if version != req.version {
+            return Err(GfsError::StaleVersion {
+                have: version,
+                want: req.version,
+            });
+        }
+        Ok(data)
+    }
+
+    async fn list_replicas(&self, _req: ListReplicas) -> Vec<ReplicaSummary> {
+        let store = self.store.lock().await;
+        store
+            .report()
+            .into_iter()
+            .map(|(handle, version)| ReplicaSummary {
+                handle,
+                version,
+                len_bytes: store.info(handle).map_or(0, |i| i.len_bytes),
+            })
+            .collect()
     }
 
     async fn heartbeat_once(&self) {
@@ -179,6 +294,9 @@ impl ChunkServer {
                 if let Some(l) = leases.get_mut(&h) {
                     if l.version == v && until > l.expires_ns {
                         l.expires_ns = until;
+                        emit(&self.name, "lease_extended", || {
+                            format!("chunk={h} version={v} until_ns={until}")
+                        });
                     }
                 }
             }
@@ -228,6 +346,12 @@ impl ChunkServer {
         let mut leases = self.leases.lock().unwrap();
         match req.lease_expires_ns {
             Some(expires_ns) => {
+                emit(&self.name, "lease_acquired", || {
+                    format!(
+                        "chunk={} version={} until_ns={expires_ns}",
+                        req.handle, req.version
+                    )
+                });
                 let lease = PrimaryLease {
                     version: req.version,
                     expires_ns,
@@ -254,7 +378,11 @@ impl ChunkServer {
     async fn revoke_lease(&self, req: RevokeLease) -> Result<(), GfsError> {
         let lock = self.chunk_lock(req.handle);
         let _mutating = lock.lock().await; // let an in-flight mutation finish first
-        self.leases.lock().unwrap().remove(&req.handle);
+        if let Some(l) = self.leases.lock().unwrap().remove(&req.handle) {
+            emit(&self.name, "lease_released", || {
+                format!("chunk={} version={} revoked", req.handle, l.version)
+            });
+        }
         Ok(())
     }
 
@@ -467,7 +595,13 @@ impl ChunkServer {
     async fn read_chunk(&self, req: ReadChunk) -> Result<Vec<u8>, GfsError> {
         let store = self.store.lock().await;
         Self::check_version(&store, req.handle, req.version)?;
-        store.read(req.handle, req.offset, req.len).await
+        let result = store.read(req.handle, req.offset, req.len).await;
+        if let Err(GfsError::ChecksumMismatch(h)) = &result {
+            let version = store.version(*h).unwrap_or(0);
+            drop(store);
+            self.report_bad(req.handle, version);
+        }
+        result
     }
 
     async fn chunk_len(&self, req: ChunkLen) -> Result<u64, GfsError> {

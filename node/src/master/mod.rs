@@ -13,7 +13,7 @@
 pub mod oplog;
 pub mod state;
 
-pub use state::{Checkpoint, LeaseGrant, LogRecord, MasterState, Placement};
+pub use state::{Checkpoint, CloneOrder, LeaseGrant, LogRecord, MasterState, Placement};
 
 use crate::config::ClusterConfig;
 use crate::disk::Disk;
@@ -24,7 +24,7 @@ use crate::trace::emit;
 use crate::types::{addr, ChunkHandle, GfsError, ServerId};
 use madsim::net::Endpoint;
 use oplog::OpLog;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +40,8 @@ struct Master {
     ep: Endpoint,
     core: tokio::sync::Mutex<Core>,
     grant_locks: Mutex<BTreeMap<ChunkHandle, Arc<tokio::sync::Mutex<()>>>>,
+    /// Chunks being copied right now (bounded by `max_concurrent_clones`).
+    cloning: Mutex<BTreeSet<ChunkHandle>>,
 }
 
 /// Runs a master until the node is killed. Panics only if its own disk is corrupt or fails, which
@@ -51,7 +53,14 @@ pub async fn run(cfg: ClusterConfig) {
         .unwrap_or_else(|e| panic!("master cannot recover its operation log: {e}"));
     let grace_until = now_ns() + cfg.master_grace_ms() * MS;
     state.set_grace_until(grace_until);
-    emit("master", "master_started", || {
+    // A master that finds a log or checkpoint is recovering (GFS §2.6.3); one that finds nothing
+    // is new.
+    let kind = if state.lsn() > 0 {
+        "master_recovered"
+    } else {
+        "master_started"
+    };
+    emit("master", kind, || {
         format!(
             "lsn={} files={} grace_until_ms={}",
             state.lsn(),
@@ -67,15 +76,12 @@ pub async fn run(cfg: ClusterConfig) {
         ep,
         core: tokio::sync::Mutex::new(Core { state, log }),
         grant_locks: Mutex::new(BTreeMap::new()),
+        cloning: Mutex::new(BTreeSet::new()),
     });
     master.serve();
     loop {
         madsim::time::sleep(Duration::from_millis(master.cfg.heartbeat_ms)).await;
-        let mut core = master.core.lock().await;
-        let timeout = master.cfg.server_timeout_ms * MS;
-        for dead in core.state.expire_servers(now_ns(), timeout) {
-            emit("master", "server_dead", || format!("server={dead}"));
-        }
+        master.background().await;
     }
 }
 
@@ -98,6 +104,96 @@ impl Master {
         handler!(self, GetPrimary, get_primary);
         handler!(self, Heartbeat, heartbeat);
         handler!(self, DumpChunks, dump);
+        handler!(self, ReportBadReplica, bad_replica);
+    }
+
+    /// Periodic work: declare silent servers dead, reclaim deleted files past the GC delay
+    /// (GFS §4.4), and start copies of under-replicated chunks (GFS §4.3).
+    async fn background(self: &Arc<Self>) {
+        let now = now_ns();
+        let orders = {
+            let mut core = self.core.lock().await;
+            let timeout = self.cfg.server_timeout_ms * MS;
+            for dead in core.state.expire_servers(now, timeout) {
+                emit("master", "server_dead", || format!("server={dead}"));
+            }
+            let mut recs = Vec::new();
+            for hidden in core.state.reclaimable(now, self.cfg.gc_delay_ms * MS) {
+                recs.extend(core.state.reclaim(&hidden));
+                emit("master", "file_reclaimed", || format!("hidden={hidden}"));
+            }
+            Self::persist(&mut core, &recs).await;
+            let busy = self.cloning.lock().unwrap().clone();
+            let room = self.cfg.max_concurrent_clones.saturating_sub(busy.len());
+            let mut rng = madsim::rand::thread_rng();
+            core.state.clone_orders(
+                now,
+                self.cfg.replication as usize,
+                timeout,
+                self.cfg.clone_quiet_ms() * MS,
+                room,
+                &busy,
+                &mut rng,
+            )
+        };
+        for order in orders {
+            self.cloning.lock().unwrap().insert(order.handle);
+            let m = self.clone();
+            madsim::task::spawn(async move { m.copy(order).await });
+        }
+    }
+
+    /// Has `order.dest` copy the chunk from `order.source`, then records the new replica.
+    async fn copy(&self, order: CloneOrder) {
+        emit("master", "clone_started", || {
+            format!(
+                "chunk={} version={} from={} to={} replicas={}",
+                order.handle, order.version, order.source, order.dest, order.replicas
+            )
+        });
+        let msg = CloneChunk {
+            handle: order.handle,
+            version: order.version,
+            source: order.source,
+        };
+        let dst = addr::chunkserver(order.dest);
+        // The copy takes two hops (fetch, then store): allow for both.
+        let result = call_result(&self.ep, dst, msg, 2 * self.cfg.rpc_timeout_ms).await;
+        let added = match result {
+            Ok(()) => self.core.lock().await.state.finish_clone(&order, now_ns()),
+            Err(_) => false,
+        };
+        emit(
+            "master",
+            if added {
+                "replica_cloned"
+            } else {
+                "clone_failed"
+            },
+            || {
+                format!(
+                    "chunk={} version={} to={}",
+                    order.handle, order.version, order.dest
+                )
+            },
+        );
+        self.cloning.lock().unwrap().remove(&order.handle);
+    }
+
+    /// GFS §5.2: a chunkserver found a corrupt block; drop that replica so it is re-copied.
+    async fn bad_replica(&self, req: ReportBadReplica) {
+        let mut core = self.core.lock().await;
+        if core
+            .state
+            .report_bad_replica(req.handle, req.server, req.version)
+        {
+            emit("master", "replica_corrupt", || {
+                format!(
+                    "chunk={} version={} server={}",
+                    req.handle, req.version, req.server
+                )
+            });
+        }
     }
 
     /// Appends and syncs `recs` (already applied to `core.state`), checkpointing when due.

@@ -167,7 +167,11 @@ mod tests {
             },
             LogRecord::SetVersion { handle, version: 1 },
             LogRecord::CreateFile { path: "/b".into() },
-            LogRecord::DeleteFile { path: "/b".into() },
+            LogRecord::DeleteFile {
+                path: "/b".into(),
+                hidden: "/.deleted/5/b".into(),
+                deleted_ns: 7,
+            },
         ]
     }
 

@@ -22,8 +22,17 @@ pub enum LogRecord {
     CreateFile {
         path: String,
     },
+    /// Deletion renames the file to a hidden name, remembering when (GFS §4.4); its chunks live
+    /// on until the hidden file is reclaimed.
     DeleteFile {
         path: String,
+        hidden: String,
+        deleted_ns: u64,
+    },
+    /// Garbage collection removes a hidden file; its chunks become orphans that chunkservers
+    /// delete when heartbeats tell them (GFS §4.4).
+    Reclaim {
+        hidden: String,
     },
     /// A new chunk at `index` of `path` (always the next index: files grow chunk by chunk).
     AddChunk {
@@ -89,6 +98,8 @@ pub struct Checkpoint {
     pub next_handle: u64,
     pub files: BTreeMap<String, Vec<ChunkHandle>>,
     pub versions: BTreeMap<ChunkHandle, u64>,
+    /// Hidden (deleted) files and when they were deleted.
+    pub deleted_at: BTreeMap<String, u64>,
 }
 
 /// The answer to a lease request.
@@ -114,6 +125,17 @@ pub struct Placement {
     pub timeout_ns: u64,
 }
 
+/// A copy of a replica to make (GFS §4.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloneOrder {
+    pub handle: ChunkHandle,
+    pub version: u64,
+    pub source: ServerId,
+    pub dest: ServerId,
+    /// Current replicas when the order was made.
+    pub replicas: usize,
+}
+
 /// What a heartbeat changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeartbeatOutcome {
@@ -126,9 +148,30 @@ pub struct HeartbeatOutcome {
     pub new_server: bool,
 }
 
+/// Deleted files live on under this prefix until garbage collection (GFS §4.4). Users cannot
+/// create or name paths under it.
+pub const HIDDEN_PREFIX: &str = "/.deleted/";
+
+pub fn is_hidden(path: &str) -> bool {
+    path.starts_with(HIDDEN_PREFIX)
+}
+
+/// A path a client may use: valid, and not in the hidden namespace.
+fn validate_user_path(path: &str) -> Result<(), GfsError> {
+    validate_path(path)?;
+    if is_hidden(path) || path == HIDDEN_PREFIX.trim_end_matches('/') {
+        return Err(GfsError::InvalidPath(format!(
+            "{path:?}: {HIDDEN_PREFIX} is reserved"
+        )));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MasterState {
     files: BTreeMap<String, Vec<ChunkHandle>>,
+    /// Hidden files and their deletion times (persistent).
+    deleted_at: BTreeMap<String, u64>,
     chunks: BTreeMap<ChunkHandle, ChunkMeta>,
     servers: BTreeMap<ServerId, ServerInfo>,
     next_handle: u64,
@@ -160,9 +203,27 @@ impl MasterState {
                 let fresh = self.files.insert(path.clone(), Vec::new()).is_none();
                 assert!(fresh, "log creates {path} twice");
             }
-            LogRecord::DeleteFile { path } => {
+            LogRecord::DeleteFile {
+                path,
+                hidden,
+                deleted_ns,
+            } => {
+                assert!(is_hidden(hidden), "{hidden} is not a hidden name");
                 let chunks = self.files.remove(path);
                 let chunks = chunks.unwrap_or_else(|| panic!("log deletes missing {path}"));
+                for h in &chunks {
+                    self.chunks.get_mut(h).expect("file's chunk exists").path = hidden.clone();
+                }
+                let fresh = self.files.insert(hidden.clone(), chunks).is_none();
+                assert!(fresh, "hidden name {hidden} used twice");
+                self.deleted_at.insert(hidden.clone(), *deleted_ns);
+            }
+            LogRecord::Reclaim { hidden } => {
+                assert!(
+                    self.deleted_at.remove(hidden).is_some(),
+                    "reclaim of {hidden}, not deleted"
+                );
+                let chunks = self.files.remove(hidden).expect("deleted file exists");
                 for h in chunks {
                     self.chunks.remove(&h);
                 }
@@ -221,6 +282,7 @@ impl MasterState {
             next_handle: self.next_handle,
             files: self.files.clone(),
             versions: self.chunks.iter().map(|(h, m)| (*h, m.version)).collect(),
+            deleted_at: self.deleted_at.clone(),
         }
     }
 
@@ -229,6 +291,7 @@ impl MasterState {
             lsn: cp.lsn,
             next_handle: cp.next_handle,
             files: cp.files.clone(),
+            deleted_at: cp.deleted_at.clone(),
             ..Default::default()
         };
         for (path, handles) in &cp.files {
@@ -281,12 +344,24 @@ impl MasterState {
             self.chunks.len(),
             "chunk table has chunks of no file"
         );
+        for hidden in self.deleted_at.keys() {
+            assert!(
+                is_hidden(hidden) && self.files.contains_key(hidden),
+                "bad trash entry {hidden}"
+            );
+        }
+        let hidden_files = self.files.keys().filter(|p| is_hidden(p)).count();
+        assert_eq!(
+            hidden_files,
+            self.deleted_at.len(),
+            "every hidden file has a deletion time"
+        );
     }
 
     // ------------------------------------------------------------------ namespace (GFS §4.1)
 
     pub fn create_file(&mut self, path: &str) -> Result<Vec<LogRecord>, GfsError> {
-        validate_path(path)?;
+        validate_user_path(path)?;
         if self.files.contains_key(path) {
             return Err(GfsError::AlreadyExists(path.to_string()));
         }
@@ -300,15 +375,15 @@ impl MasterState {
         Ok(out)
     }
 
-    /// Deletes a file and forgets its chunks; chunkservers learn from heartbeats that the replicas
-    /// are orphans and remove them (GFS §4.4's garbage collection, without the hidden-name delay
-    /// for now). Returns the leases that were live, which the caller revokes before answering.
+    /// Deletes a file by renaming it to a hidden name (GFS §4.4); [`MasterState::reclaimable`] names
+    /// it once the GC delay has passed. Returns the leases that were live on its chunks, which the
+    /// caller revokes before answering, so no primary keeps writing to a deleted file.
     pub fn delete_file(
         &mut self,
         path: &str,
         now_ns: u64,
     ) -> Result<(Vec<LogRecord>, LiveLeases), GfsError> {
-        validate_path(path)?;
+        validate_user_path(path)?;
         let Some(handles) = self.files.get(path) else {
             return Err(GfsError::NotFound(path.to_string()));
         };
@@ -320,29 +395,61 @@ impl MasterState {
             })
             .collect();
         let mut out = Vec::new();
-        self.commit(
-            LogRecord::DeleteFile {
-                path: path.to_string(),
-            },
-            &mut out,
-        );
+        // The next log sequence number makes the hidden name unique.
+        let hidden = format!("{HIDDEN_PREFIX}{}{path}", self.lsn + 1);
+        let rec = LogRecord::DeleteFile {
+            path: path.to_string(),
+            hidden,
+            deleted_ns: now_ns,
+        };
+        self.commit(rec, &mut out);
         Ok((out, live))
     }
 
-    pub fn exists(&self, path: &str) -> bool {
-        self.files.contains_key(path)
+    /// Hidden files deleted at least `delay_ns` ago, oldest first.
+    pub fn reclaimable(&self, now_ns: u64, delay_ns: u64) -> Vec<String> {
+        let mut due: Vec<(u64, &String)> = self
+            .deleted_at
+            .iter()
+            .filter(|(_, &t)| t + delay_ns <= now_ns)
+            .map(|(h, &t)| (t, h))
+            .collect();
+        due.sort();
+        due.into_iter().map(|(_, h)| h.clone()).collect()
     }
 
-    /// Every file with its chunks, sorted by path.
+    /// Logs the removal of a hidden file; its chunks are forgotten (orphans from now on).
+    pub fn reclaim(&mut self, hidden: &str) -> Vec<LogRecord> {
+        let mut out = Vec::new();
+        if self.deleted_at.contains_key(hidden) {
+            let rec = LogRecord::Reclaim {
+                hidden: hidden.to_string(),
+            };
+            self.commit(rec, &mut out);
+        }
+        out
+    }
+
+    pub fn exists(&self, path: &str) -> bool {
+        !is_hidden(path) && self.files.contains_key(path)
+    }
+
+    /// Every visible file with its chunks, sorted by path.
     pub fn list(&self) -> Vec<(String, Vec<ChunkHandle>)> {
         self.files
             .iter()
+            .filter(|(p, _)| !is_hidden(p))
             .map(|(p, c)| (p.clone(), c.clone()))
             .collect()
     }
 
+    /// Hidden (deleted, not yet reclaimed) files.
+    pub fn deleted(&self) -> impl Iterator<Item = (&String, &u64)> {
+        self.deleted_at.iter()
+    }
+
     pub fn chunks_of(&self, path: &str) -> Result<&[ChunkHandle], GfsError> {
-        validate_path(path)?;
+        validate_user_path(path)?;
         self.files
             .get(path)
             .map(Vec::as_slice)
@@ -562,6 +669,108 @@ impl MasterState {
         for &s in acked {
             meta.locations.insert(s, now_ns);
         }
+    }
+
+    // ------------------------------------------------------------------ re-replication (GFS §4.3)
+
+    /// Chooses up to `max` chunks to copy, most endangered first: chunks of visible files with at
+    /// least one but fewer than `target` current replicas, not already being copied (`busy`), and
+    /// whose last lease expired at least `quiet_ns` ago.
+    ///
+    /// The quiet period is what makes a copy complete: a mutation is acknowledged only if it
+    /// finished within a client's RPC timeout of being sent, and the primary only starts one while
+    /// its lease is valid, so `quiet_ns` >= that timeout guarantees every acknowledged mutation of
+    /// the version is on the source before the copy is taken. If a new lease is granted while the
+    /// copy runs, the version changes and [`MasterState::finish_clone`] discards the copy.
+    pub fn clone_orders(
+        &self,
+        now_ns: u64,
+        target: usize,
+        timeout_ns: u64,
+        quiet_ns: u64,
+        max: usize,
+        busy: &BTreeSet<ChunkHandle>,
+        rng: &mut impl Rng,
+    ) -> Vec<CloneOrder> {
+        let live = self.live_servers(now_ns, timeout_ns);
+        let mut needy: Vec<(usize, ChunkHandle)> = self
+            .chunks
+            .iter()
+            .filter(|(h, m)| {
+                !busy.contains(h)
+                    && !is_hidden(&m.path)
+                    && m.version > 0
+                    && !m.locations.is_empty()
+                    && m.locations.len() < target
+                    && m.lease
+                        .as_ref()
+                        .is_none_or(|l| l.lease.expires_ns + quiet_ns <= now_ns)
+            })
+            .map(|(h, m)| (m.locations.len(), *h))
+            .collect();
+        needy.sort();
+        let mut load: BTreeMap<ServerId, usize> = live.iter().map(|s| (*s, 0)).collect();
+        for m in self.chunks.values() {
+            for s in m.locations.keys() {
+                if let Some(n) = load.get_mut(s) {
+                    *n += 1;
+                }
+            }
+        }
+        let mut orders = Vec::new();
+        for (have, handle) in needy.into_iter().take(max) {
+            let meta = &self.chunks[&handle];
+            let mut dests: Vec<ServerId> = live
+                .iter()
+                .copied()
+                .filter(|s| !meta.locations.contains_key(s) && !meta.excluded.contains(s))
+                .collect();
+            dests.shuffle(rng);
+            dests.sort_by_key(|s| load[s]);
+            let Some(&dest) = dests.first() else { continue };
+            *load.get_mut(&dest).expect("live") += 1;
+            let sources: Vec<ServerId> = meta.locations.keys().copied().collect();
+            let source = *sources.choose(rng).expect("non-empty");
+            orders.push(CloneOrder {
+                handle,
+                version: meta.version,
+                source,
+                dest,
+                replicas: have,
+            });
+        }
+        orders
+    }
+
+    /// Records a finished copy: `dest` becomes a replica if the chunk is still at `version`.
+    pub fn finish_clone(&mut self, order: &CloneOrder, now_ns: u64) -> bool {
+        let Some(meta) = self.chunks.get_mut(&order.handle) else {
+            return false; // reclaimed meanwhile
+        };
+        if meta.version != order.version {
+            return false; // a lease was granted meanwhile: the copy may miss its mutations
+        }
+        meta.locations.insert(order.dest, now_ns);
+        meta.excluded.remove(&order.dest);
+        true
+    }
+
+    /// A chunkserver found a block of its replica failing its checksum (GFS §5.2): the replica is
+    /// no longer a location, and counts as stale at this version so heartbeats get it deleted.
+    pub fn report_bad_replica(
+        &mut self,
+        handle: ChunkHandle,
+        server: ServerId,
+        version: u64,
+    ) -> bool {
+        let Some(meta) = self.chunks.get_mut(&handle) else {
+            return false;
+        };
+        if meta.version != version {
+            return false;
+        }
+        meta.locations.remove(&server);
+        meta.excluded.insert(server)
     }
 
     // ------------------------------------------------------------------ heartbeats (GFS §4.5)
@@ -866,6 +1075,80 @@ mod tests {
     }
 
     #[test]
+    fn re_replication_picks_the_most_endangered_after_the_lease_is_quiet() {
+        let mut m = master_with(5);
+        let mut r = rng();
+        m.create_file("/f").unwrap();
+        let (a, _) = m.ensure_chunk("/f", 0).unwrap();
+        let (b, _) = m.ensure_chunk("/f", 1).unwrap();
+        let (ga, _) = m.grant_lease(a, MS, LEASE, PLACE, &mut r).unwrap();
+        let (gb, _) = m.grant_lease(b, MS, LEASE, PLACE, &mut r).unwrap();
+        m.settle_grant(a, ga.lease, &ga.replicas, 2 * MS);
+        // b: two replicas did not take the version; a: one server's copy went bad.
+        m.settle_grant(b, gb.lease, &gb.replicas[..1], 2 * MS);
+        let bad = ga.replicas[0];
+        assert!(m.report_bad_replica(a, bad, 1));
+        let quiet = 300 * MS;
+        let none = BTreeSet::new();
+        // Nothing while the leases (or the quiet period after them) last.
+        assert!(m
+            .clone_orders(MS + LEASE, 3, TIMEOUT * 10, quiet, 4, &none, &mut r)
+            .is_empty());
+        let t = MS + LEASE + quiet;
+        let all = m.clone_orders(t, 3, TIMEOUT * 10, quiet, 4, &none, &mut r);
+        assert_eq!(
+            all.iter().map(|o| o.handle).collect::<Vec<_>>(),
+            vec![b, a],
+            "b has one replica"
+        );
+        let one = m.clone_orders(t, 3, TIMEOUT * 10, quiet, 1, &none, &mut r);
+        assert_eq!(one.len(), 1, "bounded");
+        let busy: BTreeSet<_> = [b].into();
+        let order = m
+            .clone_orders(t, 3, TIMEOUT * 10, quiet, 4, &busy, &mut r)
+            .remove(0);
+        assert_eq!(order.handle, a);
+        assert!(m.replicas(a).contains(&order.source));
+        assert!(
+            !m.replicas(a).contains(&order.dest) && order.dest != bad,
+            "{order:?}"
+        );
+        // A copy finished after a new lease was granted is discarded.
+        let mut later = m.clone();
+        later.grant_lease(a, t + 1, LEASE, PLACE, &mut r).unwrap();
+        assert!(!later.finish_clone(&order, t + 2));
+        assert!(m.finish_clone(&order, t + 2));
+        assert_eq!(m.replicas(a).len(), 3);
+        // The bad replica, reported at the current version, is garbage at its next heartbeat.
+        let out = m.heartbeat(bad, t + 3, t + 3, &[(a, 1)], TIMEOUT * 10);
+        assert_eq!(out.garbage, vec![(a, 1)]);
+    }
+
+    #[test]
+    fn deleted_files_hide_until_reclaimed() {
+        let mut m = master_with(3);
+        m.create_file("/f").unwrap();
+        let (h, _) = m.ensure_chunk("/f", 0).unwrap();
+        m.delete_file("/f", 10 * MS).unwrap();
+        assert!(!m.exists("/f") && m.list().is_empty());
+        assert!(m.chunk(h).is_some(), "chunks survive until reclaimed");
+        m.create_file("/f").unwrap();
+        assert!(
+            m.create_file("/.deleted/x").is_err(),
+            "the hidden namespace is reserved"
+        );
+        assert!(m.reclaimable(10 * MS + 999 * MS, 1000 * MS).is_empty());
+        let due = m.reclaimable(1010 * MS, 1000 * MS);
+        assert_eq!(due.len(), 1);
+        let recs = m.reclaim(&due[0]);
+        assert_eq!(recs.len(), 1);
+        assert!(m.chunk(h).is_none());
+        let out = m.heartbeat(ServerId(0), 1011 * MS, 1011 * MS, &[(h, 0)], TIMEOUT * 10);
+        assert_eq!(out.garbage, vec![(h, 0)], "an orphan now");
+        m.check_invariants();
+    }
+
+    #[test]
     fn replaying_the_log_rebuilds_the_same_namespace() {
         let mut live = master_with(4);
         let mut r = rng();
@@ -888,6 +1171,11 @@ mod tests {
                 .1,
         );
         log.extend(live.delete_file("/b", 3 * MS).unwrap().0);
+        log.extend(live.create_file("/b").unwrap());
+        log.extend(live.delete_file("/c", 4 * MS).unwrap().0);
+        let hidden = live.reclaimable(5 * MS, MS);
+        assert_eq!(hidden.len(), 2);
+        log.extend(live.reclaim(&hidden[0]));
         assert!(
             live.create_file("/a").is_err(),
             "a failed mutation logs nothing"
@@ -902,7 +1190,8 @@ mod tests {
         assert!(replayed.persistent_eq(&live));
         assert_eq!(replayed.list(), live.list());
         assert_eq!(replayed.chunk(a0).unwrap().version, 2);
-        assert!(!replayed.exists("/b"));
+        assert!(replayed.exists("/b") && !replayed.exists("/c"));
+        assert_eq!(replayed.deleted().count(), 1);
 
         // Replay from a checkpoint taken halfway, plus the rest of the log.
         let mut half = MasterState::new();
