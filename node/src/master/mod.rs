@@ -13,7 +13,9 @@
 pub mod oplog;
 pub mod state;
 
-pub use state::{Checkpoint, CloneOrder, LeaseGrant, LogRecord, MasterState, Placement};
+pub use state::{
+    Checkpoint, CloneOrder, ClonePolicy, LeaseGrant, LogRecord, MasterState, Placement,
+};
 
 use crate::config::ClusterConfig;
 use crate::disk::Disk;
@@ -126,15 +128,13 @@ impl Master {
             let busy = self.cloning.lock().unwrap().clone();
             let room = self.cfg.max_concurrent_clones.saturating_sub(busy.len());
             let mut rng = madsim::rand::thread_rng();
-            core.state.clone_orders(
-                now,
-                self.cfg.replication as usize,
-                timeout,
-                self.cfg.clone_quiet_ms() * MS,
-                room,
-                &busy,
-                &mut rng,
-            )
+            let policy = ClonePolicy {
+                target: self.cfg.replication as usize,
+                timeout_ns: timeout,
+                quiet_ns: self.cfg.clone_quiet_ms() * MS,
+                max: room,
+            };
+            core.state.clone_orders(now, policy, &busy, &mut rng)
         };
         for order in orders {
             self.cloning.lock().unwrap().insert(order.handle);

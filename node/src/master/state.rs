@@ -125,6 +125,19 @@ pub struct Placement {
     pub timeout_ns: u64,
 }
 
+/// When and how much to re-replicate (see [`MasterState::clone_orders`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClonePolicy {
+    /// Replicas every chunk should have.
+    pub target: usize,
+    /// A server silent this long is not a copy destination.
+    pub timeout_ns: u64,
+    /// Time after a lease's expiry before its chunk may be copied.
+    pub quiet_ns: u64,
+    /// Most orders to return.
+    pub max: usize,
+}
+
 /// A copy of a replica to make (GFS §4.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloneOrder {
@@ -685,13 +698,16 @@ impl MasterState {
     pub fn clone_orders(
         &self,
         now_ns: u64,
-        target: usize,
-        timeout_ns: u64,
-        quiet_ns: u64,
-        max: usize,
+        policy: ClonePolicy,
         busy: &BTreeSet<ChunkHandle>,
         rng: &mut impl Rng,
     ) -> Vec<CloneOrder> {
+        let ClonePolicy {
+            target,
+            timeout_ns,
+            quiet_ns,
+            max,
+        } = policy;
         let live = self.live_servers(now_ns, timeout_ns);
         let mut needy: Vec<(usize, ChunkHandle)> = self
             .chunks
@@ -1090,23 +1106,27 @@ mod tests {
         assert!(m.report_bad_replica(a, bad, 1));
         let quiet = 300 * MS;
         let none = BTreeSet::new();
+        let policy = |quiet_ns, max| ClonePolicy {
+            target: 3,
+            timeout_ns: TIMEOUT * 10,
+            quiet_ns,
+            max,
+        };
         // Nothing while the leases (or the quiet period after them) last.
         assert!(m
-            .clone_orders(MS + LEASE, 3, TIMEOUT * 10, quiet, 4, &none, &mut r)
+            .clone_orders(MS + LEASE, policy(quiet, 4), &none, &mut r)
             .is_empty());
         let t = MS + LEASE + quiet;
-        let all = m.clone_orders(t, 3, TIMEOUT * 10, quiet, 4, &none, &mut r);
+        let all = m.clone_orders(t, policy(quiet, 4), &none, &mut r);
         assert_eq!(
             all.iter().map(|o| o.handle).collect::<Vec<_>>(),
             vec![b, a],
             "b has one replica"
         );
-        let one = m.clone_orders(t, 3, TIMEOUT * 10, quiet, 1, &none, &mut r);
+        let one = m.clone_orders(t, policy(quiet, 1), &none, &mut r);
         assert_eq!(one.len(), 1, "bounded");
         let busy: BTreeSet<_> = [b].into();
-        let order = m
-            .clone_orders(t, 3, TIMEOUT * 10, quiet, 4, &busy, &mut r)
-            .remove(0);
+        let order = m.clone_orders(t, policy(quiet, 4), &busy, &mut r).remove(0);
         assert_eq!(order.handle, a);
         assert!(m.replicas(a).contains(&order.source));
         assert!(
