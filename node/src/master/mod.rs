@@ -335,11 +335,8 @@ impl Master {
                 timeout_ns: self.cfg.server_timeout_ms * MS,
             };
             let lease_ns = self.cfg.lease_ms * MS;
-            let (grant, recs) =
-                core.state
-                    .grant_lease(handle, now_ns(), lease_ns, placement, &mut rng)?;
-            Self::persist(&mut core, &recs).await;
-            grant
+            core.state
+                .grant_lease(handle, now_ns(), lease_ns, placement, &mut rng)?
         };
         let lease = grant.lease;
         let mut secondaries: Vec<ServerId> = grant
@@ -348,11 +345,15 @@ impl Master {
             .copied()
             .filter(|s| *s != lease.primary)
             .collect();
+        if !grant.new && !grant.replicas.contains(&lease.primary) {
+            // A lease whose grant no replica (or not the primary) took: wait for it to expire.
+            return Err(GfsError::Unavailable(format!(
+                "the lease on {handle} is unusable until it expires"
+            )));
+        }
         if grant.new {
-            emit("master", "version_bumped", || {
-                format!("chunk={handle} version={}", lease.version)
-            });
-            // Tell every replica the new version before anyone learns the primary (GFS §4.5).
+            // Tell every replica the new version before anyone learns the primary (GFS §4.5);
+            // the bump is logged once one of them has it (see `MasterState::grant_lease`).
             let calls: Vec<_> = grant
                 .replicas
                 .iter()
@@ -382,7 +383,13 @@ impl Master {
                 }
             }
             let mut core = self.core.lock().await;
-            core.state.settle_grant(handle, lease, &acked, now_ns());
+            let recs = core.state.settle_grant(handle, lease, &acked, now_ns());
+            Self::persist(&mut core, &recs).await;
+            if !recs.is_empty() {
+                emit("master", "version_bumped", || {
+                    format!("chunk={handle} version={}", lease.version)
+                });
+            }
             for &server in &failed {
                 emit("master", "replica_excluded", || {
                     format!("chunk={handle} version={} server={server}", lease.version)

@@ -543,9 +543,16 @@ impl MasterState {
 
     // ------------------------------------------------------------------ leases (GFS §3.1, §4.5)
 
-    /// Returns the chunk's current lease, or grants a new one: a random up-to-date replica becomes
-    /// primary and the chunk's version goes up by one. Refuses while an unexpired lease is held by
+    /// Returns the chunk's current lease, or starts granting a new one: a random up-to-date
+    /// replica becomes primary at the next version. Refuses while an unexpired lease is held by
     /// anyone, which is what keeps two primaries from coexisting.
+    ///
+    /// A new grant is recorded (so no one else can be granted the chunk) but the version is not
+    /// bumped yet: the caller tells the replicas the new version and then calls
+    /// [`MasterState::settle_grant`], which logs the bump only if some replica took it. Replicas may
+    /// thus be ahead of the master, never behind it, and GFS §4.5 already has the master adopt a
+    /// higher version it hears of. The other order could lose data: a bump logged when no replica
+    /// can be told would leave every replica looking stale.
     ///
     /// A chunk's first grant (version 0) also places its `replication` replicas (GFS §4.2).
     pub fn grant_lease(
@@ -555,48 +562,40 @@ impl MasterState {
         lease_ns: u64,
         placement: Placement,
         rng: &mut impl Rng,
-    ) -> Result<(LeaseGrant, Vec<LogRecord>), GfsError> {
+    ) -> Result<LeaseGrant, GfsError> {
         let meta = self.chunks.get(&handle).ok_or(GfsError::NoSuchChunk)?;
-        if meta.version == 0 && meta.lease.is_none() && now_ns >= self.grace_until_ns {
-            let servers = self.place(placement.replication, now_ns, placement.timeout_ns, rng);
-            let meta = self.chunks.get_mut(&handle).expect("exists");
-            meta.locations = servers.into_iter().map(|s| (s, now_ns)).collect();
-        }
-        let meta = &self.chunks[&handle];
         if let Some(holder) = &meta.lease {
             if holder.lease.expires_ns > now_ns {
                 let (lease, replicas) = (holder.lease, holder.replicas.clone());
-                let grant = LeaseGrant {
+                return Ok(LeaseGrant {
                     lease,
                     replicas,
                     new: false,
                     create: false,
-                };
-                return Ok((grant, Vec::new()));
+                });
             }
         }
-        let replicas: Vec<ServerId> = meta.locations.keys().copied().collect();
         if now_ns < self.grace_until_ns {
             return Err(GfsError::Unavailable(
                 "master is recovering; no leases yet".into(),
             ));
         }
+        if meta.version == 0 {
+            let servers = self.place(placement.replication, now_ns, placement.timeout_ns, rng);
+            let meta = self.chunks.get_mut(&handle).expect("exists");
+            meta.locations = servers.into_iter().map(|s| (s, now_ns)).collect();
+        }
+        let meta = self.chunks.get_mut(&handle).expect("exists");
+        let replicas: Vec<ServerId> = meta.locations.keys().copied().collect();
         if replicas.is_empty() {
             return Err(GfsError::Unavailable(format!(
                 "no live replica of chunk {handle}"
             )));
         }
         let primary = *replicas.choose(rng).expect("non-empty");
-        let old_version = meta.version;
-        let version = old_version + 1;
-        let mut out = Vec::new();
-        self.commit(LogRecord::SetVersion { handle, version }, &mut out);
-        let meta = self.chunks.get_mut(&handle).expect("exists");
-        meta.version_set_ns = now_ns;
-        meta.excluded.clear();
         let lease = Lease {
             primary,
-            version,
+            version: meta.version + 1,
             expires_ns: now_ns + lease_ns,
         };
         let holder = LeaseHolder {
@@ -609,13 +608,12 @@ impl MasterState {
             old.is_none_or(|o| o.lease.expires_ns <= now_ns),
             "granted a lease on {handle} while another was live"
         );
-        let grant = LeaseGrant {
+        Ok(LeaseGrant {
             lease,
             replicas,
             new: true,
-            create: old_version == 0,
-        };
-        Ok((grant, out))
+            create: meta.version == 0,
+        })
     }
 
     /// Extends the lease if `server` still holds it at `version` (GFS §3.1: extensions piggyback on
@@ -645,27 +643,27 @@ impl MasterState {
         Some(expires)
     }
 
-    /// Records which replicas took a newly granted version (`acked`). The lease's replica set
-    /// shrinks to those; the others are excluded at this version: if one of them took it after
-    /// all, it still missed every mutation of the lease.
+    /// Records which replicas took a newly granted version (`acked`) and, if any did, logs the
+    /// version bump (GFS §4.5). The lease's replica set shrinks to those that took it; the others
+    /// are excluded at the new version: if one took it after all, it still misses every mutation
+    /// of the lease. If none took it, nothing changes but the (unusable) lease record, which must
+    /// stay until it expires because the primary may hold it after all.
     pub fn settle_grant(
         &mut self,
         handle: ChunkHandle,
         lease: Lease,
         acked: &[ServerId],
         now_ns: u64,
-    ) {
+    ) -> Vec<LogRecord> {
+        let mut out = Vec::new();
         let Some(meta) = self.chunks.get_mut(&handle) else {
-            return;
+            return out; // reclaimed meanwhile
         };
-        if meta.version != lease.version {
-            return; // superseded meanwhile
-        }
         let same = |h: &&mut LeaseHolder| {
             h.lease.version == lease.version && h.lease.primary == lease.primary
         };
         let Some(holder) = meta.lease.as_mut().filter(same) else {
-            return;
+            return out;
         };
         holder.settled = true;
         let failed: Vec<ServerId> = holder
@@ -675,13 +673,21 @@ impl MasterState {
             .filter(|s| !acked.contains(s))
             .collect();
         holder.replicas.retain(|s| acked.contains(s));
-        for s in failed {
-            meta.locations.remove(&s);
-            meta.excluded.insert(s);
+        if acked.is_empty() || meta.version >= lease.version {
+            return out;
         }
-        for &s in acked {
-            meta.locations.insert(s, now_ns);
-        }
+        self.commit(
+            LogRecord::SetVersion {
+                handle,
+                version: lease.version,
+            },
+            &mut out,
+        );
+        let meta = self.chunks.get_mut(&handle).expect("exists");
+        meta.version_set_ns = now_ns;
+        meta.locations = acked.iter().map(|&s| (s, now_ns)).collect();
+        meta.excluded = failed.into_iter().collect();
+        out
     }
 
     // ------------------------------------------------------------------ re-replication (GFS §4.3)
@@ -814,19 +820,22 @@ impl MasterState {
                 outcome.garbage.push((handle, version)); // an orphan: no file owns it
                 continue;
             };
+            // A grant in flight may have told this server a version the master has not logged yet.
+            let being_told = meta.lease.as_ref().is_some_and(|h| {
+                !h.settled && h.lease.version == version && h.replicas.contains(&server)
+            });
+            if being_told {
+                continue;
+            }
             if version < meta.version {
-                // Stale, unless the report predates the bump, or the server is being told the new
-                // version right now, or it acknowledged the new version after the report was taken.
+                // Stale, unless the report predates the bump or the server acknowledged the new
+                // version after the report was taken.
                 let predates_bump = snapshot_ns < meta.version_set_ns;
-                let being_told = meta
-                    .lease
-                    .as_ref()
-                    .is_some_and(|h| !h.settled && h.replicas.contains(&server));
                 let acked_since = meta
                     .locations
                     .get(&server)
                     .is_some_and(|&c| c >= snapshot_ns);
-                if !(predates_bump || being_told || acked_since) {
+                if !(predates_bump || acked_since) {
                     meta.locations.remove(&server);
                     outcome.garbage.push((handle, version));
                 }
@@ -908,6 +917,22 @@ mod tests {
         m
     }
 
+    /// Grants a lease and settles it as if every replica took the new version.
+    fn grant_all(
+        m: &mut MasterState,
+        h: ChunkHandle,
+        now: u64,
+        r: &mut impl Rng,
+    ) -> (LeaseGrant, Vec<LogRecord>) {
+        let g = m.grant_lease(h, now, LEASE, PLACE, r).unwrap();
+        let recs = if g.new {
+            m.settle_grant(h, g.lease, &g.replicas.clone(), now)
+        } else {
+            Vec::new()
+        };
+        (g, recs)
+    }
+
     /// Registers that the replicas took the new version, as the shell does after SetVersion.
     fn confirm(m: &mut MasterState, h: ChunkHandle, now: u64) {
         let replicas = m.replicas(h);
@@ -926,7 +951,7 @@ mod tests {
         for i in 0..10 {
             let (h, _) = m.ensure_chunk("/f", i).unwrap();
             assert!(m.replicas(h).is_empty(), "placed at the first grant");
-            let (grant, _) = m.grant_lease(h, MS, LEASE, PLACE, &mut r).unwrap();
+            let (grant, _) = grant_all(&mut m, h, MS, &mut r);
             let replicas = m.replicas(h);
             assert_eq!(grant.replicas, replicas);
             assert_eq!(replicas.len(), 3, "three replicas");
@@ -979,7 +1004,7 @@ mod tests {
         let (h, _) = m.ensure_chunk("/f", 0).unwrap();
         assert_eq!(m.chunk(h).unwrap().version, 0);
 
-        let (g1, recs) = m.grant_lease(h, 10 * MS, LEASE, PLACE, &mut r).unwrap();
+        let (g1, recs) = grant_all(&mut m, h, 10 * MS, &mut r);
         assert!(g1.new && g1.create);
         assert_eq!(g1.lease.version, 1);
         assert_eq!(
@@ -995,13 +1020,13 @@ mod tests {
 
         // While the lease is live, every request gets the same primary and no bump.
         for t in [20 * MS, 500 * MS, 10 * MS + LEASE - 1] {
-            let (g, recs) = m.grant_lease(h, t, LEASE, PLACE, &mut r).unwrap();
+            let (g, recs) = grant_all(&mut m, h, t, &mut r);
             assert!(!g.new && recs.is_empty());
             assert_eq!(g.lease, g1.lease);
         }
         // After expiry a new lease comes with a new version.
         let t = 10 * MS + LEASE;
-        let (g2, recs) = m.grant_lease(h, t, LEASE, PLACE, &mut r).unwrap();
+        let (g2, recs) = grant_all(&mut m, h, t, &mut r);
         assert!(g2.new && !g2.create);
         assert_eq!(g2.lease.version, 2);
         assert_eq!(
@@ -1015,12 +1040,40 @@ mod tests {
     }
 
     #[test]
+    fn a_grant_no_replica_took_changes_no_version() {
+        let mut m = master_with(3);
+        let mut r = rng();
+        m.create_file("/f").unwrap();
+        let (h, _) = m.ensure_chunk("/f", 0).unwrap();
+        grant_all(&mut m, h, MS, &mut r);
+        let t = MS + LEASE;
+        let g = m.grant_lease(h, t, LEASE, PLACE, &mut r).unwrap();
+        assert_eq!(g.lease.version, 2);
+        assert!(
+            m.settle_grant(h, g.lease, &[], t + MS).is_empty(),
+            "nothing to log"
+        );
+        assert_eq!(m.chunk(h).unwrap().version, 1);
+        // The replicas at version 1 are still current, not stale.
+        let out = m.heartbeat(ServerId(0), t + 2 * MS, t + 2 * MS, &[(h, 1)], TIMEOUT);
+        assert!(out.garbage.is_empty());
+        assert_eq!(m.replicas(h).len(), 3);
+        // Until the unusable lease expires, it is what every request gets: no second primary.
+        let again = m.grant_lease(h, t + 3 * MS, LEASE, PLACE, &mut r).unwrap();
+        assert!(!again.new && again.replicas.is_empty());
+        // A replica that did take version 2 (its answer was lost) is adopted when it reports it.
+        let out = m.heartbeat(ServerId(1), t + LEASE, t + LEASE, &[(h, 2)], TIMEOUT);
+        assert_eq!(out.adopted, vec![(h, 2)]);
+        assert_eq!(m.replicas(h), vec![ServerId(1)]);
+    }
+
+    #[test]
     fn lease_extension_only_for_the_holder_at_its_version() {
         let mut m = master_with(3);
         let mut r = rng();
         m.create_file("/f").unwrap();
         let (h, _) = m.ensure_chunk("/f", 0).unwrap();
-        let (g, _) = m.grant_lease(h, MS, LEASE, PLACE, &mut r).unwrap();
+        let (g, _) = grant_all(&mut m, h, MS, &mut r);
         let p = g.lease.primary;
         let other = g.replicas.iter().copied().find(|s| *s != p).unwrap();
         assert_eq!(m.extend_lease(h, other, 1, 2 * MS, LEASE), None);
@@ -1067,7 +1120,19 @@ mod tests {
         let out = m.heartbeat(s, 3 * MS, 2 * MS + 1, &[(h, 0)], TIMEOUT);
         assert!(out.garbage.is_empty(), "grant in flight");
         let lease = m.chunk(h).unwrap().lease.as_ref().unwrap().lease;
-        m.settle_grant(h, lease, &[ServerId(1), ServerId(2)], 3 * MS);
+        assert_eq!(
+            m.chunk(h).unwrap().version,
+            0,
+            "not bumped before a replica took it"
+        );
+        let recs = m.settle_grant(h, lease, &[ServerId(1), ServerId(2)], 3 * MS);
+        assert_eq!(
+            recs,
+            vec![LogRecord::SetVersion {
+                handle: h,
+                version: 1
+            }]
+        );
         assert_eq!(
             m.replicas(h),
             vec![ServerId(1), ServerId(2)],
@@ -1097,9 +1162,8 @@ mod tests {
         m.create_file("/f").unwrap();
         let (a, _) = m.ensure_chunk("/f", 0).unwrap();
         let (b, _) = m.ensure_chunk("/f", 1).unwrap();
-        let (ga, _) = m.grant_lease(a, MS, LEASE, PLACE, &mut r).unwrap();
-        let (gb, _) = m.grant_lease(b, MS, LEASE, PLACE, &mut r).unwrap();
-        m.settle_grant(a, ga.lease, &ga.replicas, 2 * MS);
+        let (ga, _) = grant_all(&mut m, a, MS, &mut r);
+        let gb = m.grant_lease(b, MS, LEASE, PLACE, &mut r).unwrap();
         // b: two replicas did not take the version; a: one server's copy went bad.
         m.settle_grant(b, gb.lease, &gb.replicas[..1], 2 * MS);
         let bad = ga.replicas[0];
@@ -1135,7 +1199,7 @@ mod tests {
         );
         // A copy finished after a new lease was granted is discarded.
         let mut later = m.clone();
-        later.grant_lease(a, t + 1, LEASE, PLACE, &mut r).unwrap();
+        grant_all(&mut later, a, t + 1, &mut r);
         assert!(!later.finish_clone(&order, t + 2));
         assert!(m.finish_clone(&order, t + 2));
         assert_eq!(m.replicas(a).len(), 3);
@@ -1180,16 +1244,8 @@ mod tests {
             log.extend(live.ensure_chunk(p, i).unwrap().1);
         }
         let a0 = live.chunks_of("/a").unwrap()[0];
-        log.extend(
-            live.grant_lease(a0, 2 * MS, LEASE, PLACE, &mut r)
-                .unwrap()
-                .1,
-        );
-        log.extend(
-            live.grant_lease(a0, 2 * MS + LEASE, LEASE, PLACE, &mut r)
-                .unwrap()
-                .1,
-        );
+        log.extend(grant_all(&mut live, a0, 2 * MS, &mut r).1);
+        log.extend(grant_all(&mut live, a0, 2 * MS + LEASE, &mut r).1);
         log.extend(live.delete_file("/b", 3 * MS).unwrap().0);
         log.extend(live.create_file("/b").unwrap());
         log.extend(live.delete_file("/c", 4 * MS).unwrap().0);
