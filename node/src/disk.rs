@@ -14,12 +14,68 @@
 //!   file *contents* are durable only after `sync`.
 //!
 //! Names may contain `/`, so callers can spread files over "subdirectories"; [`Disk::list`] lists
-//! by prefix. The faults issue will teach this type to tear the last unsynced write and rot bits.
+//! by prefix.
+//!
+//! **Faults** live in a [`DiskFaults`] shared with the harness and kept across restarts, like the
+//! hardware it stands for. A sync takes a random time (so a crash can land in the middle of one);
+//! a disk with torn writes first puts a random prefix of the sync's writes on disk, so a crash
+//! before the sync completes leaves the file torn, while a completed sync is always whole; and the
+//! harness can ask for bits to flip in stored bytes. Without torn writes, a sync is all or
+//! nothing, which is what lets a chunkserver update a chunk atomically.
 
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{self, ErrorKind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// The physical disk's behaviour: timing and faults. Shared by the node's [`Disk`] and the harness.
+#[derive(Debug, Default)]
+pub struct DiskFaults {
+    /// Upper bound of a sync's latency, in microseconds (each sync takes a uniform 0..=max).
+    pub sync_latency_us: AtomicU64,
+    /// A sync first writes a random prefix of its writes.
+    pub torn_writes: AtomicBool,
+    /// Names starting with this are eligible for bit flips (empty: none are).
+    flip_prefix: std::sync::Mutex<String>,
+    pending_flips: AtomicU64,
+    flips_applied: AtomicU64,
+    tear_in_flight: AtomicBool,
+    unsynced_writes: AtomicU64,
+}
+
+impl DiskFaults {
+    pub fn new(sync_latency_us: u64, torn_writes: bool, flip_prefix: &str) -> Arc<DiskFaults> {
+        let f = DiskFaults {
+            sync_latency_us: AtomicU64::new(sync_latency_us),
+            torn_writes: AtomicBool::new(torn_writes),
+            ..DiskFaults::default()
+        };
+        *f.flip_prefix.lock().unwrap() = flip_prefix.to_string();
+        Arc::new(f)
+    }
+
+    /// Asks for one bit to flip in a stored file; applied at the disk's next operation.
+    pub fn request_bit_flip(&self) {
+        self.pending_flips.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn flips_applied(&self) -> u64 {
+        self.flips_applied.load(Ordering::Relaxed)
+    }
+
+    /// True while a torn prefix is on disk and its sync has not completed: a crash now tears.
+    pub fn tear_in_flight(&self) -> bool {
+        self.tear_in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Writes in the page cache, which a crash now would lose.
+    pub fn unsynced_writes(&self) -> u64 {
+        self.unsynced_writes.load(Ordering::Relaxed)
+    }
+}
 
 /// Largest logical file the model accepts: one 64 MiB chunk plus room for metadata files.
 pub const MAX_FILE_BYTES: u64 = 128 << 20;
@@ -44,6 +100,8 @@ struct Inner {
     /// Writable `madsim::fs` handles, opened lazily (opening for write truncates in madsim, so the
     /// first open after a restart copies the durable content back in).
     open: BTreeMap<u64, madsim::fs::File>,
+    faults: Arc<DiskFaults>,
+    node: String,
 }
 
 /// A node's disk. Cheap to clone; clones share the same page cache.
@@ -162,6 +220,82 @@ impl Inner {
         self.range(name, 0, u64::MAX).await
     }
 
+    /// Writes `ops` to the durable file `id`.
+    async fn write_durable(&mut self, id: u64, ops: &[Pending]) -> io::Result<()> {
+        if !self.open.contains_key(&id) {
+            // Opening for write truncates in madsim::fs: carry the durable bytes across.
+            let name = self
+                .dir
+                .files
+                .iter()
+                .find(|(_, &i)| i == id)
+                .map(|(n, _)| n.clone());
+            let durable = match name {
+                Some(n) => self.durable_range(&n, 0, u64::MAX).await?,
+                None => Vec::new(),
+            };
+            let file = madsim::fs::File::create(self.phys_path(id)).await?;
+            file.write_all_at(&durable, 0).await?;
+            self.open.insert(id, file);
+        }
+        let file = &self.open[&id];
+        for op in ops {
+            match op {
+                Pending::Write { offset, data } => {
+                    let len = file.metadata().await?.len();
+                    if *offset > len {
+                        file.set_len(*offset).await?;
+                    }
+                    file.write_all_at(data, *offset).await?;
+                }
+                Pending::SetLen(len) => file.set_len(*len).await?,
+            }
+        }
+        file.sync_all().await
+    }
+
+    /// Applies the bit flips the harness asked for, to durable bytes of eligible files.
+    async fn apply_flips(&mut self) -> io::Result<()> {
+        let faults = self.faults.clone();
+        while faults.pending_flips.load(Ordering::Relaxed) > 0 {
+            faults.pending_flips.fetch_sub(1, Ordering::Relaxed);
+            let prefix = faults.flip_prefix.lock().unwrap().clone();
+            if prefix.is_empty() {
+                continue;
+            }
+            let mut candidates = Vec::new();
+            for (name, &id) in &self.dir.files {
+                if name.starts_with(&prefix) {
+                    let len = self.durable_len(name).await?;
+                    if len > 0 {
+                        candidates.push((name.clone(), id, len));
+                    }
+                }
+            }
+            if candidates.is_empty() {
+                continue;
+            }
+            let mut rng = madsim::rand::thread_rng();
+            let (name, id, len) = candidates[rng.gen_range(0..candidates.len())].clone();
+            let at = rng.gen_range(0..len);
+            let bit = rng.gen_range(0..8u8);
+            let old = self.durable_range(&name, at, 1).await?[0];
+            self.write_durable(
+                id,
+                &[Pending::Write {
+                    offset: at,
+                    data: vec![old ^ (1 << bit)],
+                }],
+            )
+            .await?;
+            faults.flips_applied.fetch_add(1, Ordering::Relaxed);
+            crate::trace::emit(&self.node, "bit_flipped", || {
+                format!("file={name} offset={at} bit={bit}")
+            });
+        }
+        Ok(())
+    }
+
     async fn ensure_exists(&mut self, name: &str) -> io::Result<()> {
         if !self.dir.files.contains_key(name) {
             let id = self.dir.next_id;
@@ -176,12 +310,17 @@ impl Inner {
 impl Disk {
     /// Opens the disk rooted at `root` on the current node, finding whatever a previous incarnation
     /// of the node synced there.
-    pub async fn open(root: &str) -> io::Result<Disk> {
+    pub async fn open(root: &str, node: &str, faults: Arc<DiskFaults>) -> io::Result<Disk> {
+        // A new incarnation of the node: whatever was in the old page cache is gone.
+        faults.unsynced_writes.store(0, Ordering::Relaxed);
+        faults.tear_in_flight.store(false, Ordering::Relaxed);
         let mut inner = Inner {
             root: root.to_string(),
             dir: Directory::default(),
             pending: BTreeMap::new(),
             open: BTreeMap::new(),
+            faults,
+            node: node.to_string(),
         };
         match madsim::fs::read(inner.dir_path()).await {
             Ok(bytes) => {
@@ -214,12 +353,16 @@ impl Disk {
     }
 
     pub async fn read_all(&self, name: &str) -> io::Result<Vec<u8>> {
-        self.inner.lock().await.content(name).await
+        let mut inner = self.inner.lock().await;
+        inner.apply_flips().await?;
+        inner.content(name).await
     }
 
     /// Reads up to `len` bytes at `offset`; short at the end of the file.
     pub async fn read(&self, name: &str, offset: u64, len: u64) -> io::Result<Vec<u8>> {
-        self.inner.lock().await.range(name, offset, len).await
+        let mut inner = self.inner.lock().await;
+        inner.apply_flips().await?;
+        inner.range(name, offset, len).await
     }
 
     pub async fn len(&self, name: &str) -> io::Result<u64> {
@@ -236,6 +379,7 @@ impl Disk {
         }
         let mut inner = self.inner.lock().await;
         inner.ensure_exists(name).await?;
+        inner.faults.unsynced_writes.fetch_add(1, Ordering::Relaxed);
         inner
             .pending
             .entry(name.to_string())
@@ -251,6 +395,7 @@ impl Disk {
     pub async fn set_len(&self, name: &str, len: u64) -> io::Result<()> {
         let mut inner = self.inner.lock().await;
         inner.ensure_exists(name).await?;
+        inner.faults.unsynced_writes.fetch_add(1, Ordering::Relaxed);
         inner
             .pending
             .entry(name.to_string())
@@ -259,9 +404,10 @@ impl Disk {
         Ok(())
     }
 
-    /// Makes every cached write to `name` durable.
+    /// Makes every cached write to `name` durable. Takes a random time (see [`DiskFaults`]).
     pub async fn sync(&self, name: &str) -> io::Result<()> {
         let mut inner = self.inner.lock().await;
+        inner.apply_flips().await?;
         let Some(ops) = inner.pending.remove(name) else {
             return if inner.dir.files.contains_key(name) {
                 Ok(())
@@ -270,27 +416,28 @@ impl Disk {
             };
         };
         let id = *inner.dir.files.get(name).ok_or_else(|| not_found(name))?;
-        if !inner.open.contains_key(&id) {
-            // Opening for write truncates in madsim::fs: carry the durable bytes across.
-            let durable = inner.durable_range(name, 0, u64::MAX).await?;
-            let file = madsim::fs::File::create(inner.phys_path(id)).await?;
-            file.write_all_at(&durable, 0).await?;
-            inner.open.insert(id, file);
-        }
-        let file = &inner.open[&id];
-        for op in &ops {
-            match op {
-                Pending::Write { offset, data } => {
-                    let len = file.metadata().await?.len();
-                    if *offset > len {
-                        file.set_len(*offset).await?;
-                    }
-                    file.write_all_at(data, *offset).await?;
-                }
-                Pending::SetLen(len) => file.set_len(*len).await?,
+        let faults = inner.faults.clone();
+        let mut rng = madsim::rand::thread_rng();
+        if faults.torn_writes.load(Ordering::Relaxed) && rng.gen_bool(0.5) {
+            // The disk gets part of the way through before the sync could finish.
+            let mut torn = ops.clone();
+            let keep = rng.gen_range(0..torn.len());
+            torn.truncate(keep + 1);
+            if let Some(Pending::Write { data, .. }) = torn.last_mut() {
+                let cut = rng.gen_range(0..=data.len());
+                data.truncate(cut);
             }
+            inner.write_durable(id, &torn).await?;
+            faults.tear_in_flight.store(true, Ordering::Relaxed);
         }
-        file.sync_all().await
+        let latency_us = rng.gen_range(0..=faults.sync_latency_us.load(Ordering::Relaxed));
+        madsim::time::sleep(Duration::from_micros(latency_us)).await;
+        inner.write_durable(id, &ops).await?;
+        faults.tear_in_flight.store(false, Ordering::Relaxed);
+        faults
+            .unsynced_writes
+            .fetch_sub(ops.len() as u64, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Removes a name (durably). Its content is gone, synced or not.
@@ -301,7 +448,11 @@ impl Disk {
             .files
             .remove(name)
             .ok_or_else(|| not_found(name))?;
-        inner.pending.remove(name);
+        let dropped = inner.pending.remove(name).map_or(0, |ops| ops.len() as u64);
+        inner
+            .faults
+            .unsynced_writes
+            .fetch_sub(dropped, Ordering::Relaxed);
         inner.open.remove(&id);
         inner.persist_dir().await?;
         // Free the physical file's memory: madsim::fs cannot delete, but it can truncate.
@@ -320,7 +471,11 @@ impl Disk {
             .ok_or_else(|| not_found(from))?;
         let replaced = inner.dir.files.insert(to.to_string(), id);
         let ops = inner.pending.remove(from);
-        inner.pending.remove(to);
+        let dropped = inner.pending.remove(to).map_or(0, |ops| ops.len() as u64);
+        inner
+            .faults
+            .unsynced_writes
+            .fetch_sub(dropped, Ordering::Relaxed);
         if let Some(ops) = ops {
             inner.pending.insert(to.to_string(), ops);
         }
@@ -352,9 +507,12 @@ mod tests {
         let node = rt.create_node().name("n").build();
         let id = node.id();
         let h = rt.handle().clone();
+        let faults = DiskFaults::new(100, false, "");
+        let (f1, f2, f3) = (faults.clone(), faults.clone(), faults.clone());
         rt.block_on(async move {
-            node.spawn(async {
-                let disk = Disk::open("/d").await.unwrap();
+            let faults = f1;
+            node.spawn(async move {
+                let disk = Disk::open("/d", "n", faults.clone()).await.unwrap();
                 disk.write("a/x", 0, b"hello").await.unwrap();
                 disk.sync("a/x").await.unwrap();
                 disk.write("a/x", 5, b" world").await.unwrap();
@@ -376,8 +534,8 @@ mod tests {
             h.kill(id);
             h.restart(id);
             let node = h.get_node(id).unwrap();
-            node.spawn(async {
-                let disk = Disk::open("/d").await.unwrap();
+            node.spawn(async move {
+                let disk = Disk::open("/d", "n", f2).await.unwrap();
                 // The synced prefix survives; the unsynced suffix and contents are lost, the names
                 // (durable at creation) remain.
                 assert_eq!(disk.read_all("a/x").await.unwrap(), b"hello");
@@ -395,8 +553,8 @@ mod tests {
             h.restart(id);
             h.get_node(id)
                 .unwrap()
-                .spawn(async {
-                    let disk = Disk::open("/d").await.unwrap();
+                .spawn(async move {
+                    let disk = Disk::open("/d", "n", f3).await.unwrap();
                     assert_eq!(disk.read_all("b").await.unwrap(), b"hello\0\0!");
                     assert!(disk.read_all("a/x").await.is_err());
                 })

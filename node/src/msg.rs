@@ -241,6 +241,8 @@ pub struct ReplicaSummary {
     pub handle: ChunkHandle,
     pub version: u64,
     pub len_bytes: u64,
+    /// Every block passes its checksum.
+    pub healthy: bool,
 }
 
 request! {

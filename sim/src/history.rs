@@ -64,6 +64,8 @@ pub struct OpRecord {
     pub invoke_ns: u64,
     pub complete_ns: Option<u64>,
     pub outcome: Option<OpResult>,
+    /// Issued after every fault was healed and the cluster converged: it must succeed.
+    pub after_heal: bool,
 }
 
 impl OpRecord {
@@ -81,6 +83,15 @@ pub struct History {
 
 impl History {
     pub fn invoke(&self, client: u32, op: OpSpec) -> usize {
+        self.push(client, op, false)
+    }
+
+    /// Records an operation issued after healing (see [`OpRecord::after_heal`]).
+    pub fn invoke_after_heal(&self, client: u32, op: OpSpec) -> usize {
+        self.push(client, op, true)
+    }
+
+    fn push(&self, client: u32, op: OpSpec, after_heal: bool) -> usize {
         let mut ops = self.ops.lock().unwrap();
         let id = ops.len();
         ops.push(OpRecord {
@@ -90,6 +101,7 @@ impl History {
             invoke_ns: node::now_ns(),
             complete_ns: None,
             outcome: None,
+            after_heal,
         });
         id
     }

@@ -11,7 +11,9 @@
 //! the same run, byte for byte.
 
 pub mod checks;
+pub mod faults;
 pub mod history;
+pub mod nemesis;
 pub mod options;
 pub mod run;
 pub mod sweep;

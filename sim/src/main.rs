@@ -116,6 +116,7 @@ fn run_one(seed: u64, opts: &RunOptions, show_history: bool, show_events: bool) 
         "client attempts {} ({} failed and retried)",
         report.client.attempts, report.client.failed_attempts
     );
+    print_counters(&report.counters());
     println!("messages {}", report.messages);
     println!("simulated time {:.3} s", report.sim_time_ns as f64 / 1e9);
     println!("wall time {:.1} ms", report.wall.as_secs_f64() * 1e3);
@@ -126,7 +127,7 @@ fn run_one(seed: u64, opts: &RunOptions, show_history: bool, show_events: bool) 
     if let Some(p) = &report.panic {
         println!("verdict: FAIL (panic: {p})");
     }
-    if let Some(s) = &report.stuck {
+    if let Some(s) = &report.liveness {
         println!("verdict: FAIL (liveness: {s})");
     }
     for v in &report.violations {
@@ -178,11 +179,24 @@ fn run_sweep(seeds: std::ops::Range<u64>, jobs: usize, opts: &RunOptions) -> Exi
     }
 }
 
+/// The fault table: how often each fault kind struck and each recovery path ran.
+fn print_counters(counters: &std::collections::BTreeMap<String, u64>) {
+    if counters.is_empty() {
+        return;
+    }
+    println!("faults injected and recoveries run:");
+    for (k, n) in counters {
+        let (group, name) = k.split_once(' ').unwrap_or(("", k));
+        println!("  {group:<9} {name:<28} {n:>8}");
+    }
+}
+
 fn print_summary(s: &SweepSummary) {
     println!("operations by kind and outcome:");
     for ((kind, outcome), n) in &s.outcomes {
         println!("  {kind:<8} {outcome:<18} {n:>8}");
     }
+    print_counters(&s.counters);
     println!("messages {}", s.messages);
     println!(
         "simulated time {:.1} s in {:.1} s of wall time ({:.0}x)",

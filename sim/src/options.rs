@@ -3,6 +3,7 @@
 //! A failing seed is only reproducible together with these, so [`RunOptions::reproduce_command`]
 //! prints every option that differs from its default next to the seed.
 
+use crate::faults::{FaultSpec, KindRate};
 use clap::Args;
 use node::ClusterConfig;
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,20 @@ pub struct RunOptions {
     /// Operations each client performs.
     #[arg(long = "ops", default_value_t = 12)]
     pub ops_per_client: u32,
+    /// Faults to inject: `swarm` (each seed draws its own kinds and rates), `all`, `none`, or a
+    /// list such as `crash,partition,bit_flip`. Kinds: crash, master_crash, pause, isolate,
+    /// partition, one_way, delay, loss, torn_write, bit_flip.
+    #[arg(long, default_value = "none")]
+    pub faults: FaultSpec,
+    /// Fix one kind's rate, in strikes per simulated second: `--rate crash=0.5` (repeatable).
+    #[arg(long = "rate", value_name = "KIND=PER_SECOND")]
+    pub rates: Vec<KindRate>,
+    /// Length of the safety phase, in simulated milliseconds: faults strike only during it.
+    #[arg(long = "safety-ms", default_value_t = 5_000)]
+    pub safety_ms: u64,
+    /// Upper bound of a disk sync's latency, in simulated microseconds.
+    #[arg(long = "disk-latency-us", default_value_t = 500)]
+    pub disk_latency_us: u64,
 }
 
 impl Default for RunOptions {
@@ -52,6 +67,10 @@ impl Default for RunOptions {
             clients: 3,
             files: 4,
             ops_per_client: 12,
+            faults: FaultSpec::Kinds(Default::default()),
+            rates: Vec::new(),
+            safety_ms: 5_000,
+            disk_latency_us: 500,
         }
     }
 }
@@ -92,6 +111,18 @@ impl RunOptions {
                 self.ops_per_client
             ));
         }
+        if self.safety_ms > 600_000 {
+            return Err(format!(
+                "safety-ms must be at most 600000, got {}",
+                self.safety_ms
+            ));
+        }
+        if self.disk_latency_us > 1_000_000 {
+            return Err(format!(
+                "disk-latency-us must be at most 1000000, got {}",
+                self.disk_latency_us
+            ));
+        }
         Ok(())
     }
 
@@ -117,6 +148,14 @@ impl RunOptions {
         flag("clients", self.clients as u64, d.clients as u64);
         flag("files", self.files as u64, d.files as u64);
         flag("ops", self.ops_per_client as u64, d.ops_per_client as u64);
+        flag("safety-ms", self.safety_ms, d.safety_ms);
+        flag("disk-latency-us", self.disk_latency_us, d.disk_latency_us);
+        if self.faults != d.faults {
+            out.push_str(&format!(" --faults {}", self.faults));
+        }
+        for r in &self.rates {
+            out.push_str(&format!(" --rate {r}"));
+        }
         out
     }
 

@@ -1,37 +1,44 @@
-//! One seeded run: build the cluster, play the workload, read everything back, check.
+//! One seeded run: build the cluster, play the workload under faults, heal, converge, check.
 //!
 //! The run is a single madsim runtime seeded with the run's seed. The master and chunkservers are
-//! nodes with an `init` future, so madsim can restart them (the faults issue will); clients are
-//! nodes running their scripts. The run has three phases, all in simulated time:
+//! nodes with an `init` future, so the nemesis can crash and restart them; clients are nodes
+//! running their scripts. All phases run in simulated time:
 //!
-//! 1. **Boot.** Servers start; the workload waits out the master's grace period (during which it
-//!    grants no leases) so that the first operations do not all retry.
-//! 2. **Workload.** Client 0 creates the files, then every client plays its script concurrently.
-//!    Every invocation and completion goes into the [`History`].
-//! 3. **Read back.** After a few heartbeats of quiet, a fresh client lists and reads every file, the
-//!    master's chunk table is dumped and every listed replica is read straight from its chunkserver.
+//! 1. **Boot.** Servers start; the workload waits out the master's grace period.
+//! 2. **Safety phase.** Client 0 creates the files, then every client plays its script while the
+//!    [`nemesis`](crate::nemesis) injects the seed's faults. Every invocation and completion goes
+//!    into the [`History`]. At the end of the phase every fault is healed.
+//! 3. **Liveness phase.** The cluster must converge ([`checks::converged`]) within
+//!    [`CONVERGE_LIMIT`]; then a fresh client issues operations that must all succeed.
+//! 4. **Read back.** The fresh client lists and reads every file, the master's chunk table is
+//!    dumped and every listed replica is read straight from its chunkserver; the checks judge it.
 //!
-//! A run that does not finish its workload within [`WORKLOAD_LIMIT`] of simulated time is a
-//! liveness failure, reported apart from a correctness violation.
+//! A run that does not finish its workload within [`WORKLOAD_LIMIT`], or does not converge, is a
+//! liveness failure, reported apart from correctness violations.
 
 use crate::checks::{self, FinalState, Inputs, Violation};
+use crate::faults;
 use crate::history::{History, OpRecord, OpResult};
+use crate::nemesis::{self, World};
 use crate::options::RunOptions;
 use crate::workload::{self, OpSpec, Plan};
 use madsim::runtime::{Handle, Runtime};
-use madsim::task::NodeId;
 use node::client::{Client, ClientStats};
-use node::msg::{DumpChunks, ReadReplica};
+use node::disk::DiskFaults;
+use node::msg::{DumpChunks, ListReplicas, ReadReplica};
 use node::rpc::{call, call_result};
 use node::trace::{self, Event};
 use node::types::addr;
 use node::{chunkserver, master, ClusterConfig, ServerId};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Simulated time the workload may take before the run counts as stuck.
 pub const WORKLOAD_LIMIT: Duration = Duration::from_secs(600);
+/// Simulated time the cluster has, after healing, to converge.
+pub const CONVERGE_LIMIT: Duration = Duration::from_secs(60);
 
 /// Everything a run produced.
 #[derive(Debug, Clone)]
@@ -43,8 +50,8 @@ pub struct RunReport {
     pub violations: Vec<Violation>,
     /// What the read-back phase saw (None if the run never got there).
     pub final_state: Option<FinalState>,
-    /// The workload did not finish in time (liveness), with what was still running.
-    pub stuck: Option<String>,
+    /// A liveness failure: the workload did not finish, or the cluster did not converge.
+    pub liveness: Option<String>,
     /// A node or the harness panicked: a broken invariant.
     pub panic: Option<String>,
     pub messages: u64,
@@ -65,7 +72,7 @@ enum RecordLine<'a> {
 
 impl RunReport {
     pub fn passed(&self) -> bool {
-        self.violations.is_empty() && self.stuck.is_none() && self.panic.is_none()
+        self.violations.is_empty() && self.liveness.is_none() && self.panic.is_none()
     }
 
     /// The first reason the run failed, in one line.
@@ -73,7 +80,7 @@ impl RunReport {
         if let Some(p) = &self.panic {
             return Some(format!("panic: {}", p.lines().next().unwrap_or_default()));
         }
-        if let Some(s) = &self.stuck {
+        if let Some(s) = &self.liveness {
             return Some(format!("liveness: {s}"));
         }
         self.violations.first().map(|v| {
@@ -100,6 +107,37 @@ impl RunReport {
                 check: v.check,
                 report: &v.report,
             });
+        }
+        out
+    }
+    /// How often each fault kind struck and each recovery path ran, from the events.
+    pub fn counters(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for e in &self.events {
+            let key = match e.kind {
+                "fault_injected" => {
+                    format!("fault {}", checks::field(&e.detail, "kind").unwrap_or("?"))
+                }
+                "write_torn" => "fault writes actually torn".to_string(),
+                "bit_flipped" => "fault bits actually flipped".to_string(),
+                "replica_cloned" => "recovery re-replication".to_string(),
+                "garbage_stale" => "recovery stale replica removal".to_string(),
+                "garbage_orphan" => "recovery orphan removal".to_string(),
+                "replica_corrupt" => "recovery checksum repair".to_string(),
+                "file_reclaimed" => "recovery lazy gc".to_string(),
+                "replica_trimmed" => "recovery excess replica removal".to_string(),
+                "master_recovered" => "recovery master restart".to_string(),
+                _ => continue,
+            };
+            *out.entry(key).or_default() += 1;
+        }
+        for e in &self.events {
+            if e.kind == "fault_injected" {
+                if let Some(n) = checks::field(&e.detail, "unsynced_writes_lost") {
+                    *out.entry("fault unsynced writes lost".to_string())
+                        .or_default() += n.parse::<u64>().unwrap_or(0);
+                }
+            }
         }
         out
     }
@@ -149,50 +187,83 @@ async fn execute(client: &Client, op: &OpSpec) -> OpResult {
     }
 }
 
-/// Starts the master and every chunkserver as restartable nodes; returns their node ids.
-pub fn start_servers(handle: &Handle, cfg: &ClusterConfig) -> (NodeId, Vec<NodeId>) {
-    let c = cfg.clone();
+/// Starts the master, every chunkserver (as restartable nodes, each with its own physical disk)
+/// and the client nodes.
+pub fn start_cluster(
+    handle: &Handle,
+    cfg: &ClusterConfig,
+    opts: &RunOptions,
+    faulty_disk: Option<u32>,
+) -> World {
+    let master_disk = DiskFaults::new(opts.disk_latency_us, false, "");
+    let (c, d) = (cfg.clone(), master_disk.clone());
     let master = handle
         .create_node()
         .name("master")
         .ip(addr::master_ip())
-        .init(move || master::run(c.clone()))
+        .init(move || master::run(c.clone(), d.clone()))
         .build()
         .id();
-    let chunkservers = (0..cfg.chunkservers)
+    let mut chunkservers = Vec::new();
+    let mut chunkserver_disks = Vec::new();
+    for i in 0..cfg.chunkservers {
+        let id = ServerId(i);
+        let faulty = faulty_disk == Some(i);
+        // Only the faulty disk tears writes; bit flips are requested by the nemesis.
+        let disk = DiskFaults::new(
+            opts.disk_latency_us,
+            faulty,
+            if faulty { "chunks/" } else { "" },
+        );
+        let (c, d) = (cfg.clone(), disk.clone());
+        let node = handle
+            .create_node()
+            .name(id.to_string())
+            .ip(addr::chunkserver_ip(id))
+            .init(move || chunkserver::run(id, c.clone(), d.clone()))
+            .build();
+        chunkservers.push(node.id());
+        chunkserver_disks.push(disk);
+    }
+    let clients = (0..opts.clients)
         .map(|i| {
-            let (id, c) = (ServerId(i), cfg.clone());
             handle
                 .create_node()
-                .name(id.to_string())
-                .ip(addr::chunkserver_ip(id))
-                .init(move || chunkserver::run(id, c.clone()))
+                .name(format!("client{i}"))
+                .ip(addr::client_ip(i))
                 .build()
                 .id()
         })
         .collect();
-    (master, chunkservers)
+    World {
+        handle: handle.clone(),
+        master,
+        chunkservers,
+        clients,
+        master_disk,
+        chunkserver_disks,
+    }
 }
 
-/// Plays every client's script; returns the clients' combined counters.
-async fn play(handle: &Handle, cfg: &ClusterConfig, plan: Plan, history: &History) -> ClientStats {
-    let boot = Duration::from_millis(cfg.master_grace_ms() + cfg.heartbeat_ms);
-    let nodes: Vec<_> = plan
-        .clients
-        .iter()
-        .map(|script| {
-            handle
-                .create_node()
-                .name(format!("client{}", script.client))
-                .ip(addr::client_ip(script.client))
-                .build()
-        })
-        .collect();
+/// How long the cluster needs before the workload starts: the master's grace period.
+pub fn boot_ms(cfg: &ClusterConfig) -> u64 {
+    cfg.master_grace_ms() + cfg.heartbeat_ms
+}
+
+/// Phase 2: plays every client's script; returns the clients' combined counters.
+async fn play(world: &World, cfg: &ClusterConfig, plan: Plan, history: &History) -> ClientStats {
+    let boot = Duration::from_millis(boot_ms(cfg));
+    let node = |i: u32| {
+        world
+            .handle
+            .get_node(world.clients[i as usize])
+            .expect("client node")
+    };
     // Setup: once the cluster has booted, client 0 creates the files. The concurrent phase starts
     // when it is done. (No tokio Barrier here: its wake-up order depends on a process-wide counter
     // in tokio, which would make a run depend on the runs before it in the same process.)
     let (c, h, files) = (cfg.clone(), history.clone(), plan.files.clone());
-    let mut total = nodes[0]
+    let mut total = node(0)
         .spawn(async move {
             let client = Client::new(0, c).await.expect("client binds its address");
             madsim::time::sleep(boot).await;
@@ -208,10 +279,9 @@ async fn play(handle: &Handle, cfg: &ClusterConfig, plan: Plan, history: &Histor
     let tasks: Vec<_> = plan
         .clients
         .into_iter()
-        .zip(&nodes)
-        .map(|(script, node)| {
+        .map(|script| {
             let (cfg, history) = (cfg.clone(), history.clone());
-            node.spawn(async move {
+            node(script.client).spawn(async move {
                 let me = script.client;
                 let client = Client::new(me, cfg)
                     .await
@@ -234,20 +304,103 @@ async fn play(handle: &Handle, cfg: &ClusterConfig, plan: Plan, history: &Histor
     total
 }
 
-/// Phase 3: read every file through a fresh client and every replica directly.
-async fn read_back(handle: &Handle, cfg: &ClusterConfig, checker_id: u32) -> FinalState {
+/// What the checker node saw in phases 3 and 4.
+struct Checked {
+    /// `Err`: the cluster did not converge, with what was still wrong.
+    converged: Result<(), String>,
+    state: FinalState,
+}
+
+/// Phases 3 and 4, on a node of their own: wait for convergence, issue the after-heal operations,
+/// then read everything back.
+async fn check_phase(
+    handle: &Handle,
+    cfg: &ClusterConfig,
+    checker_id: u32,
+    files: Vec<String>,
+    history: &History,
+) -> Checked {
     let node = handle
         .create_node()
         .name("checker")
         .ip(addr::client_ip(checker_id))
         .build();
-    let cfg = cfg.clone();
+    let (cfg, history) = (cfg.clone(), history.clone());
     node.spawn(async move {
-        // Let heartbeats settle locations and garbage before looking.
-        madsim::time::sleep(Duration::from_millis(3 * cfg.heartbeat_ms)).await;
+        let ep = madsim::net::Endpoint::bind((addr::client_ip(checker_id), addr::PORT + 1))
+            .await
+            .expect("checker binds a second port");
+        let timeout = cfg.rpc_timeout_ms;
+        // Liveness: poll until the cluster has converged, or give up.
+        let deadline = madsim::time::Instant::now() + CONVERGE_LIMIT;
+        let converged = loop {
+            madsim::time::sleep(Duration::from_millis(cfg.heartbeat_ms)).await;
+            let chunks = call(&ep, addr::master(), DumpChunks, timeout).await;
+            let mut held = BTreeMap::new();
+            for i in 0..cfg.chunkservers {
+                let s = ServerId(i);
+                let r = call(&ep, addr::chunkserver(s), ListReplicas, timeout).await;
+                held.insert(s, r.map_err(|e| e.to_string()));
+            }
+            let issues = match &chunks {
+                Ok(chunks) => checks::converged::issues(chunks, &held, cfg.replication),
+                Err(e) => vec![format!("master did not answer: {e}")],
+            };
+            if issues.is_empty() {
+                break Ok(());
+            }
+            if madsim::time::Instant::now() >= deadline {
+                let shown: Vec<String> = issues.iter().take(5).cloned().collect();
+                break Err(format!(
+                    "not converged {} s after healing: {}{}",
+                    CONVERGE_LIMIT.as_secs(),
+                    shown.join("; "),
+                    if issues.len() > 5 {
+                        format!("; and {} more", issues.len() - 5)
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
+        };
         let client = Client::new(checker_id, cfg.clone())
             .await
             .expect("checker binds");
+        if converged.is_ok() {
+            // Every operation issued now must succeed: one append and one read per file, and a
+            // file created, written across a chunk boundary, listed and deleted.
+            let probe = "/after-heal".to_string();
+            let cs = cfg.chunk_size_bytes;
+            let mut ops = vec![
+                OpSpec::Create {
+                    path: probe.clone(),
+                },
+                OpSpec::Write {
+                    path: probe.clone(),
+                    offset: cs / 2,
+                    data: vec![0xa5; cs as usize],
+                },
+                OpSpec::List,
+                OpSpec::Delete { path: probe },
+            ];
+            for f in &files {
+                let record = vec![0x5a; cfg.max_record_bytes().min(8) as usize];
+                ops.push(OpSpec::Append {
+                    path: f.clone(),
+                    data: record,
+                });
+                ops.push(OpSpec::Read {
+                    path: f.clone(),
+                    offset: 0,
+                    len: cs,
+                });
+            }
+            for op in ops {
+                // A workload file may have been deleted for good: that is a correct answer.
+                let id = history.invoke_after_heal(checker_id, op.clone());
+                history.complete(id, execute(&client, &op).await);
+            }
+        }
         let mut state = FinalState::default();
         match client.list().await {
             Ok(files) => {
@@ -265,10 +418,6 @@ async fn read_back(handle: &Handle, cfg: &ClusterConfig, checker_id: u32) -> Fin
                     .insert("<list>".into(), Err(format!("final list failed: {e}")));
             }
         }
-        let ep = madsim::net::Endpoint::bind((addr::client_ip(checker_id), addr::PORT + 1))
-            .await
-            .expect("checker binds a second port");
-        let timeout = cfg.rpc_timeout_ms;
         state.chunks = call(&ep, addr::master(), DumpChunks, timeout)
             .await
             .unwrap_or_default();
@@ -286,7 +435,7 @@ async fn read_back(handle: &Handle, cfg: &ClusterConfig, checker_id: u32) -> Fin
                     .insert((c.handle, s), r.map_err(|e| e.to_string()));
             }
         }
-        state
+        Checked { converged, state }
     })
     .await
     .expect("checker task")
@@ -314,6 +463,8 @@ pub fn check_inputs<'a>(report: &'a RunReport, state: &'a FinalState) -> Inputs<
         chunk_size_bytes: report.options.chunk_size_bytes,
         replication: report.options.replication,
         partial_mutations: partial.count() as u64,
+        events: &report.events,
+        failed_attempts: report.client.failed_attempts,
     }
 }
 
@@ -343,6 +494,7 @@ fn run_on_fresh_thread(seed: u64, opts: &RunOptions) -> RunReport {
     let cfg = opts.cluster();
     cfg.validate().expect("options were validated");
     let plan = workload::generate(seed, opts);
+    let fault_plan = faults::plan(seed, opts, boot_ms(&cfg));
     let history = History::default();
     trace::install();
     let h = history.clone();
@@ -350,15 +502,18 @@ fn run_on_fresh_thread(seed: u64, opts: &RunOptions) -> RunReport {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         rt.block_on(async move {
             let handle = Handle::current();
-            start_servers(&handle, &cfg);
-            let played = madsim::time::timeout(WORKLOAD_LIMIT, play(&handle, &cfg, plan, &h)).await;
-            let state = match played {
-                Ok(_) => Some(read_back(&handle, &cfg, opts2.clients).await),
+            let world = Arc::new(start_cluster(&handle, &cfg, &opts2, fault_plan.faulty_disk));
+            let files = plan.files.clone();
+            let nemesis = madsim::task::spawn(nemesis::run(world.clone(), fault_plan));
+            let played = madsim::time::timeout(WORKLOAD_LIMIT, play(&world, &cfg, plan, &h)).await;
+            let _ = nemesis.await;
+            let checked = match played {
+                Ok(_) => Some(check_phase(&handle, &cfg, opts2.clients, files, &h).await),
                 Err(_) => None,
             };
             let stats = played.unwrap_or_default();
             let messages = madsim::net::NetSim::current().stat().msg_count;
-            (state, stats, messages, node::now_ns())
+            (checked, stats, messages, node::now_ns())
         })
     }));
     let events = trace::take();
@@ -370,7 +525,7 @@ fn run_on_fresh_thread(seed: u64, opts: &RunOptions) -> RunReport {
         events,
         violations: Vec::new(),
         final_state: None,
-        stuck: None,
+        liveness: None,
         panic: None,
         messages: 0,
         sim_time_ns: 0,
@@ -379,25 +534,30 @@ fn run_on_fresh_thread(seed: u64, opts: &RunOptions) -> RunReport {
     };
     match outcome {
         Err(payload) => report.panic = Some(panic_text(payload.as_ref())),
-        Ok((state, stats, messages, sim_ns)) => {
+        Ok((checked, stats, messages, sim_ns)) => {
             report.client = stats;
             report.messages = messages;
             report.sim_time_ns = sim_ns;
-            match state {
+            match checked {
                 None => {
                     let pending = report
                         .history
                         .iter()
                         .filter(|o| o.outcome.is_none())
                         .count();
-                    report.stuck = Some(format!(
+                    report.liveness = Some(format!(
                         "workload not finished after {} s of simulated time; {pending} operations still pending",
                         WORKLOAD_LIMIT.as_secs()
                     ));
                 }
-                Some(state) => {
-                    report.violations = checks::run_all(&check_inputs(&report, &state));
-                    report.final_state = Some(state);
+                Some(checked) => {
+                    report.violations = checks::run_all(&check_inputs(&report, &checked.state));
+                    if let Err(why) = checked.converged {
+                        report.liveness = Some(why);
+                    } else if let Some(v) = checks::after_heal::check(&report.history) {
+                        report.liveness = Some(format!("{}: {}", v.check, v.report.trim_end()));
+                    }
+                    report.final_state = Some(checked.state);
                 }
             }
         }

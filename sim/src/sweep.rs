@@ -48,6 +48,8 @@ pub struct SweepSummary {
     pub passed: u64,
     pub failures: Vec<Failure>,
     pub outcomes: BTreeMap<(String, String), u64>,
+    /// Faults injected and recovery paths run, summed over seeds.
+    pub counters: BTreeMap<String, u64>,
     pub messages: u64,
     pub sim_time_ns: u64,
     pub wall: Duration,
@@ -65,6 +67,9 @@ impl SweepSummary {
         for (k, n) in r.outcomes {
             *self.outcomes.entry(k).or_default() += n;
         }
+        for (k, n) in r.counters {
+            *self.counters.entry(k).or_default() += n;
+        }
         match r.failure {
             None => self.passed += 1,
             Some(f) => self.failures.push(f),
@@ -76,6 +81,7 @@ impl SweepSummary {
 struct SeedResult {
     failure: Option<Failure>,
     outcomes: BTreeMap<(String, String), u64>,
+    counters: BTreeMap<String, u64>,
     messages: u64,
     sim_time_ns: u64,
 }
@@ -89,6 +95,7 @@ impl SeedResult {
                 command: report.options.reproduce_command(report.seed),
             }),
             outcomes: report.outcomes(),
+            counters: report.counters(),
             messages: report.messages,
             sim_time_ns: report.sim_time_ns,
         }

@@ -5,7 +5,6 @@
 use madsim::runtime::{Handle, Runtime};
 use node::client::Client;
 use node::trace;
-use node::types::addr;
 use node::ClusterConfig;
 use std::time::Duration;
 
@@ -21,12 +20,13 @@ fn restarted_master_recovers_namespace_and_data() {
     let c = cfg.clone();
     rt.block_on(async move {
         let handle = Handle::current();
-        let (master, _) = sim::run::start_servers(&handle, &c);
-        let client_node = handle
-            .create_node()
-            .name("client0")
-            .ip(addr::client_ip(0))
-            .build();
+        let opts = sim::options::RunOptions {
+            clients: 1,
+            ..Default::default()
+        };
+        let world = sim::run::start_cluster(&handle, &c, &opts, None);
+        let master = world.master;
+        let client_node = handle.get_node(world.clients[0]).unwrap();
         let grace = Duration::from_millis(c.master_grace_ms() + c.heartbeat_ms);
         let c2 = c.clone();
         let (before, contents) = client_node

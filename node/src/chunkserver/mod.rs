@@ -15,7 +15,7 @@
 pub mod store;
 
 use crate::config::ClusterConfig;
-use crate::disk::Disk;
+use crate::disk::{Disk, DiskFaults};
 use crate::msg::*;
 use crate::now_ns;
 use crate::rpc::{call, call_result};
@@ -87,9 +87,10 @@ struct ChunkServer {
 }
 
 /// Runs chunkserver `id` until the node is killed.
-pub async fn run(id: ServerId, cfg: ClusterConfig) {
+/// `disk` is the chunkserver's physical disk: it outlives restarts and may be faulty.
+pub async fn run(id: ServerId, cfg: ClusterConfig, disk: Arc<DiskFaults>) {
     let name = id.to_string();
-    let disk = Disk::open("/chunkserver")
+    let disk = Disk::open("/chunkserver", &name, disk)
         .await
         .expect("chunkserver disk opens");
     let store = ChunkStore::load(disk, cfg.chunk_size_bytes, cfg.block_size_bytes)
@@ -98,6 +99,11 @@ pub async fn run(id: ServerId, cfg: ClusterConfig) {
     emit(&name, "chunkserver_started", || {
         format!("chunks={}", store.report().len())
     });
+    for h in store.discarded() {
+        emit(&name, "replica_discarded", || {
+            format!("chunk={h} (header failed its checksum)")
+        });
+    }
     let ep = Endpoint::bind(addr::chunkserver(id))
         .await
         .expect("chunkserver binds its address");
@@ -161,14 +167,14 @@ impl ChunkServer {
         handler!(self, ListReplicas, list_replicas);
     }
 
-    /// Tells the master a replica failed its checksum (GFS §5.2), once per chunk and version.
+    /// Tells the master a replica failed its checksum (GFS §5.2). Repeated at every scrub until
+    /// the replica is gone: a report can be lost, and a restarted master forgets it.
     fn report_bad(&self, h: ChunkHandle, version: u64) {
-        if !self.reported.lock().unwrap().insert((h, version)) {
-            return;
+        if self.reported.lock().unwrap().insert((h, version)) {
+            emit(&self.name, "checksum_mismatch", || {
+                format!("chunk={h} version={version}")
+            });
         }
-        emit(&self.name, "checksum_mismatch", || {
-            format!("chunk={h} version={version}")
-        });
         let (ep, timeout, server) = (self.ep.clone(), self.cfg.rpc_timeout_ms, self.id);
         madsim::task::spawn(async move {
             let msg = ReportBadReplica {
@@ -249,18 +255,20 @@ impl ChunkServer {
         }
         Ok(data)
     }
-
     async fn list_replicas(&self, _req: ListReplicas) -> Vec<ReplicaSummary> {
         let store = self.store.lock().await;
-        store
-            .report()
-            .into_iter()
-            .map(|(handle, version)| ReplicaSummary {
+        let mut out = Vec::new();
+        for (handle, version) in store.report() {
+            let healthy = matches!(store.read_whole(handle).await, Ok((_, _, true)));
+            let len_bytes = store.info(handle).map_or(0, |i| i.len_bytes);
+            out.push(ReplicaSummary {
                 handle,
                 version,
-                len_bytes: store.info(handle).map_or(0, |i| i.len_bytes),
-            })
-            .collect()
+                len_bytes,
+                healthy,
+            });
+        }
+        out
     }
 
     async fn heartbeat_once(&self) {
@@ -343,8 +351,8 @@ impl ChunkServer {
             .lock()
             .unwrap()
             .insert(req.handle, (req.version, 0));
-        let mut leases = self.leases.lock().unwrap();
-        match req.lease_expires_ns {
+        let mut leases = self.leases.lock().unwrap(); // A grant delayed past its expiry makes this server a secondary, not a primary.
+        match req.lease_expires_ns.filter(|&until| until > now_ns()) {
             Some(expires_ns) => {
                 emit(&self.name, "lease_acquired", || {
                     format!(
@@ -440,6 +448,14 @@ impl ChunkServer {
             Mutation::Write { offset, data } => {
                 let bytes = self.data(data)?;
                 store.write(h, *offset, &bytes).await?;
+                emit(&self.name, "mutation_applied", || {
+                    format!(
+                        "chunk={h} version={version} serial={serial} offset={offset} len={} data=client{}#{}",
+                        bytes.len(),
+                        data.client,
+                        data.seq
+                    )
+                });
             }
             Mutation::Pad { from } => store.pad(h, *from).await?,
         }

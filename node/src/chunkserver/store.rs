@@ -1,21 +1,23 @@
 //! Chunk storage on a chunkserver's disk, with a checksum per block (GFS §5.2).
 //!
-//! Each chunk is two files, spread over 256 subdirectories by handle so no directory grows huge:
-//! `chunks/XX/HANDLE.data` holds the bytes, `chunks/XX/HANDLE.meta` the version, length and one
-//! CRC-32 per `block_size_bytes` block. A mutation writes and syncs the data, then the metadata;
-//! only then is it acknowledged.
+//! Each chunk is one file, spread over 256 subdirectories by handle so no directory grows huge:
+//! `chunks/XX/HANDLE.chunk`. The file starts with a fixed-size header (magic, version, length, one
+//! CRC-32 per `block_size_bytes` block, and a CRC of the header itself), followed by the data. A
+//! mutation writes the new bytes and the new header and syncs once, so on a healthy disk an update
+//! is all or nothing; a torn write on a faulty disk shows up as a checksum failure.
 //!
 //! Every read verifies the checksums of the blocks it touches, and a write that only partly covers
 //! a block verifies that block's old contents first, as the paper prescribes: otherwise a new
-//! checksum computed over rotten bytes would hide the corruption for ever.
+//! checksum computed over rotten bytes would hide the corruption for ever. A replica whose header
+//! fails its own CRC is dropped when the chunkserver starts: its version cannot be trusted, and a
+//! rotten version number could make the master adopt a version no good replica has.
 
 use crate::disk::Disk;
 use crate::types::{ChunkHandle, GfsError};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// What the chunkserver knows about one of its replicas.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkInfo {
     pub version: u64,
     pub len_bytes: u64,
@@ -27,14 +29,14 @@ pub struct ChunkStore {
     chunk_size_bytes: u64,
     block_size_bytes: u64,
     chunks: BTreeMap<ChunkHandle, ChunkInfo>,
+    /// Replicas found with a rotten header at load and removed.
+    discarded: Vec<ChunkHandle>,
 }
 
-fn data_name(h: ChunkHandle) -> String {
-    format!("chunks/{:02x}/{:016x}.data", h.0 % 256, h.0)
-}
+const MAGIC: &[u8; 4] = b"GFSC";
 
-fn meta_name(h: ChunkHandle) -> String {
-    format!("chunks/{:02x}/{:016x}.meta", h.0 % 256, h.0)
+fn file_name(h: ChunkHandle) -> String {
+    format!("chunks/{:02x}/{:016x}.chunk", h.0 % 256, h.0)
 }
 
 fn io(e: std::io::Error) -> GfsError {
@@ -46,35 +48,96 @@ fn crc(bytes: &[u8]) -> u32 {
 }
 
 impl ChunkStore {
-    /// Loads every replica whose metadata a previous incarnation synced.
+    fn max_blocks(&self) -> u64 {
+        self.chunk_size_bytes.div_ceil(self.block_size_bytes)
+    }
+
+    /// Where the data starts: after magic, version, length, block count, checksums, header CRC.
+    fn header_bytes(&self) -> u64 {
+        4 + 8 + 8 + 4 + 4 * self.max_blocks() + 4
+    }
+
+    fn encode_header(&self, info: &ChunkInfo) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.header_bytes() as usize);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&info.version.to_le_bytes());
+        out.extend_from_slice(&info.len_bytes.to_le_bytes());
+        out.extend_from_slice(&(info.checksums.len() as u32).to_le_bytes());
+        for c in &info.checksums {
+            out.extend_from_slice(&c.to_le_bytes());
+        }
+        out.resize((self.header_bytes() - 4) as usize, 0);
+        let sum = crc(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    fn decode_header(&self, bytes: &[u8]) -> Option<ChunkInfo> {
+        let n = self.header_bytes() as usize;
+        if bytes.len() < n || &bytes[..4] != MAGIC {
+            return None;
+        }
+        let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        let long = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+        if crc(&bytes[..n - 4]) != word(n - 4) {
+            return None;
+        }
+        let (version, len_bytes, blocks) = (long(4), long(12), word(20) as u64);
+        if len_bytes > self.chunk_size_bytes || blocks != len_bytes.div_ceil(self.block_size_bytes)
+        {
+            return None;
+        }
+        let checksums = (0..blocks as usize).map(|i| word(24 + 4 * i)).collect();
+        Some(ChunkInfo {
+            version,
+            len_bytes,
+            checksums,
+        })
+    }
+
+    /// Loads every replica a previous incarnation synced; drops those with a rotten header.
     pub async fn load(
         disk: Disk,
         chunk_size_bytes: u64,
         block_size_bytes: u64,
     ) -> Result<ChunkStore, GfsError> {
-        let mut chunks = BTreeMap::new();
-        for name in disk.list("chunks/").await {
-            let Some(stem) = name.strip_suffix(".meta") else {
-                continue;
-            };
-            let hex = stem.rsplit('/').next().unwrap_or_default();
-            let handle = u64::from_str_radix(hex, 16)
-                .map_err(|_| GfsError::Io(format!("unexpected file {name}")))?;
-            let bytes = disk.read_all(&name).await.map_err(io)?;
-            let info: ChunkInfo = serde_json::from_slice(&bytes)
-                .map_err(|e| GfsError::Io(format!("corrupt metadata {name}: {e}")))?;
-            assert!(
-                info.len_bytes <= chunk_size_bytes,
-                "{name}: chunk longer than a chunk"
-            );
-            chunks.insert(ChunkHandle(handle), info);
-        }
-        Ok(ChunkStore {
+        let mut store = ChunkStore {
             disk,
             chunk_size_bytes,
             block_size_bytes,
-            chunks,
-        })
+            chunks: BTreeMap::new(),
+            discarded: Vec::new(),
+        };
+        for name in store.disk.list("chunks/").await {
+            let Some(stem) = name.strip_suffix(".chunk") else {
+                continue;
+            };
+            let hex = stem.rsplit('/').next().unwrap_or_default();
+            let handle = ChunkHandle(
+                u64::from_str_radix(hex, 16)
+                    .map_err(|_| GfsError::Io(format!("unexpected file {name}")))?,
+            );
+            let header = store
+                .disk
+                .read(&name, 0, store.header_bytes())
+                .await
+                .map_err(io)?;
+            match store.decode_header(&header) {
+                Some(info) => {
+                    store.chunks.insert(handle, info);
+                }
+                None => {
+                    store.disk.remove(&name).await.map_err(io)?;
+                    store.discarded.push(handle);
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    /// Replicas dropped at load because their header failed its CRC.
+    pub fn discarded(&self) -> &[ChunkHandle] {
+        &self.discarded
     }
 
     pub fn info(&self, h: ChunkHandle) -> Option<&ChunkInfo> {
@@ -90,52 +153,70 @@ impl ChunkStore {
         self.chunks.iter().map(|(h, c)| (*h, c.version)).collect()
     }
 
-    async fn persist_meta(&self, h: ChunkHandle) -> Result<(), GfsError> {
-        let info = &self.chunks[&h];
+    /// Writes `data` at `offset` (if any) and the header for `info`, then syncs once.
+    async fn commit(
+        &mut self,
+        h: ChunkHandle,
+        info: ChunkInfo,
+        data: Option<(u64, &[u8])>,
+    ) -> Result<(), GfsError> {
         let blocks = info.len_bytes.div_ceil(self.block_size_bytes) as usize;
         assert_eq!(
             info.checksums.len(),
             blocks,
             "chunk {h}: one checksum per block"
         );
-        let bytes = serde_json::to_vec(info).expect("chunk metadata serializes");
-        let name = meta_name(h);
-        self.disk.set_len(&name, 0).await.map_err(io)?;
-        self.disk.write(&name, 0, &bytes).await.map_err(io)?;
-        self.disk.sync(&name).await.map_err(io)
+        assert!(
+            info.len_bytes <= self.chunk_size_bytes,
+            "chunk {h} longer than a chunk"
+        );
+        let name = file_name(h);
+        if let Some((offset, bytes)) = data {
+            self.disk
+                .write(&name, self.header_bytes() + offset, bytes)
+                .await
+                .map_err(io)?;
+        }
+        let header = self.encode_header(&info);
+        self.disk.write(&name, 0, &header).await.map_err(io)?;
+        self.disk.sync(&name).await.map_err(io)?;
+        self.chunks.insert(h, info);
+        Ok(())
     }
 
     /// Creates an empty replica at `version`.
     pub async fn create(&mut self, h: ChunkHandle, version: u64) -> Result<(), GfsError> {
         assert!(!self.chunks.contains_key(&h), "chunk {h} created twice");
-        self.disk.set_len(&data_name(h), 0).await.map_err(io)?;
-        self.disk.sync(&data_name(h)).await.map_err(io)?;
+        let name = file_name(h);
+        self.disk.set_len(&name, 0).await.map_err(io)?;
         let info = ChunkInfo {
             version,
             len_bytes: 0,
             checksums: Vec::new(),
         };
-        self.chunks.insert(h, info);
-        self.persist_meta(h).await
+        self.commit(h, info, None).await
     }
 
     pub async fn set_version(&mut self, h: ChunkHandle, version: u64) -> Result<(), GfsError> {
-        let info = self.chunks.get_mut(&h).ok_or(GfsError::NoSuchReplica(h))?;
+        let mut info = self
+            .chunks
+            .get(&h)
+            .ok_or(GfsError::NoSuchReplica(h))?
+            .clone();
         assert!(
             version >= info.version,
             "chunk {h}: version {} -> {version}",
             info.version
         );
         info.version = version;
-        self.persist_meta(h).await
+        self.commit(h, info, None).await
     }
 
     pub async fn remove(&mut self, h: ChunkHandle) -> Result<(), GfsError> {
         self.chunks.remove(&h).ok_or(GfsError::NoSuchReplica(h))?;
-        for name in [data_name(h), meta_name(h)] {
-            if self.disk.exists(&name).await {
-                self.disk.remove(&name).await.map_err(io)?;
-            }
+        let name = file_name(h);
+        if self.disk.exists(&name).await {
+            self.disk.remove(&name).await.map_err(io)?;
         }
         Ok(())
     }
@@ -159,11 +240,15 @@ impl ChunkStore {
         let span_end = ((last + 1) * bs).min(info.len_bytes);
         let bytes = self
             .disk
-            .read(&data_name(h), span_start, span_end - span_start)
+            .read(
+                &file_name(h),
+                self.header_bytes() + span_start,
+                span_end - span_start,
+            )
             .await
             .map_err(io)?;
         if bytes.len() as u64 != span_end - span_start {
-            return Err(GfsError::ChecksumMismatch(h)); // shorter than its metadata says
+            return Err(GfsError::ChecksumMismatch(h)); // shorter than its header says
         }
         for b in first..=last {
             let lo = ((b * bs) - span_start) as usize;
@@ -202,15 +287,15 @@ impl ChunkStore {
             return Ok(());
         }
         let bs = self.block_size_bytes;
-        let old_len = self
+        let old = self
             .chunks
             .get(&h)
             .ok_or(GfsError::NoSuchReplica(h))?
-            .len_bytes;
-        let new_len = old_len.max(end);
+            .clone();
+        let new_len = old.len_bytes.max(end);
         // Blocks whose bytes change: from the first written byte (or the old end, if the write
         // leaves a zero-filled gap) to the last written byte.
-        let first = offset.min(old_len) / bs;
+        let first = offset.min(old.len_bytes) / bs;
         let last = (end - 1) / bs;
         let span_start = first * bs;
         let span_end = ((last + 1) * bs).min(new_len);
@@ -219,21 +304,7 @@ impl ChunkStore {
         span.resize((span_end - span_start) as usize, 0);
         let lo = (offset - span_start) as usize;
         span[lo..lo + data.len()].copy_from_slice(data);
-
-        self.disk
-            .write(&data_name(h), offset, data)
-            .await
-            .map_err(io)?;
-        if offset > old_len {
-            // The gap must read back as zeros even if the file held stale bytes past its end.
-            let gap = vec![0; (offset - old_len) as usize];
-            self.disk
-                .write(&data_name(h), old_len, &gap)
-                .await
-                .map_err(io)?;
-        }
-        self.disk.sync(&data_name(h)).await.map_err(io)?;
-        let info = self.chunks.get_mut(&h).expect("checked above");
+        let mut info = old;
         info.len_bytes = new_len;
         info.checksums.resize(new_len.div_ceil(bs) as usize, 0);
         for b in first..=last {
@@ -241,7 +312,8 @@ impl ChunkStore {
             let hi = ((((b + 1) * bs).min(new_len)) - span_start) as usize;
             info.checksums[b as usize] = crc(&span[lo..hi]);
         }
-        self.persist_meta(h).await
+        // The whole span goes to disk, so a gap past the old end is zeros even over stale bytes.
+        self.commit(h, info, Some((span_start, &span))).await
     }
 
     /// Record-append padding: zeros from `from` to the end of the chunk (GFS §3.3).
@@ -256,7 +328,7 @@ impl ChunkStore {
         let info = self.chunks.get(&h).ok_or(GfsError::NoSuchReplica(h))?;
         let bytes = self
             .disk
-            .read(&data_name(h), 0, info.len_bytes)
+            .read(&file_name(h), self.header_bytes(), info.len_bytes)
             .await
             .map_err(io)?;
         let ok = self.read_verified(h, 0, info.len_bytes).await.is_ok();
@@ -278,7 +350,8 @@ mod tests {
     #[test]
     fn writes_gaps_padding_and_checksums() {
         on_node(async {
-            let disk = Disk::open("/cs").await.unwrap();
+            let faults = crate::disk::DiskFaults::new(100, false, "");
+            let disk = Disk::open("/cs", "cs0", faults).await.unwrap();
             let mut s = ChunkStore::load(disk.clone(), 64, 16).await.unwrap();
             let h = ChunkHandle(0x1ab);
             s.create(h, 1).await.unwrap();
@@ -297,12 +370,12 @@ mod tests {
             // Reloading from disk gives the same replica.
             let again = ChunkStore::load(disk.clone(), 64, 16).await.unwrap();
             assert_eq!(again.info(h), s.info(h));
-            assert!(disk.exists("chunks/ab/00000000000001ab.data").await);
+            let name = "chunks/ab/00000000000001ab.chunk";
+            assert!(disk.exists(name).await);
             // Rot one stored byte behind the store's back: the read of that block fails, the others
             // still verify, and a partial overwrite of the rotten block is refused too.
-            disk.write("chunks/ab/00000000000001ab.data", 41, b"X")
-                .await
-                .unwrap();
+            let header = 4 + 8 + 8 + 4 + 4 * 4 + 4;
+            disk.write(name, header + 41, b"X").await.unwrap();
             assert_eq!(s.read(h, 40, 2).await, Err(GfsError::ChecksumMismatch(h)));
             assert_eq!(s.read(h, 10, 5).await.unwrap(), b"hello");
             assert_eq!(
@@ -311,6 +384,13 @@ mod tests {
             );
             let (_, _, ok) = s.read_whole(h).await.unwrap();
             assert!(!ok);
+            // A rotten header makes the replica untrustworthy: it is dropped at the next load.
+            disk.write(name, 5, b"\xff").await.unwrap();
+            disk.sync(name).await.unwrap();
+            let reloaded = ChunkStore::load(disk.clone(), 64, 16).await.unwrap();
+            assert_eq!(reloaded.info(h), None);
+            assert_eq!(reloaded.discarded(), &[h]);
+            assert!(!disk.exists(name).await);
         });
     }
 }

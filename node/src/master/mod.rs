@@ -18,7 +18,7 @@ pub use state::{
 };
 
 use crate::config::ClusterConfig;
-use crate::disk::Disk;
+use crate::disk::{Disk, DiskFaults};
 use crate::msg::*;
 use crate::now_ns;
 use crate::rpc::call_result;
@@ -48,8 +48,11 @@ struct Master {
 
 /// Runs a master until the node is killed. Panics only if its own disk is corrupt or fails, which
 /// the master cannot work around (the paper replicates the log for that; see the roadmap).
-pub async fn run(cfg: ClusterConfig) {
-    let disk = Disk::open("/master").await.expect("master disk opens");
+/// `disk` is the master's physical disk: it outlives restarts.
+pub async fn run(cfg: ClusterConfig, disk: Arc<DiskFaults>) {
+    let disk = Disk::open("/master", "master", disk)
+        .await
+        .expect("master disk opens");
     let (log, mut state) = OpLog::recover(disk, cfg.checkpoint_every_records)
         .await
         .unwrap_or_else(|e| panic!("master cannot recover its operation log: {e}"));
@@ -125,6 +128,13 @@ impl Master {
                 emit("master", "file_reclaimed", || format!("hidden={hidden}"));
             }
             Self::persist(&mut core, &recs).await;
+            let quiet_ns = self.cfg.clone_quiet_ms() * MS;
+            let target = self.cfg.replication as usize;
+            for (h, s) in core.state.trim_excess(now, target, quiet_ns) {
+                emit("master", "replica_trimmed", || {
+                    format!("chunk={h} server={s}")
+                });
+            }
             let busy = self.cloning.lock().unwrap().clone();
             let room = self.cfg.max_concurrent_clones.saturating_sub(busy.len());
             let mut rng = madsim::rand::thread_rng();
@@ -226,11 +236,28 @@ impl Master {
     /// mutations for a file that is gone (GFS §3.1 mentions revocation for renames). A primary
     /// that cannot be reached is waited out until its lease expires.
     async fn delete(&self, req: DeleteFile) -> Result<(), GfsError> {
-        let live = {
+        // No lease grant may be in flight on the file's chunks: a revocation sent now could reach
+        // the primary before its grant does, and revoke nothing. So hold their grant locks, and
+        // start over if a chunk was added meanwhile (bounded: the file grows a chunk at a time).
+        let mut attempts = 0;
+        let (live, _granting) = loop {
+            attempts += 1;
+            let handles: Vec<ChunkHandle> = {
+                let core = self.core.lock().await;
+                core.state.chunks_of(&req.path)?.to_vec()
+            };
+            let locks: Vec<_> = handles.iter().map(|h| self.grant_lock(*h)).collect();
+            let mut held = Vec::with_capacity(locks.len());
+            for lock in locks {
+                held.push(lock.lock_owned().await);
+            }
             let mut core = self.core.lock().await;
+            if core.state.chunks_of(&req.path)? != handles.as_slice() && attempts < 16 {
+                continue;
+            }
             let (recs, live) = core.state.delete_file(&req.path, now_ns())?;
             Self::persist(&mut core, &recs).await;
-            live
+            break (live, held);
         };
         emit("master", "file_deleted", || {
             format!("path={} live_leases={}", req.path, live.len())
@@ -326,7 +353,7 @@ impl Master {
         let _granting = lock.lock().await;
         let grant = {
             let mut core = self.core.lock().await;
-            if core.state.chunk(handle).is_none() {
+            if core.state.chunk(handle).is_none_or(|m| m.path != req.path) {
                 return Err(GfsError::NotFound(req.path.clone())); // deleted meanwhile
             }
             let mut rng = madsim::rand::thread_rng();
@@ -434,6 +461,12 @@ impl Master {
             emit("master", "server_joined", || {
                 format!("server={} chunks={}", req.server, req.chunks.len())
             });
+        }
+        let stale = out.garbage.len() - out.orphans;
+        for (kind, n) in [("garbage_orphan", out.orphans), ("garbage_stale", stale)] {
+            for _ in 0..n {
+                emit("master", kind, || format!("server={}", req.server));
+            }
         }
         for (h, v) in &out.adopted {
             emit("master", "version_adopted", || {

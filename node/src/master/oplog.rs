@@ -165,7 +165,11 @@ mod tests {
                 index: 0,
                 handle,
             },
-            LogRecord::SetVersion { handle, version: 1 },
+            LogRecord::SetVersion {
+                handle,
+                version: 1,
+                excluded: vec![],
+            },
             LogRecord::CreateFile { path: "/b".into() },
             LogRecord::DeleteFile {
                 path: "/b".into(),

@@ -42,9 +42,15 @@ pub enum LogRecord {
     },
     /// The chunk's version changes: at a lease grant (GFS §4.5), or adopting a higher version a
     /// replica reported.
+    ///
+    /// `excluded` names the replicas that did not take the version when it was granted: they may
+    /// hold it anyway (a late message) but missed its mutations. Logged, so that a restarted
+    /// master still knows them for stale.
     SetVersion {
         handle: ChunkHandle,
         version: u64,
+        #[serde(default)]
+        excluded: Vec<ServerId>,
     },
 }
 
@@ -98,6 +104,9 @@ pub struct Checkpoint {
     pub next_handle: u64,
     pub files: BTreeMap<String, Vec<ChunkHandle>>,
     pub versions: BTreeMap<ChunkHandle, u64>,
+    /// Replicas excluded at each chunk's current version (see [`LogRecord::SetVersion`]).
+    #[serde(default)]
+    pub excluded: BTreeMap<ChunkHandle, Vec<ServerId>>,
     /// Hidden (deleted) files and when they were deleted.
     pub deleted_at: BTreeMap<String, u64>,
 }
@@ -154,6 +163,8 @@ pub struct CloneOrder {
 pub struct HeartbeatOutcome {
     /// Replicas the server should delete, with the version it reported.
     pub garbage: Vec<(ChunkHandle, u64)>,
+    /// Of those, how many are orphans (no file owns the chunk); the rest are stale.
+    pub orphans: usize,
     /// Chunks whose version the master raised to what the server reported.
     pub adopted: Vec<(ChunkHandle, u64)>,
     pub records: Vec<LogRecord>,
@@ -268,7 +279,11 @@ impl MasterState {
                     },
                 );
             }
-            LogRecord::SetVersion { handle, version } => {
+            LogRecord::SetVersion {
+                handle,
+                version,
+                excluded,
+            } => {
                 let meta = self.chunks.get_mut(handle);
                 let meta = meta.unwrap_or_else(|| panic!("log versions missing chunk {handle}"));
                 assert!(
@@ -277,6 +292,7 @@ impl MasterState {
                     meta.version
                 );
                 meta.version = *version;
+                meta.excluded = excluded.iter().copied().collect();
             }
         }
         self.lsn += 1;
@@ -295,6 +311,12 @@ impl MasterState {
             next_handle: self.next_handle,
             files: self.files.clone(),
             versions: self.chunks.iter().map(|(h, m)| (*h, m.version)).collect(),
+            excluded: self
+                .chunks
+                .iter()
+                .filter(|(_, m)| !m.excluded.is_empty())
+                .map(|(h, m)| (*h, m.excluded.iter().copied().collect()))
+                .collect(),
             deleted_at: self.deleted_at.clone(),
         }
     }
@@ -322,7 +344,7 @@ impl MasterState {
                         version_set_ns: 0,
                         locations: BTreeMap::new(),
                         lease: None,
-                        excluded: BTreeSet::new(),
+                        excluded: cp.excluded.get(h).into_iter().flatten().copied().collect(),
                     },
                 );
             }
@@ -627,6 +649,9 @@ impl MasterState {
         lease_ns: u64,
     ) -> Option<u64> {
         let meta = self.chunks.get_mut(&handle)?;
+        if is_hidden(&meta.path) {
+            return None; // a deleted file's chunk: its lease was revoked, or runs out
+        }
         let lease = &mut meta.lease.as_mut()?.lease;
         if lease.primary != server || lease.version != version || meta.version != version {
             return None;
@@ -680,13 +705,13 @@ impl MasterState {
             LogRecord::SetVersion {
                 handle,
                 version: lease.version,
+                excluded: failed,
             },
             &mut out,
         );
         let meta = self.chunks.get_mut(&handle).expect("exists");
         meta.version_set_ns = now_ns;
         meta.locations = acked.iter().map(|&s| (s, now_ns)).collect();
-        meta.excluded = failed.into_iter().collect();
         out
     }
 
@@ -745,10 +770,12 @@ impl MasterState {
             let mut dests: Vec<ServerId> = live
                 .iter()
                 .copied()
-                .filter(|s| !meta.locations.contains_key(s) && !meta.excluded.contains(s))
+                .filter(|s| !meta.locations.contains_key(s))
                 .collect();
+            // A server excluded at this version holds a copy that missed mutations; a fresh copy
+            // replaces it, but servers without one are preferred.
             dests.shuffle(rng);
-            dests.sort_by_key(|s| load[s]);
+            dests.sort_by_key(|s| (meta.excluded.contains(s), load[s]));
             let Some(&dest) = dests.first() else { continue };
             *load.get_mut(&dest).expect("live") += 1;
             let sources: Vec<ServerId> = meta.locations.keys().copied().collect();
@@ -762,6 +789,42 @@ impl MasterState {
             });
         }
         orders
+    }
+    /// Drops replicas above `target` from chunks whose last lease is quiet (GFS §4.3: the master
+    /// also removes replicas, e.g. when a server it had given up on comes back after the chunk was
+    /// re-copied). The most loaded server's replica goes first. A dropped replica is excluded at
+    /// its version, so its server deletes it at its next heartbeat. Returns what was dropped.
+    pub fn trim_excess(
+        &mut self,
+        now_ns: u64,
+        target: usize,
+        quiet_ns: u64,
+    ) -> Vec<(ChunkHandle, ServerId)> {
+        let mut load: BTreeMap<ServerId, usize> = BTreeMap::new();
+        for m in self.chunks.values() {
+            for s in m.locations.keys() {
+                *load.entry(*s).or_default() += 1;
+            }
+        }
+        let mut dropped = Vec::new();
+        for (h, m) in self.chunks.iter_mut() {
+            let quiet = m
+                .lease
+                .as_ref()
+                .is_none_or(|l| l.lease.expires_ns + quiet_ns <= now_ns);
+            if is_hidden(&m.path) || !quiet || m.locations.len() <= target {
+                continue;
+            }
+            let mut servers: Vec<ServerId> = m.locations.keys().copied().collect();
+            servers.sort_by_key(|s| std::cmp::Reverse((load[s], *s)));
+            for s in servers.into_iter().take(m.locations.len() - target) {
+                m.locations.remove(&s);
+                m.excluded.insert(s);
+                *load.get_mut(&s).expect("counted") -= 1;
+                dropped.push((*h, s));
+            }
+        }
+        dropped
     }
 
     /// Records a finished copy: `dest` becomes a replica if the chunk is still at `version`.
@@ -818,6 +881,7 @@ impl MasterState {
         for &(handle, version) in reports {
             let Some(meta) = self.chunks.get_mut(&handle) else {
                 outcome.garbage.push((handle, version)); // an orphan: no file owns it
+                outcome.orphans += 1;
                 continue;
             };
             // A grant in flight may have told this server a version the master has not logged yet.
@@ -848,7 +912,11 @@ impl MasterState {
                 // The replica is ahead: the master failed after the replicas learned a version it
                 // had not durably recorded. Its version wins (GFS §4.5); others are now stale.
                 self.commit(
-                    LogRecord::SetVersion { handle, version },
+                    LogRecord::SetVersion {
+                        handle,
+                        version,
+                        excluded: Vec::new(),
+                    },
                     &mut outcome.records,
                 );
                 let meta = self.chunks.get_mut(&handle).expect("exists");
@@ -1011,7 +1079,8 @@ mod tests {
             recs,
             vec![LogRecord::SetVersion {
                 handle: h,
-                version: 1
+                version: 1,
+                excluded: vec![],
             }]
         );
         assert!(g1.replicas.contains(&g1.lease.primary));
@@ -1033,7 +1102,8 @@ mod tests {
             recs,
             vec![LogRecord::SetVersion {
                 handle: h,
-                version: 2
+                version: 2,
+                excluded: vec![],
             }]
         );
         assert_eq!(m.chunk(h).unwrap().version, 2);
@@ -1065,6 +1135,29 @@ mod tests {
         let out = m.heartbeat(ServerId(1), t + LEASE, t + LEASE, &[(h, 2)], TIMEOUT);
         assert_eq!(out.adopted, vec![(h, 2)]);
         assert_eq!(m.replicas(h), vec![ServerId(1)]);
+    }
+
+    #[test]
+    fn exclusions_survive_a_master_restart() {
+        let mut m = master_with(3);
+        let mut r = rng();
+        let mut log = m.create_file("/f").unwrap();
+        let (h, recs) = m.ensure_chunk("/f", 0).unwrap();
+        log.extend(recs);
+        let g = m.grant_lease(h, MS, LEASE, PLACE, &mut r).unwrap();
+        let late = g.replicas[0];
+        log.extend(m.settle_grant(h, g.lease, &g.replicas[1..], 2 * MS));
+        // A restarted master replays the log and hears heartbeats again: the server that missed
+        // the grant (and took the version late) must still count as stale.
+        let mut restarted = MasterState::new();
+        log.iter().for_each(|rec| restarted.apply(rec));
+        let from_cp = MasterState::from_checkpoint(&restarted.checkpoint());
+        for mut again in [restarted, from_cp] {
+            again.heartbeat(late, 5 * MS, 5 * MS, &[(h, 1)], TIMEOUT);
+            let out = again.heartbeat(late, 6 * MS, 6 * MS, &[(h, 1)], TIMEOUT);
+            assert_eq!(out.garbage, vec![(h, 1)]);
+            assert!(!again.replicas(h).contains(&late));
+        }
     }
 
     #[test]
@@ -1130,7 +1223,8 @@ mod tests {
             recs,
             vec![LogRecord::SetVersion {
                 handle: h,
-                version: 1
+                version: 1,
+                excluded: vec![ServerId(0)],
             }]
         );
         assert_eq!(
@@ -1148,7 +1242,8 @@ mod tests {
             out.records,
             vec![LogRecord::SetVersion {
                 handle: h,
-                version: 4
+                version: 4,
+                excluded: vec![],
             }]
         );
         assert_eq!(m.chunk(h).unwrap().version, 4);
@@ -1293,7 +1388,15 @@ mod tests {
             index: 0,
             handle,
         });
-        m.apply(&LogRecord::SetVersion { handle, version: 2 });
-        m.apply(&LogRecord::SetVersion { handle, version: 1 });
+        m.apply(&LogRecord::SetVersion {
+            handle,
+            version: 2,
+            excluded: vec![],
+        });
+        m.apply(&LogRecord::SetVersion {
+            handle,
+            version: 1,
+            excluded: vec![],
+        });
     }
 }

@@ -7,8 +7,12 @@
 
 pub mod acked_on_replicas;
 pub mod acked_readback;
+pub mod after_heal;
+pub mod converged;
 pub mod model;
 pub mod replicas_identical;
+pub mod single_primary;
+pub mod versions_monotonic;
 
 use crate::history::OpRecord;
 use node::msg::{ChunkDump, ReplicaContent};
@@ -44,6 +48,10 @@ pub struct Inputs<'a> {
     pub replication: u32,
     /// Mutations a primary applied but could not get every secondary to apply.
     pub partial_mutations: u64,
+    /// The run's protocol and fault events, in time order.
+    pub events: &'a [node::trace::Event],
+    /// Client attempts that failed and were retried (a failed attempt may leave a partial region).
+    pub failed_attempts: u64,
 }
 
 /// Inputs for the checks' unit tests.
@@ -61,6 +69,8 @@ pub(crate) fn test_inputs<'a>(
         chunk_size_bytes,
         replication,
         partial_mutations,
+        events: &[],
+        failed_attempts: 0,
     }
 }
 
@@ -71,7 +81,16 @@ pub fn run_all(inputs: &Inputs) -> Vec<Violation> {
     out.extend(acked_readback::check(inputs, &exps));
     out.extend(acked_on_replicas::check(inputs, &exps));
     out.extend(replicas_identical::check(inputs));
+    out.extend(single_primary::check(inputs.events));
+    out.extend(versions_monotonic::check(inputs.events));
     out
+}
+
+/// The value of `key=value` in an event's detail.
+pub fn field<'a>(detail: &'a str, key: &str) -> Option<&'a str> {
+    detail
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
 /// Hex and printable views of `bytes[at - 8 .. at + 8]`, the judged byte in brackets.

@@ -129,6 +129,7 @@ pub(crate) mod tests {
             invoke_ns: t.0,
             complete_ns: Some(t.1),
             outcome: Some(outcome),
+            after_heal: false,
         }
     }
 

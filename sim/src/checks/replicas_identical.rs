@@ -5,7 +5,8 @@
 //! interference leaves every replica with the same bytes, and concurrent successful mutations are
 //! applied in the same serial order on every replica (§3.1), so they stay consistent too. Only a
 //! failed mutation may leave replicas that differ, so the check is skipped when an operation
-//! failed, never returned, or a primary saw a secondary fail a mutation.
+//! failed or never returned, when any client attempt failed (an operation that succeeded on a
+//! retry may have left a partial region behind), or when a primary saw a secondary fail.
 
 use super::{context, Inputs, Violation};
 use std::fmt::Write;
@@ -17,14 +18,14 @@ pub fn check(inputs: &Inputs) -> Option<Violation> {
         .history
         .iter()
         .any(|op| op.outcome.as_ref().is_none_or(|o| o.is_failure()));
-    if failed || inputs.partial_mutations > 0 {
+    if failed || inputs.partial_mutations > 0 || inputs.failed_attempts > 0 {
         return None;
     }
     let mut report = String::new();
     let mut bad = 0;
     for chunk in &inputs.state.chunks {
-        if chunk.version == 0 {
-            continue; // allocated, never written: no replica exists yet
+        if chunk.version == 0 || node::master::state::is_hidden(&chunk.path) {
+            continue; // never written, or deleted and awaiting garbage collection
         }
         let name = format!(
             "chunk {} ({} #{} v{})",

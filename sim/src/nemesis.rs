@@ -1,0 +1,334 @@
+//! The nemesis: carries out a [`FaultPlan`] against the running cluster, then heals everything.
+//!
+//! It runs as a task of the simulation's supervisor and uses madsim's own controls: `kill` and
+//! `restart` for crashes (a restarted node runs its `init` again, with its disk but without its
+//! memory), `pause`/`resume`, `clog`/`unclog` for nodes and links, the network configuration for
+//! latency and loss, and each chunkserver's [`DiskFaults`] for torn writes and bit flips.
+//!
+//! Faults of one kind can overlap; the nemesis keeps counts so that healing one fault never heals
+//! another that is still due (a link cut by two faults stays cut until both are over). Every
+//! injection and heal is a trace event of node `nemesis`.
+
+use crate::faults::{Fault, FaultPlan, Target, What};
+use madsim::net::NetSim;
+use madsim::runtime::Handle;
+use madsim::task::NodeId;
+use node::disk::DiskFaults;
+use node::trace::emit;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The simulated machines a fault can hit.
+pub struct World {
+    pub handle: Handle,
+    pub master: NodeId,
+    pub chunkservers: Vec<NodeId>,
+    pub clients: Vec<NodeId>,
+    pub master_disk: Arc<DiskFaults>,
+    pub chunkserver_disks: Vec<Arc<DiskFaults>>,
+}
+
+impl World {
+    fn node(&self, t: Target) -> NodeId {
+        match t {
+            Target::Master => self.master,
+            Target::Chunkserver(i) => self.chunkservers[i as usize],
+            Target::Client(i) => self.clients[i as usize],
+        }
+    }
+
+    fn disk(&self, t: Target) -> Option<&Arc<DiskFaults>> {
+        match t {
+            Target::Master => Some(&self.master_disk),
+            Target::Chunkserver(i) => self.chunkserver_disks.get(i as usize),
+            Target::Client(_) => None,
+        }
+    }
+
+    fn everyone(&self) -> Vec<(Target, NodeId)> {
+        let mut all = vec![(Target::Master, self.master)];
+        all.extend(
+            self.chunkservers
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (Target::Chunkserver(i as u32), *n)),
+        );
+        all.extend(
+            self.clients
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (Target::Client(i as u32), *n)),
+        );
+        all
+    }
+}
+
+/// What is broken right now, with counts so overlapping faults heal correctly.
+#[derive(Default)]
+struct Broken {
+    down: BTreeMap<NodeId, u32>,
+    paused: BTreeMap<NodeId, u32>,
+    isolated: BTreeMap<NodeId, u32>,
+    links: BTreeMap<(NodeId, NodeId), u32>,
+    /// Active latency and loss faults, by fault number.
+    delays: BTreeMap<usize, u64>,
+    losses: BTreeMap<usize, u32>,
+}
+
+/// Default message latency of madsim's network, restored when no delay fault is active.
+const DEFAULT_LATENCY: std::ops::Range<Duration> =
+    Duration::from_millis(1)..Duration::from_millis(10);
+
+struct Nemesis {
+    world: Arc<World>,
+    broken: Mutex<Broken>,
+}
+
+fn event(kind: &'static str, detail: String) {
+    emit("nemesis", kind, || detail);
+}
+
+impl Nemesis {
+    fn net(&self) -> Arc<NetSim> {
+        NetSim::current()
+    }
+
+    fn apply_net_config(&self, b: &Broken) {
+        let max_latency = b.delays.values().max().copied();
+        let loss = b.losses.values().max().copied().unwrap_or(0);
+        self.net().update_config(|c| {
+            c.send_latency = match max_latency {
+                Some(ms) => Duration::from_millis(1)..Duration::from_millis(ms),
+                None => DEFAULT_LATENCY,
+            };
+            c.packet_loss_rate = loss as f64 / 100.0;
+        });
+    }
+
+    fn clog(&self, b: &mut Broken, a: NodeId, z: NodeId) {
+        let n = b.links.entry((a, z)).or_default();
+        *n += 1;
+        if *n == 1 {
+            self.net().clog_link(a, z);
+        }
+    }
+
+    fn unclog(&self, b: &mut Broken, a: NodeId, z: NodeId) {
+        if let Some(n) = b.links.get_mut(&(a, z)) {
+            *n -= 1;
+            if *n == 0 {
+                b.links.remove(&(a, z));
+                self.net().unclog_link(a, z);
+            }
+        }
+    }
+
+    /// Injects fault number `i`; returns false if it was skipped (its node already down/paused).
+    fn inject(&self, i: usize, f: &Fault) -> bool {
+        let w = &self.world;
+        let mut b = self.broken.lock().unwrap();
+        let detail = format!("kind={} {}", f.kind, describe(&f.what));
+        match &f.what {
+            What::Crash { node } => {
+                let id = w.node(*node);
+                if b.down.contains_key(&id) || b.paused.contains_key(&id) {
+                    return false;
+                }
+                // Read the disk's state at the instant of the crash: what the page cache held is
+                // lost, and a sync caught halfway leaves its file torn.
+                let (lost, torn) = w
+                    .disk(*node)
+                    .map_or((0, false), |d| (d.unsynced_writes(), d.tear_in_flight()));
+                w.handle.kill(id);
+                b.down.insert(id, 1);
+                event(
+                    "fault_injected",
+                    format!("{detail} unsynced_writes_lost={lost}"),
+                );
+                if torn {
+                    event("write_torn", format!("node={node}"));
+                }
+            }
+            What::Pause { node } => {
+                let id = w.node(*node);
+                if b.down.contains_key(&id) || b.paused.contains_key(&id) {
+                    return false;
+                }
+                w.handle.pause(id);
+                b.paused.insert(id, 1);
+                event("fault_injected", detail);
+            }
+            What::Isolate { node } => {
+                let id = w.node(*node);
+                let n = b.isolated.entry(id).or_default();
+                *n += 1;
+                if *n == 1 {
+                    self.net().clog_node(id);
+                }
+                event("fault_injected", detail);
+            }
+            What::Partition { side } => {
+                let inside: Vec<NodeId> = side.iter().map(|t| w.node(*t)).collect();
+                for (_, a) in w.everyone() {
+                    for &z in &inside {
+                        if !inside.contains(&a) {
+                            self.clog(&mut b, a, z);
+                            self.clog(&mut b, z, a);
+                        }
+                    }
+                }
+                event("fault_injected", detail);
+            }
+            What::OneWay { from, to } => {
+                self.clog(&mut b, w.node(*from), w.node(*to));
+                event("fault_injected", detail);
+            }
+            What::Delay { max_latency_ms } => {
+                b.delays.insert(i, *max_latency_ms);
+                self.apply_net_config(&b);
+                event("fault_injected", detail);
+            }
+            What::Loss { percent } => {
+                b.losses.insert(i, *percent);
+                self.apply_net_config(&b);
+                event("fault_injected", detail);
+            }
+            What::BitFlip { node } => {
+                if let Some(d) = w.disk(*node) {
+                    d.request_bit_flip();
+                }
+                event("fault_injected", detail);
+            }
+        }
+        true
+    }
+
+    fn heal(&self, i: usize, f: &Fault) {
+        let w = &self.world;
+        let mut b = self.broken.lock().unwrap();
+        let detail = format!("kind={} {}", f.kind, describe(&f.what));
+        match &f.what {
+            What::Crash { node } => {
+                let id = w.node(*node);
+                if b.down.remove(&id).is_some() {
+                    w.handle.restart(id);
+                    event("fault_healed", detail);
+                }
+            }
+            What::Pause { node } => {
+                let id = w.node(*node);
+                if b.paused.remove(&id).is_some() {
+                    w.handle.resume(id);
+                    event("fault_healed", detail);
+                }
+            }
+            What::Isolate { node } => {
+                let id = w.node(*node);
+                if let Some(n) = b.isolated.get_mut(&id) {
+                    *n -= 1;
+                    if *n == 0 {
+                        b.isolated.remove(&id);
+                        self.net().unclog_node(id);
+                    }
+                    event("fault_healed", detail);
+                }
+            }
+            What::Partition { side } => {
+                let inside: Vec<NodeId> = side.iter().map(|t| w.node(*t)).collect();
+                for (_, a) in w.everyone() {
+                    for &z in &inside {
+                        if !inside.contains(&a) {
+                            self.unclog(&mut b, a, z);
+                            self.unclog(&mut b, z, a);
+                        }
+                    }
+                }
+                event("fault_healed", detail);
+            }
+            What::OneWay { from, to } => {
+                self.unclog(&mut b, w.node(*from), w.node(*to));
+                event("fault_healed", detail);
+            }
+            What::Delay { .. } => {
+                b.delays.remove(&i);
+                self.apply_net_config(&b);
+                event("fault_healed", detail);
+            }
+            What::Loss { .. } => {
+                b.losses.remove(&i);
+                self.apply_net_config(&b);
+                event("fault_healed", detail);
+            }
+            What::BitFlip { .. } => {}
+        }
+    }
+
+    /// Ends the safety phase: every node up and running, every link open, default network.
+    fn heal_all(&self) {
+        let w = &self.world;
+        let mut b = self.broken.lock().unwrap();
+        for (id, _) in std::mem::take(&mut b.down) {
+            w.handle.restart(id);
+        }
+        for (id, _) in std::mem::take(&mut b.paused) {
+            w.handle.resume(id);
+        }
+        for (id, _) in std::mem::take(&mut b.isolated) {
+            self.net().unclog_node(id);
+        }
+        for ((a, z), _) in std::mem::take(&mut b.links) {
+            self.net().unclog_link(a, z);
+        }
+        b.delays.clear();
+        b.losses.clear();
+        self.apply_net_config(&b);
+        event("all_healed", String::new());
+    }
+}
+
+fn describe(w: &What) -> String {
+    match w {
+        What::Crash { node }
+        | What::Pause { node }
+        | What::Isolate { node }
+        | What::BitFlip { node } => {
+            format!("node={node}")
+        }
+        What::Partition { side } => {
+            let names: Vec<String> = side.iter().map(|t| t.to_string()).collect();
+            format!("side=[{}]", names.join(","))
+        }
+        What::OneWay { from, to } => format!("from={from} to={to}"),
+        What::Delay { max_latency_ms } => format!("max_latency_ms={max_latency_ms}"),
+        What::Loss { percent } => format!("loss_percent={percent}"),
+    }
+}
+
+/// Runs the plan from the start of the simulation: injects each fault at its time, heals it when
+/// it is over, and heals everything at the end of the safety phase. Returns then.
+pub async fn run(world: Arc<World>, plan: FaultPlan) {
+    let nemesis = Arc::new(Nemesis {
+        world,
+        broken: Mutex::new(Broken::default()),
+    });
+    let start = madsim::time::Instant::now() - Duration::from_nanos(node::now_ns());
+    let at = |ms: u64| start + Duration::from_millis(ms);
+    let mut heals = Vec::new();
+    for (i, f) in plan.faults.iter().enumerate() {
+        madsim::time::sleep_until(at(f.at_ms)).await;
+        if nemesis.inject(i, f) && f.lasts_ms > 0 {
+            let (n, f) = (nemesis.clone(), f.clone());
+            let heal_at = at((f.at_ms + f.lasts_ms).min(plan.end_ms));
+            heals.push(madsim::task::spawn(async move {
+                madsim::time::sleep_until(heal_at).await;
+                n.heal(i, &f);
+            }));
+        }
+    }
+    madsim::time::sleep_until(at(plan.end_ms)).await;
+    for h in heals {
+        let _ = h.await;
+    }
+    nemesis.heal_all();
+}
