@@ -138,6 +138,12 @@ impl ClusterConfig {
         (self.chunk_size_bytes / 4).max(1)
     }
 
+    /// Replicas that must take a lease's version before the lease is usable: two, or one if the
+    /// chunk has a single replica. So no acknowledged mutation lives on only one disk.
+    pub fn min_lease_replicas(&self) -> usize {
+        (self.replication as usize).min(2)
+    }
+
     /// How long after a lease expires the master waits before copying the chunk: longer than any
     /// acknowledged mutation of that lease can still be in flight (a client's RPC timeout).
     pub fn clone_quiet_ms(&self) -> u64 {

@@ -38,6 +38,9 @@ pub struct DiskFaults {
     pub sync_latency_us: AtomicU64,
     /// A sync first writes a random prefix of its writes.
     pub torn_writes: AtomicBool,
+    /// A broken disk, for proving the checks: a sync reports success but nothing reaches the disk,
+    /// so a crash loses writes that were acknowledged as durable.
+    pub lies_about_sync: AtomicBool,
     /// Names starting with this are eligible for bit flips (empty: none are).
     flip_prefix: std::sync::Mutex<String>,
     pending_flips: AtomicU64,
@@ -432,6 +435,12 @@ impl Disk {
         }
         let latency_us = rng.gen_range(0..=faults.sync_latency_us.load(Ordering::Relaxed));
         madsim::time::sleep(Duration::from_micros(latency_us)).await;
+        if faults.lies_about_sync.load(Ordering::Relaxed) {
+            faults
+                .unsynced_writes
+                .fetch_sub(ops.len() as u64, Ordering::Relaxed);
+            return Ok(()); // the writes are simply dropped
+        }
         inner.write_durable(id, &ops).await?;
         faults.tear_in_flight.store(false, Ordering::Relaxed);
         faults

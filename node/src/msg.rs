@@ -104,6 +104,8 @@ pub struct ChunkDump {
     pub index: u64,
     pub handle: ChunkHandle,
     pub version: u64,
+    /// Highest version offered to replicas; a replica between `version` and this is current.
+    pub issued: u64,
     pub replicas: Vec<ServerId>,
 }
 

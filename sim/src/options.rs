@@ -41,7 +41,7 @@ pub struct RunOptions {
     /// Faults to inject: `swarm` (each seed draws its own kinds and rates), `all`, `none`, or a
     /// list such as `crash,partition,bit_flip`. Kinds: crash, master_crash, pause, isolate,
     /// partition, one_way, delay, loss, torn_write, bit_flip.
-    #[arg(long, default_value = "none")]
+    #[arg(long, default_value = "swarm")]
     pub faults: FaultSpec,
     /// Fix one kind's rate, in strikes per simulated second: `--rate crash=0.5` (repeatable).
     #[arg(long = "rate", value_name = "KIND=PER_SECOND")]
@@ -52,6 +52,10 @@ pub struct RunOptions {
     /// Upper bound of a disk sync's latency, in simulated microseconds.
     #[arg(long = "disk-latency-us", default_value_t = 500)]
     pub disk_latency_us: u64,
+    /// Test only: chunkserver disks acknowledge syncs they never make durable (a broken disk model
+    /// the checks must catch). Not a CLI flag; planted bugs get their own switches later.
+    #[arg(skip)]
+    pub lying_disks: bool,
 }
 
 impl Default for RunOptions {
@@ -67,10 +71,11 @@ impl Default for RunOptions {
             clients: 3,
             files: 4,
             ops_per_client: 12,
-            faults: FaultSpec::Kinds(Default::default()),
+            faults: FaultSpec::Swarm,
             rates: Vec::new(),
             safety_ms: 5_000,
             disk_latency_us: 500,
+            lying_disks: false,
         }
     }
 }

@@ -215,6 +215,8 @@ pub fn start_cluster(
             faulty,
             if faulty { "chunks/" } else { "" },
         );
+        disk.lies_about_sync
+            .store(opts.lying_disks, std::sync::atomic::Ordering::Relaxed);
         let (c, d) = (cfg.clone(), disk.clone());
         let node = handle
             .create_node()

@@ -212,26 +212,29 @@ impl ChunkServer {
         let src = addr::chunkserver(req.source);
         let data = call_result(&self.ep, src, fetch, self.cfg.rpc_timeout_ms).await?;
         let mut store = self.store.lock().await;
+        // Versions never go backwards here: a local copy may carry a higher number from a grant
+        // that was never committed (same bytes as `req.version`), and the copy keeps it.
+        let version = store
+            .version(req.handle)
+            .map_or(req.version, |v| v.max(req.version));
         if store.version(req.handle).is_some() {
             store.remove(req.handle).await?;
         }
-        store.create(req.handle, req.version).await?;
-        store.write(req.handle, 0, &data).await?;
+        store.install(req.handle, version, &data).await?;
         drop(store);
         self.leases.lock().unwrap().remove(&req.handle);
         self.applied
             .lock()
             .unwrap()
-            .insert(req.handle, (req.version, 0));
+            .insert(req.handle, (version, 0));
         self.reported
             .lock()
             .unwrap()
             .retain(|(h, _)| *h != req.handle);
         emit(&self.name, "replica_copied", || {
             format!(
-                "chunk={} version={} from={} bytes={}",
+                "chunk={} version={version} from={} bytes={}",
                 req.handle,
-                req.version,
                 req.source,
                 data.len()
             )
@@ -247,7 +250,8 @@ impl ChunkServer {
             self.report_bad(req.handle, version);
             return Err(GfsError::ChecksumMismatch(req.handle));
         }
-        if version != req.version {
+        // At or above the requested version: a copy ahead by an uncommitted grant has the same bytes.
+        if version < req.version {
             return Err(GfsError::StaleVersion {
                 have: version,
                 want: req.version,
@@ -336,14 +340,15 @@ impl ChunkServer {
         let mut store = self.store.lock().await;
         match store.version(req.handle) {
             Some(v) if v == req.version => {}
-            Some(v) if v + 1 == req.version => store.set_version(req.handle, req.version).await?,
+            // A candidate may be a version ahead of the master's (an uncommitted grant).
+            Some(v) if v < req.version => store.set_version(req.handle, req.version).await?,
             Some(v) => {
                 return Err(GfsError::StaleVersion {
                     have: v,
                     want: req.version,
                 })
             }
-            None if req.create && req.version == 1 => store.create(req.handle, 1).await?,
+            None if req.create => store.create(req.handle, req.version).await?,
             None => return Err(GfsError::NoSuchReplica(req.handle)),
         }
         drop(store);

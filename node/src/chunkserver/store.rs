@@ -197,6 +197,37 @@ impl ChunkStore {
         self.commit(h, info, None).await
     }
 
+    /// Installs a whole replica copied from elsewhere (GFS §4.3) in one sync, so a crash leaves
+    /// either no replica or the complete one, never an empty replica at a current version.
+    pub async fn install(
+        &mut self,
+        h: ChunkHandle,
+        version: u64,
+        data: &[u8],
+    ) -> Result<(), GfsError> {
+        assert!(
+            !self.chunks.contains_key(&h),
+            "chunk {h} installed over an existing replica"
+        );
+        if data.len() as u64 > self.chunk_size_bytes {
+            return Err(GfsError::InvalidRange(format!(
+                "a copy of {} bytes is larger than a chunk",
+                data.len()
+            )));
+        }
+        let checksums = data
+            .chunks(self.block_size_bytes as usize)
+            .map(crc)
+            .collect();
+        let info = ChunkInfo {
+            version,
+            len_bytes: data.len() as u64,
+            checksums,
+        };
+        self.disk.set_len(&file_name(h), 0).await.map_err(io)?;
+        self.commit(h, info, Some((0, data))).await
+    }
+
     pub async fn set_version(&mut self, h: ChunkHandle, version: u64) -> Result<(), GfsError> {
         let mut info = self
             .chunks
@@ -384,12 +415,19 @@ mod tests {
             );
             let (_, _, ok) = s.read_whole(h).await.unwrap();
             assert!(!ok);
+            // A copy is installed whole, checksums included, and survives a reload.
+            let copy = ChunkHandle(7);
+            s.install(copy, 4, b"0123456789abcdefXYZ").await.unwrap();
+            assert_eq!(s.read(copy, 14, 10).await.unwrap(), b"efXYZ");
+            let reloaded = ChunkStore::load(disk.clone(), 64, 16).await.unwrap();
+            assert_eq!(reloaded.info(copy), s.info(copy));
             // A rotten header makes the replica untrustworthy: it is dropped at the next load.
             disk.write(name, 5, b"\xff").await.unwrap();
             disk.sync(name).await.unwrap();
             let reloaded = ChunkStore::load(disk.clone(), 64, 16).await.unwrap();
             assert_eq!(reloaded.info(h), None);
             assert_eq!(reloaded.discarded(), &[h]);
+            assert!(reloaded.info(copy).is_some());
             assert!(!disk.exists(name).await);
         });
     }

@@ -58,6 +58,7 @@ pub async fn run(cfg: ClusterConfig, disk: Arc<DiskFaults>) {
         .unwrap_or_else(|e| panic!("master cannot recover its operation log: {e}"));
     let grace_until = now_ns() + cfg.master_grace_ms() * MS;
     state.set_grace_until(grace_until);
+    state.set_min_lease_acks(cfg.min_lease_replicas());
     // A master that finds a log or checkpoint is recovering (GFS §2.6.3); one that finds nothing
     // is new.
     let kind = if state.lsn() > 0 {
@@ -362,8 +363,12 @@ impl Master {
                 timeout_ns: self.cfg.server_timeout_ms * MS,
             };
             let lease_ns = self.cfg.lease_ms * MS;
-            core.state
-                .grant_lease(handle, now_ns(), lease_ns, placement, &mut rng)?
+            let (grant, recs) =
+                core.state
+                    .grant_lease(handle, now_ns(), lease_ns, placement, &mut rng)?;
+            // The version is on the log before any replica hears of it: never offered twice.
+            Self::persist(&mut core, &recs).await;
+            grant
         };
         let lease = grant.lease;
         let mut secondaries: Vec<ServerId> = grant
@@ -406,22 +411,38 @@ impl Master {
                 let (server, result) = call.await.expect("SetVersion task");
                 match result {
                     Ok(()) => acked.push(server),
-                    Err(_) => failed.push(server),
+                    Err(e) => failed.push((server, e)),
                 }
             }
             let mut core = self.core.lock().await;
-            let recs = core.state.settle_grant(handle, lease, &acked, now_ns());
+            let Some(recs) = core.state.settle_grant(handle, lease, &acked, now_ns()) else {
+                return Err(GfsError::Unavailable(format!(
+                    "the grant on {handle} was superseded"
+                )));
+            };
             Self::persist(&mut core, &recs).await;
-            if !recs.is_empty() {
-                emit("master", "version_bumped", || {
-                    format!("chunk={handle} version={}", lease.version)
-                });
+            if recs.is_empty() {
+                // Too few replicas took the version: the lease stays unusable until it expires.
+                return Err(GfsError::Unavailable(format!(
+                    "only {} of {} replicas of {handle} took version {}",
+                    acked.len(),
+                    grant.replicas.len(),
+                    lease.version
+                )));
             }
-            for &server in &failed {
+            emit("master", "version_bumped", || {
+                format!("chunk={handle} version={}", lease.version)
+            });
+            for (server, why) in &failed {
                 emit("master", "replica_excluded", || {
-                    format!("chunk={handle} version={} server={server}", lease.version)
+                    format!(
+                        "chunk={handle} version={} server={server} why={}",
+                        lease.version,
+                        why.kind()
+                    )
                 });
             }
+            let failed: Vec<ServerId> = failed.into_iter().map(|(s, _)| s).collect();
             if failed.contains(&lease.primary) {
                 // The primary may or may not hold the lease; it stays recorded until it expires.
                 return Err(GfsError::Unavailable(format!(
@@ -497,6 +518,7 @@ impl Master {
                 index: m.index,
                 handle: *h,
                 version: m.version,
+                issued: m.issued,
                 replicas: m.locations.keys().copied().collect(),
             })
             .collect()

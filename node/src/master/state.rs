@@ -34,6 +34,12 @@ pub enum LogRecord {
     Reclaim {
         hidden: String,
     },
+    /// A grant is about to tell replicas `version`: logged first, so a version number is never
+    /// offered twice, even across a failed grant and a master restart.
+    IssueVersion {
+        handle: ChunkHandle,
+        version: u64,
+    },
     /// A new chunk at `index` of `path` (always the next index: files grow chunk by chunk).
     AddChunk {
         path: String,
@@ -78,8 +84,13 @@ pub struct LeaseHolder {
 pub struct ChunkMeta {
     pub path: String,
     pub index: u64,
-    /// Persistent: the chunk's current version (0 until its first lease).
+    /// Persistent: the chunk's current version, the one its last settled grant committed (0 until
+    /// its first lease). Mutations happen only under a committed version.
     pub version: u64,
+    /// Persistent: the highest version ever offered to replicas (>= `version`). A replica between
+    /// the two took a grant that was never committed; no mutation happened under it, so its
+    /// bytes are those of `version`.
+    pub issued: u64,
     /// Volatile: when `version` last changed, to ignore heartbeats taken before that.
     pub version_set_ns: u64,
     /// Volatile: servers holding the current version, with when that was last confirmed.
@@ -104,6 +115,9 @@ pub struct Checkpoint {
     pub next_handle: u64,
     pub files: BTreeMap<String, Vec<ChunkHandle>>,
     pub versions: BTreeMap<ChunkHandle, u64>,
+    /// Highest version offered per chunk, where above its version.
+    #[serde(default)]
+    pub issued: BTreeMap<ChunkHandle, u64>,
     /// Replicas excluded at each chunk's current version (see [`LogRecord::SetVersion`]).
     #[serde(default)]
     pub excluded: BTreeMap<ChunkHandle, Vec<ServerId>>,
@@ -202,6 +216,8 @@ pub struct MasterState {
     lsn: u64,
     /// No lease is granted before this time (see `ClusterConfig::master_grace_ms`).
     grace_until_ns: u64,
+    /// A grant commits only if this many replicas took the version (see `settle_grant`).
+    min_lease_acks: usize,
 }
 
 impl MasterState {
@@ -212,6 +228,11 @@ impl MasterState {
     /// Number of log records applied so far.
     pub fn lsn(&self) -> u64 {
         self.lsn
+    }
+
+    /// Sets how many replicas must take a grant's version for it to commit (at least one).
+    pub fn set_min_lease_acks(&mut self, n: usize) {
+        self.min_lease_acks = n.max(1);
     }
 
     pub fn set_grace_until(&mut self, until_ns: u64) {
@@ -272,6 +293,7 @@ impl MasterState {
                         path: path.clone(),
                         index: *index,
                         version: 0,
+                        issued: 0,
                         version_set_ns: 0,
                         locations: BTreeMap::new(),
                         lease: None,
@@ -292,7 +314,18 @@ impl MasterState {
                     meta.version
                 );
                 meta.version = *version;
+                meta.issued = meta.issued.max(*version);
                 meta.excluded = excluded.iter().copied().collect();
+            }
+            LogRecord::IssueVersion { handle, version } => {
+                let meta = self.chunks.get_mut(handle);
+                let meta = meta.unwrap_or_else(|| panic!("log issues for missing chunk {handle}"));
+                assert!(
+                    *version > meta.issued && *version > meta.version,
+                    "chunk {handle}: version {version} issued twice (issued {})",
+                    meta.issued
+                );
+                meta.issued = *version;
             }
         }
         self.lsn += 1;
@@ -311,6 +344,12 @@ impl MasterState {
             next_handle: self.next_handle,
             files: self.files.clone(),
             versions: self.chunks.iter().map(|(h, m)| (*h, m.version)).collect(),
+            issued: self
+                .chunks
+                .iter()
+                .filter(|(_, m)| m.issued > m.version)
+                .map(|(h, m)| (*h, m.issued))
+                .collect(),
             excluded: self
                 .chunks
                 .iter()
@@ -341,6 +380,7 @@ impl MasterState {
                         path: path.clone(),
                         index: index as u64,
                         version,
+                        issued: cp.issued.get(h).copied().unwrap_or(version).max(version),
                         version_set_ns: 0,
                         locations: BTreeMap::new(),
                         lease: None,
@@ -584,17 +624,18 @@ impl MasterState {
         lease_ns: u64,
         placement: Placement,
         rng: &mut impl Rng,
-    ) -> Result<LeaseGrant, GfsError> {
+    ) -> Result<(LeaseGrant, Vec<LogRecord>), GfsError> {
         let meta = self.chunks.get(&handle).ok_or(GfsError::NoSuchChunk)?;
         if let Some(holder) = &meta.lease {
             if holder.lease.expires_ns > now_ns {
                 let (lease, replicas) = (holder.lease, holder.replicas.clone());
-                return Ok(LeaseGrant {
+                let grant = LeaseGrant {
                     lease,
                     replicas,
                     new: false,
                     create: false,
-                });
+                };
+                return Ok((grant, Vec::new()));
             }
         }
         if now_ns < self.grace_until_ns {
@@ -615,9 +656,14 @@ impl MasterState {
             )));
         }
         let primary = *replicas.choose(rng).expect("non-empty");
+        let create = meta.version == 0;
+        let version = meta.issued + 1;
+        let mut out = Vec::new();
+        self.commit(LogRecord::IssueVersion { handle, version }, &mut out);
+        let meta = self.chunks.get_mut(&handle).expect("exists");
         let lease = Lease {
             primary,
-            version: meta.version + 1,
+            version,
             expires_ns: now_ns + lease_ns,
         };
         let holder = LeaseHolder {
@@ -630,12 +676,15 @@ impl MasterState {
             old.is_none_or(|o| o.lease.expires_ns <= now_ns),
             "granted a lease on {handle} while another was live"
         );
-        Ok(LeaseGrant {
-            lease,
-            replicas,
-            new: true,
-            create: meta.version == 0,
-        })
+        Ok((
+            LeaseGrant {
+                lease,
+                replicas,
+                new: true,
+                create,
+            },
+            out,
+        ))
     }
 
     /// Extends the lease if `server` still holds it at `version` (GFS §3.1: extensions piggyback on
@@ -679,17 +728,15 @@ impl MasterState {
         lease: Lease,
         acked: &[ServerId],
         now_ns: u64,
-    ) -> Vec<LogRecord> {
+    ) -> Option<Vec<LogRecord>> {
         let mut out = Vec::new();
-        let Some(meta) = self.chunks.get_mut(&handle) else {
-            return out; // reclaimed meanwhile
-        };
+        let min_acks = self.min_lease_acks.max(1);
+        // None: the chunk was reclaimed, or the grant was superseded, meanwhile.
+        let meta = self.chunks.get_mut(&handle)?;
         let same = |h: &&mut LeaseHolder| {
             h.lease.version == lease.version && h.lease.primary == lease.primary
         };
-        let Some(holder) = meta.lease.as_mut().filter(same) else {
-            return out;
-        };
+        let holder = meta.lease.as_mut().filter(same)?;
         holder.settled = true;
         let failed: Vec<ServerId> = holder
             .replicas
@@ -698,8 +745,14 @@ impl MasterState {
             .filter(|s| !acked.contains(s))
             .collect();
         holder.replicas.retain(|s| acked.contains(s));
-        if acked.is_empty() || meta.version >= lease.version {
-            return out;
+        // Fewer than `min_lease_acks` replicas: the grant is not committed and the lease stays
+        // unusable, so no mutation is ever acknowledged by fewer replicas than that. (A departure
+        // from the paper, which lets a primary carry on with whatever secondaries it has: with a
+        // disk that can rot, a mutation held by one replica can be lost.) The replicas that took
+        // the version are merely ahead; they keep the current version's bytes.
+        if acked.len() < min_acks || meta.version >= lease.version {
+            holder.replicas.clear();
+            return Some(out);
         }
         self.commit(
             LogRecord::SetVersion {
@@ -712,7 +765,7 @@ impl MasterState {
         let meta = self.chunks.get_mut(&handle).expect("exists");
         meta.version_set_ns = now_ns;
         meta.locations = acked.iter().map(|&s| (s, now_ns)).collect();
-        out
+        Some(out)
     }
 
     // ------------------------------------------------------------------ re-replication (GFS §4.3)
@@ -851,7 +904,8 @@ impl MasterState {
         let Some(meta) = self.chunks.get_mut(&handle) else {
             return false;
         };
-        if meta.version != version {
+        // A current replica: at the committed version, or ahead of it by an uncommitted grant.
+        if version < meta.version || version > meta.issued.max(meta.version) {
             return false;
         }
         meta.locations.remove(&server);
@@ -908,9 +962,19 @@ impl MasterState {
             } else if version == meta.version {
                 let seen = meta.locations.entry(server).or_insert(now_ns);
                 *seen = (*seen).max(now_ns);
+            } else if version <= meta.issued {
+                // It took a grant that was never committed: no mutation happened under it, so
+                // its bytes are the current version's. Current, unless excluded at that version.
+                if meta.excluded.contains(&server) {
+                    outcome.garbage.push((handle, version));
+                } else {
+                    let seen = meta.locations.entry(server).or_insert(now_ns);
+                    *seen = (*seen).max(now_ns);
+                }
             } else {
-                // The replica is ahead: the master failed after the replicas learned a version it
-                // had not durably recorded. Its version wins (GFS §4.5); others are now stale.
+                // Ahead of anything this master issued: it lost a record. The replica's version
+                // wins (GFS §4.5); others are now stale. (Versions are issued durably before
+                // they are sent, so this is a last line of defence.)
                 self.commit(
                     LogRecord::SetVersion {
                         handle,
@@ -992,12 +1056,11 @@ mod tests {
         now: u64,
         r: &mut impl Rng,
     ) -> (LeaseGrant, Vec<LogRecord>) {
-        let g = m.grant_lease(h, now, LEASE, PLACE, r).unwrap();
-        let recs = if g.new {
-            m.settle_grant(h, g.lease, &g.replicas.clone(), now)
-        } else {
-            Vec::new()
-        };
+        let (g, mut recs) = m.grant_lease(h, now, LEASE, PLACE, r).unwrap();
+        if g.new {
+            let acked = g.replicas.clone();
+            recs.extend(m.settle_grant(h, g.lease, &acked, now).unwrap());
+        }
         (g, recs)
     }
 
@@ -1077,11 +1140,17 @@ mod tests {
         assert_eq!(g1.lease.version, 1);
         assert_eq!(
             recs,
-            vec![LogRecord::SetVersion {
-                handle: h,
-                version: 1,
-                excluded: vec![],
-            }]
+            vec![
+                LogRecord::IssueVersion {
+                    handle: h,
+                    version: 1
+                },
+                LogRecord::SetVersion {
+                    handle: h,
+                    version: 1,
+                    excluded: vec![],
+                }
+            ]
         );
         assert!(g1.replicas.contains(&g1.lease.primary));
         assert_eq!(g1.lease.expires_ns, 10 * MS + LEASE);
@@ -1100,11 +1169,17 @@ mod tests {
         assert_eq!(g2.lease.version, 2);
         assert_eq!(
             recs,
-            vec![LogRecord::SetVersion {
-                handle: h,
-                version: 2,
-                excluded: vec![],
-            }]
+            vec![
+                LogRecord::IssueVersion {
+                    handle: h,
+                    version: 2
+                },
+                LogRecord::SetVersion {
+                    handle: h,
+                    version: 2,
+                    excluded: vec![],
+                }
+            ]
         );
         assert_eq!(m.chunk(h).unwrap().version, 2);
     }
@@ -1117,10 +1192,10 @@ mod tests {
         let (h, _) = m.ensure_chunk("/f", 0).unwrap();
         grant_all(&mut m, h, MS, &mut r);
         let t = MS + LEASE;
-        let g = m.grant_lease(h, t, LEASE, PLACE, &mut r).unwrap();
+        let g = m.grant_lease(h, t, LEASE, PLACE, &mut r).unwrap().0;
         assert_eq!(g.lease.version, 2);
         assert!(
-            m.settle_grant(h, g.lease, &[], t + MS).is_empty(),
+            m.settle_grant(h, g.lease, &[], t + MS).unwrap().is_empty(),
             "nothing to log"
         );
         assert_eq!(m.chunk(h).unwrap().version, 1);
@@ -1129,12 +1204,28 @@ mod tests {
         assert!(out.garbage.is_empty());
         assert_eq!(m.replicas(h).len(), 3);
         // Until the unusable lease expires, it is what every request gets: no second primary.
-        let again = m.grant_lease(h, t + 3 * MS, LEASE, PLACE, &mut r).unwrap();
+        let again = m
+            .grant_lease(h, t + 3 * MS, LEASE, PLACE, &mut r)
+            .unwrap()
+            .0;
         assert!(!again.new && again.replicas.is_empty());
-        // A replica that did take version 2 (its answer was lost) is adopted when it reports it.
+        // A replica that did take version 2 (its answer was lost) has the bytes of version 1, as
+        // no mutation happened under the failed grant: it stays a current replica.
         let out = m.heartbeat(ServerId(1), t + LEASE, t + LEASE, &[(h, 2)], TIMEOUT);
-        assert_eq!(out.adopted, vec![(h, 2)]);
-        assert_eq!(m.replicas(h), vec![ServerId(1)]);
+        assert!(out.adopted.is_empty() && out.garbage.is_empty());
+        assert_eq!(m.replicas(h).len(), 3);
+        // The next grant offers version 3: version 2 is never offered again.
+        let (next, recs) = m
+            .grant_lease(h, t + LEASE + MS, LEASE, PLACE, &mut r)
+            .unwrap();
+        assert_eq!(next.lease.version, 3);
+        assert_eq!(
+            recs,
+            vec![LogRecord::IssueVersion {
+                handle: h,
+                version: 3
+            }]
+        );
     }
 
     #[test]
@@ -1144,9 +1235,12 @@ mod tests {
         let mut log = m.create_file("/f").unwrap();
         let (h, recs) = m.ensure_chunk("/f", 0).unwrap();
         log.extend(recs);
-        let g = m.grant_lease(h, MS, LEASE, PLACE, &mut r).unwrap();
+        let g = m.grant_lease(h, MS, LEASE, PLACE, &mut r).unwrap().0;
         let late = g.replicas[0];
-        log.extend(m.settle_grant(h, g.lease, &g.replicas[1..], 2 * MS));
+        log.extend(
+            m.settle_grant(h, g.lease, &g.replicas[1..], 2 * MS)
+                .unwrap(),
+        );
         // A restarted master replays the log and hears heartbeats again: the server that missed
         // the grant (and took the version late) must still count as stale.
         let mut restarted = MasterState::new();
@@ -1218,7 +1312,9 @@ mod tests {
             0,
             "not bumped before a replica took it"
         );
-        let recs = m.settle_grant(h, lease, &[ServerId(1), ServerId(2)], 3 * MS);
+        let recs = m
+            .settle_grant(h, lease, &[ServerId(1), ServerId(2)], 3 * MS)
+            .unwrap();
         assert_eq!(
             recs,
             vec![LogRecord::SetVersion {
@@ -1258,7 +1354,7 @@ mod tests {
         let (a, _) = m.ensure_chunk("/f", 0).unwrap();
         let (b, _) = m.ensure_chunk("/f", 1).unwrap();
         let (ga, _) = grant_all(&mut m, a, MS, &mut r);
-        let gb = m.grant_lease(b, MS, LEASE, PLACE, &mut r).unwrap();
+        let gb = m.grant_lease(b, MS, LEASE, PLACE, &mut r).unwrap().0;
         // b: two replicas did not take the version; a: one server's copy went bad.
         m.settle_grant(b, gb.lease, &gb.replicas[..1], 2 * MS);
         let bad = ga.replicas[0];

@@ -97,6 +97,7 @@ mod tests {
                 index,
                 handle,
                 version: 1,
+                issued: 1,
                 replicas,
             });
         }

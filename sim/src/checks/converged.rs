@@ -53,10 +53,11 @@ pub fn issues(
                     "{server} holds orphan chunk {} v{}",
                     r.handle, r.version
                 )),
-                Some(c) if c.version != r.version => out.push(format!(
-                    "{server} holds stale chunk {} v{} (current v{})",
-                    r.handle, r.version, c.version
-                )),
+                Some(c) if r.version < c.version || r.version > c.issued.max(c.version) => out
+                    .push(format!(
+                        "{server} holds stale chunk {} v{} (current v{})",
+                        r.handle, r.version, c.version
+                    )),
                 Some(_) if !r.healthy => out.push(format!(
                     "{server} holds chunk {} v{} with a block failing its checksum",
                     r.handle, r.version
@@ -84,6 +85,7 @@ mod tests {
             index: 0,
             handle: ChunkHandle(1),
             version: 2,
+            issued: 2,
             replicas: replicas.into_iter().map(ServerId).collect(),
         };
         let summary = |h, v| ReplicaSummary {

@@ -95,6 +95,7 @@ mod tests {
             index: 0,
             handle: ChunkHandle(1),
             version: 2,
+            issued: 2,
             replicas,
         });
         let put = |state: &mut FinalState, s, data: &[u8]| {

@@ -4,6 +4,7 @@
 //! up-to-date replica from a stale one; if it could decrease, a stale replica could pass for a
 //! current one. The check follows every version a node recorded for a chunk (the master's bumps and
 //! adoptions, the chunkservers' version changes and copies), across restarts, and flags any decrease.
+//! A replica's life ends when its chunkserver deletes or discards it; a later copy is a new replica.
 
 use super::{field, Violation};
 use node::trace::Event;
@@ -17,6 +18,12 @@ pub fn check(events: &[Event]) -> Option<Violation> {
     let mut report = String::new();
     let mut bad = 0;
     for (i, e) in events.iter().enumerate() {
+        if matches!(e.kind, "replica_deleted" | "replica_discarded") {
+            if let Some(chunk) = field(&e.detail, "chunk") {
+                last.remove(&(e.node.as_str(), chunk));
+            }
+            continue;
+        }
         if !matches!(
             e.kind,
             "version_set" | "replica_copied" | "version_bumped" | "version_adopted"
@@ -76,6 +83,15 @@ mod tests {
             ev("master", "version_bumped", "chunk=c1 version=2"),
         ];
         assert_eq!(check(&events), None);
+        // A deleted replica's successor may start lower; a live one may not.
+        let mut reborn = events.clone();
+        reborn.push(ev("cs1", "replica_deleted", "chunk=c1 version=2"));
+        reborn.push(ev(
+            "cs1",
+            "replica_copied",
+            "chunk=c1 version=1 from=cs0 bytes=3",
+        ));
+        assert_eq!(check(&reborn), None);
         events.push(ev(
             "cs1",
             "version_set",
