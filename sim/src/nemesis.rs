@@ -46,6 +46,21 @@ impl World {
         }
     }
 
+    /// Every directed link between `side` and the nodes outside it.
+    fn cut_links(&self, side: &[Target]) -> Vec<(NodeId, NodeId)> {
+        let inside: Vec<NodeId> = side.iter().map(|t| self.node(*t)).collect();
+        let mut links = Vec::new();
+        for (_, a) in self.everyone() {
+            if !inside.contains(&a) {
+                for &z in &inside {
+                    links.push((a, z));
+                    links.push((z, a));
+                }
+            }
+        }
+        links
+    }
+
     fn everyone(&self) -> Vec<(Target, NodeId)> {
         let mut all = vec![(Target::Master, self.master)];
         all.extend(
@@ -169,14 +184,8 @@ impl Nemesis {
                 event("fault_injected", detail);
             }
             What::Partition { side } => {
-                let inside: Vec<NodeId> = side.iter().map(|t| w.node(*t)).collect();
-                for (_, a) in w.everyone() {
-                    for &z in &inside {
-                        if !inside.contains(&a) {
-                            self.clog(&mut b, a, z);
-                            self.clog(&mut b, z, a);
-                        }
-                    }
+                for (a, z) in w.cut_links(side) {
+                    self.clog(&mut b, a, z);
                 }
                 event("fault_injected", detail);
             }
@@ -235,14 +244,8 @@ impl Nemesis {
                 }
             }
             What::Partition { side } => {
-                let inside: Vec<NodeId> = side.iter().map(|t| w.node(*t)).collect();
-                for (_, a) in w.everyone() {
-                    for &z in &inside {
-                        if !inside.contains(&a) {
-                            self.unclog(&mut b, a, z);
-                            self.unclog(&mut b, z, a);
-                        }
-                    }
+                for (a, z) in w.cut_links(side) {
+                    self.unclog(&mut b, a, z);
                 }
                 event("fault_healed", detail);
             }

@@ -142,6 +142,21 @@ impl RunReport {
         out
     }
 
+    /// The first line where two records differ: (line number, this line, that line).
+    pub fn first_difference(a: &str, b: &str) -> Option<(usize, String, String)> {
+        let (mut la, mut lb) = (a.lines(), b.lines());
+        for i in 0.. {
+            match (la.next(), lb.next()) {
+                (None, None) => return None,
+                (x, y) if x == y => continue,
+                (x, y) => {
+                    return Some((i, x.unwrap_or("<end>").into(), y.unwrap_or("<end>").into()))
+                }
+            }
+        }
+        None
+    }
+
     /// Operations by kind and outcome (`write ok`, `append record_too_large`, ...).
     pub fn outcomes(&self) -> BTreeMap<(String, String), u64> {
         let mut out = BTreeMap::new();

@@ -56,6 +56,16 @@ pub struct SweepSummary {
 }
 
 impl SweepSummary {
+    /// Every failure, two lines each (reason, then the command that reproduces it).
+    pub fn failure_report(&self) -> String {
+        let lines: Vec<String> = self
+            .failures
+            .iter()
+            .map(|f| format!("  seed {}: {}\n    {}", f.seed, f.reason, f.command))
+            .collect();
+        lines.join("\n")
+    }
+
     pub fn seeds_per_second(&self) -> f64 {
         self.seeds as f64 / self.wall.as_secs_f64().max(1e-9)
     }

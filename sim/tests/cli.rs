@@ -87,3 +87,37 @@ fn sweep_reports_counts_and_speed_without_a_terminal() {
         "the options are echoed: {stderr}"
     );
 }
+
+#[test]
+fn the_printed_command_reproduces_the_run_options_included() {
+    use sim::options::RunOptions;
+    let opts = RunOptions {
+        chunk_size_bytes: 32,
+        block_size_bytes: 8,
+        clients: 4,
+        faults: "crash,partition".parse().unwrap(),
+        rates: vec!["crash=2".parse().unwrap()],
+        ..RunOptions::default()
+    };
+    let report = sim::run::run_seed(17, &opts);
+    let command = opts.reproduce_command(17);
+    let args: Vec<&str> = command
+        .split(" -- ")
+        .nth(1)
+        .expect("a cargo run command")
+        .split(' ')
+        .collect();
+    let out = sim(&args);
+    let stdout = text(&out.stdout);
+    // The replayed run has the same operations, messages and simulated time.
+    assert!(
+        stdout.contains(&format!("messages {}\n", report.messages)),
+        "{command}\n{stdout}"
+    );
+    let sim_s = format!("simulated time {:.3} s", report.sim_time_ns as f64 / 1e9);
+    assert!(stdout.contains(&sim_s), "{command}\n{stdout}");
+    for ((kind, outcome), n) in report.outcomes() {
+        let line = format!("  {kind:<8} {outcome:<18} {n:>5}");
+        assert!(stdout.contains(&line), "missing {line:?} in\n{stdout}");
+    }
+}

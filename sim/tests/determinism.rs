@@ -1,7 +1,7 @@
 //! The same seed and options give a byte-identical record of the run; different seeds differ.
 
 use sim::options::RunOptions;
-use sim::run::run_seed;
+use sim::run::{run_seed, RunReport};
 
 #[test]
 fn same_seed_same_record_over_many_seeds() {
@@ -15,17 +15,8 @@ fn same_seed_same_record_over_many_seeds() {
             ra.lines().count() > 50,
             "seed {seed}: the record has too little in it"
         );
-        if ra != rb {
-            let line = ra
-                .lines()
-                .zip(rb.lines())
-                .position(|(x, y)| x != y)
-                .unwrap_or(0);
-            panic!(
-                "seed {seed}: two runs differ at record line {line}:\n  {}\n  {}",
-                ra.lines().nth(line).unwrap_or(""),
-                rb.lines().nth(line).unwrap_or("")
-            );
+        if let Some((line, x, y)) = RunReport::first_difference(&ra, &rb) {
+            panic!("seed {seed}: two runs differ at record line {line}:\n  {x}\n  {y}");
         }
         assert_eq!(
             (a.messages, a.sim_time_ns),

@@ -4,7 +4,7 @@
 
 use sim::faults::ALL_KINDS;
 use sim::options::RunOptions;
-use sim::run::run_seed;
+use sim::run::{run_seed, RunReport};
 use sim::sweep::sweep;
 
 fn count(counters: &std::collections::BTreeMap<String, u64>, key: &str) -> u64 {
@@ -19,16 +19,11 @@ fn every_fault_kind_alone_passes_and_its_recovery_runs() {
             ..RunOptions::default()
         };
         let s = sweep(0..150, 2, &opts, |_, _| {});
-        let failures: Vec<String> = s
-            .failures
-            .iter()
-            .map(|f| format!("  seed {}: {}\n    {}", f.seed, f.reason, f.command))
-            .collect();
         assert!(
-            failures.is_empty(),
+            s.failures.is_empty(),
             "--faults {kind}: {} failed:\n{}",
-            failures.len(),
-            failures.join("\n")
+            s.failures.len(),
+            s.failure_report()
         );
         let injected = count(&s.counters, &format!("fault {kind}"));
         assert!(
@@ -85,18 +80,8 @@ fn runs_under_swarm_faults_are_repeatable() {
             a.events.iter().any(|e| e.kind == "fault_injected"),
             "seed {seed}: no fault struck"
         );
-        if a.record() != b.record() {
-            let (ra, rb) = (a.record(), b.record());
-            let line = ra
-                .lines()
-                .zip(rb.lines())
-                .position(|(x, y)| x != y)
-                .unwrap_or(0);
-            panic!(
-                "seed {seed} under faults differs at line {line}:\n  {}\n  {}",
-                ra.lines().nth(line).unwrap_or(""),
-                rb.lines().nth(line).unwrap_or("")
-            );
+        if let Some((line, x, y)) = RunReport::first_difference(&a.record(), &b.record()) {
+            panic!("seed {seed} under faults differs at line {line}:\n  {x}\n  {y}");
         }
         assert_eq!(a.failure_line(), b.failure_line());
     }
@@ -136,6 +121,26 @@ fn a_disk_that_drops_synced_writes_is_caught() {
             r.passed(),
             "seed {seed} fails even with an honest disk: {:?}",
             r.failure_line()
+        );
+    }
+}
+
+#[test]
+fn every_fault_kind_at_once_passes() {
+    let opts = RunOptions {
+        faults: "all".parse().unwrap(),
+        ..RunOptions::default()
+    };
+    let s = sweep(0..300, 2, &opts, |_, _| {});
+    assert!(
+        s.failures.is_empty(),
+        "--faults all:\n{}",
+        s.failure_report()
+    );
+    for kind in ALL_KINDS {
+        assert!(
+            count(&s.counters, &format!("fault {kind}")) > 0,
+            "{kind} never struck"
         );
     }
 }

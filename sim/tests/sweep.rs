@@ -5,17 +5,12 @@ use sim::options::RunOptions;
 use sim::sweep::{sweep, SweepSummary};
 
 fn assert_all_pass(what: &str, s: &SweepSummary) {
-    let failures: Vec<String> = s
-        .failures
-        .iter()
-        .map(|f| format!("  seed {}: {}\n    {}", f.seed, f.reason, f.command))
-        .collect();
     assert!(
-        failures.is_empty(),
+        s.failures.is_empty(),
         "{what}: {} of {} seeds failed:\n{}",
-        failures.len(),
+        s.failures.len(),
         s.seeds,
-        failures.join("\n")
+        s.failure_report()
     );
 }
 

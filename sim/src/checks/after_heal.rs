@@ -28,3 +28,42 @@ pub fn check(history: &[OpRecord]) -> Option<Violation> {
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::model::tests::rec;
+    use super::*;
+    use crate::history::OpResult;
+    use crate::workload::OpSpec;
+
+    #[test]
+    fn a_failure_after_healing_is_caught_and_a_refusal_is_not() {
+        let mut op = rec(0, OpSpec::List, (0, 10), OpResult::Ok);
+        op.after_heal = true;
+        assert_eq!(check(&[op.clone()]), None);
+        let mut refused = op.clone();
+        refused.outcome = Some(OpResult::Err {
+            kind: "not_found".into(),
+            message: String::new(),
+        });
+        assert_eq!(check(&[refused]), None);
+        let mut failed = op.clone();
+        failed.outcome = Some(OpResult::Err {
+            kind: "retries_exhausted".into(),
+            message: String::new(),
+        });
+        assert!(check(&[failed.clone()]).unwrap().report.contains("op #0"));
+        failed.after_heal = false;
+        assert_eq!(
+            check(&[failed]),
+            None,
+            "failures during the safety phase are allowed"
+        );
+        let mut pending = op;
+        pending.outcome = None;
+        assert!(
+            check(&[pending]).is_some(),
+            "an operation that never returned is a failure"
+        );
+    }
+}

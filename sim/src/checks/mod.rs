@@ -5,6 +5,7 @@
 //! client, the master's chunk table and every listed replica's bytes read directly from its
 //! chunkserver. [`model`] turns the history into per-byte expectations.
 
+pub mod acked_creates;
 pub mod acked_on_replicas;
 pub mod acked_readback;
 pub mod after_heal;
@@ -81,6 +82,8 @@ pub fn run_all(inputs: &Inputs) -> Vec<Violation> {
     out.extend(acked_readback::check(inputs, &exps));
     out.extend(acked_on_replicas::check(inputs, &exps));
     out.extend(replicas_identical::check(inputs));
+    let files: Vec<&str> = inputs.state.files.keys().map(String::as_str).collect();
+    out.extend(acked_creates::check(inputs.history, &files));
     out.extend(single_primary::check(inputs.events));
     out.extend(versions_monotonic::check(inputs.events));
     out
