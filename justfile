@@ -17,9 +17,13 @@ sweep SEEDS="0..10000" *FLAGS:
 run SEED *FLAGS:
     cargo run --release -p sim -- run --seed {{SEED}} {{FLAGS}}
 
-# Re-run one seed and print its protocol events and operations in time order, then the verdict
+# Re-run one seed: write traces/seed-SEED.jsonl, print its timeline (one column per node), verdict
 replay SEED *FLAGS:
-    cargo run --release -p sim -- run --seed {{SEED}} --events --history {{FLAGS}}
+    cargo run --release -p sim -- replay {{SEED}} {{FLAGS}}
+
+# Show the first line where two traces differ
+diff A B:
+    cargo run --release -p sim -- diff {{A}} {{B}}
 
 # Formatting and clippy with warnings denied, as CI runs them
 lint:

@@ -17,4 +17,5 @@ pub mod nemesis;
 pub mod options;
 pub mod run;
 pub mod sweep;
+pub mod trace;
 pub mod workload;

@@ -38,6 +38,24 @@ enum Command {
         #[arg(long)]
         events: bool,
     },
+    /// Re-run one seed, write its trace to DIR/seed-SEED.jsonl and print its timeline (one column
+    /// per node), then the summary and verdict.
+    Replay {
+        /// The seed to replay.
+        seed: u64,
+        #[command(flatten)]
+        opts: RunOptions,
+        /// Directory for the trace file.
+        #[arg(long, default_value = "traces")]
+        out: std::path::PathBuf,
+    },
+    /// Compare two trace files and show the first line where they differ.
+    Diff {
+        /// The first trace (JSON Lines).
+        a: std::path::PathBuf,
+        /// The second trace.
+        b: std::path::PathBuf,
+    },
     /// Run every seed of a range and report each failing seed with the command that reproduces it.
     Sweep {
         /// Seeds to run, as A..B (B excluded), for example 0..10000.
@@ -75,6 +93,13 @@ fn main() -> ExitCode {
             }
             run_one(seed, &opts, history, events)
         }
+        Command::Replay { seed, opts, out } => {
+            if let Err(e) = opts.validate() {
+                return fail(&e);
+            }
+            replay(seed, &opts, &out)
+        }
+        Command::Diff { a, b } => diff(&a, &b),
         Command::Sweep { seeds, jobs, opts } => {
             if let Err(e) = opts.validate() {
                 return fail(&e);
@@ -85,6 +110,48 @@ fn main() -> ExitCode {
                 return fail(&format!("--jobs must be between 1 and 256, got {jobs}"));
             }
             run_sweep(seeds, jobs, &opts)
+        }
+    }
+}
+
+fn replay(seed: u64, opts: &RunOptions, dir: &std::path::Path) -> ExitCode {
+    let report = run_seed(seed, opts);
+    let lines = sim::trace::lines(&report);
+    let path = dir.join(format!("seed-{seed}.jsonl"));
+    if let Err(e) = std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::write(&path, sim::trace::to_jsonl(&lines)))
+    {
+        return fail(&format!(
+            "cannot write the trace to {}: {e}",
+            path.display()
+        ));
+    }
+    print!(
+        "{}",
+        sim::trace::timeline(&lines, &sim::trace::nodes(&report))
+    );
+    println!("trace: {} ({} lines)", path.display(), lines.len());
+    summarize(seed, opts, &report)
+}
+
+fn diff(a: &std::path::Path, b: &std::path::Path) -> ExitCode {
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).map_err(|e| format!("cannot read trace {}: {e}", p.display()))
+    };
+    let (ta, tb) = match (read(a), read(b)) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(e), _) | (_, Err(e)) => return fail(&e),
+    };
+    match sim::trace::first_difference(&ta, &tb) {
+        None => {
+            println!("identical: {} lines", ta.lines().count());
+            ExitCode::SUCCESS
+        }
+        Some((line, x, y)) => {
+            println!("first difference at line {}:", line + 1);
+            println!("< {x}");
+            println!("> {y}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -107,6 +174,11 @@ fn run_one(seed: u64, opts: &RunOptions, show_history: bool, show_events: bool) 
             println!("{}", sim::checks::describe(op));
         }
     }
+    summarize(seed, opts, &report)
+}
+
+/// The summary of a run: operations, faults and recoveries, messages, times, verdict.
+fn summarize(seed: u64, opts: &RunOptions, report: &sim::run::RunReport) -> ExitCode {
     println!("seed {seed}{}", opts.flags());
     println!("operations by kind and outcome:");
     for ((kind, outcome), n) in report.outcomes() {

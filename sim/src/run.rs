@@ -30,7 +30,6 @@ use node::rpc::{call, call_result};
 use node::trace::{self, Event};
 use node::types::addr;
 use node::{chunkserver, master, ClusterConfig, ServerId};
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,15 +60,6 @@ pub struct RunReport {
     pub wall: Duration,
 }
 
-/// One line of a run's record, for byte-for-byte comparison of two runs.
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum RecordLine<'a> {
-    Event(&'a Event),
-    Op(&'a OpRecord),
-    Verdict { check: &'a str, report: &'a str },
-}
-
 impl RunReport {
     pub fn passed(&self) -> bool {
         self.violations.is_empty() && self.liveness.is_none() && self.panic.is_none()
@@ -92,24 +82,12 @@ impl RunReport {
         })
     }
 
-    /// The run's record as JSON Lines: protocol events, then operations, then verdicts. The same
-    /// seed and options must give the same bytes.
+    /// The run's record: its trace as JSON Lines (see [`crate::trace`]). The same seed and
+    /// options must give the same bytes.
     pub fn record(&self) -> String {
-        let mut out = String::new();
-        let mut line = |l: RecordLine| {
-            out.push_str(&serde_json::to_string(&l).expect("record serializes"));
-            out.push('\n');
-        };
-        self.events.iter().for_each(|e| line(RecordLine::Event(e)));
-        self.history.iter().for_each(|o| line(RecordLine::Op(o)));
-        for v in &self.violations {
-            line(RecordLine::Verdict {
-                check: v.check,
-                report: &v.report,
-            });
-        }
-        out
+        crate::trace::to_jsonl(&crate::trace::lines(self))
     }
+
     /// How often each fault kind struck and each recovery path ran, from the events.
     pub fn counters(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();

@@ -121,3 +121,34 @@ fn the_printed_command_reproduces_the_run_options_included() {
         assert!(stdout.contains(&line), "missing {line:?} in\n{stdout}");
     }
 }
+
+#[test]
+fn replay_writes_a_trace_and_diff_compares_two() {
+    let dir = std::env::temp_dir().join(format!("gfs-sim-replay-test-{}", std::process::id()));
+    let d = dir.to_str().unwrap();
+    let out = sim(&["replay", "11", "--out", d]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.lines().next().unwrap().contains("time (ms)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("verdict: PASS"), "{stdout}");
+    let first = dir.join("seed-11.jsonl");
+    let copy = dir.join("copy.jsonl");
+    std::fs::copy(&first, &copy).unwrap();
+    let again = sim(&["replay", "11", "--out", d]);
+    assert!(again.status.success());
+    let same = sim(&["diff", first.to_str().unwrap(), copy.to_str().unwrap()]);
+    assert!(same.status.success(), "{}", text(&same.stdout));
+    assert!(text(&same.stdout).starts_with("identical"));
+    let other = dir.join("seed-12.jsonl");
+    assert!(sim(&["replay", "12", "--out", d]).status.success());
+    let differ = sim(&["diff", first.to_str().unwrap(), other.to_str().unwrap()]);
+    assert_eq!(differ.status.code(), Some(1));
+    assert!(text(&differ.stdout).contains("first difference at line"));
+    let missing = sim(&["diff", "/no/such/trace", first.to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("cannot read trace /no/such/trace"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -122,7 +122,12 @@ pub fn describe(op: &OpRecord) -> String {
         crate::workload::OpSpec::Append { path, data } => {
             format!("append {path} len {}", data.len())
         }
-        other => format!("{other:?}"),
+        crate::workload::OpSpec::Create { path } => format!("create {path}"),
+        crate::workload::OpSpec::Delete { path } => format!("delete {path}"),
+        crate::workload::OpSpec::List => "list".to_string(),
+        crate::workload::OpSpec::Read { path, offset, len } => {
+            format!("read {path} @{offset} len {len}")
+        }
     };
     let done = op.complete_ns.map_or("never returned".to_string(), |c| {
         format!("{:.3} ms", c as f64 / 1e6)

@@ -1,0 +1,217 @@
+//! The trace of a run: every protocol event, fault, client operation and verdict, one per line, in
+//! simulated-time order.
+//!
+//! Two renderings of the same lines: JSON Lines for files and tools (`traces/seed-N.jsonl`; the
+//! schema is in `traces/README.md`), and a timeline for people, one column per node, like a
+//! space-time diagram: you can follow a chunk's lease from grant to expiry down one column and see
+//! which node a fault hit. The same seed and options give byte-identical traces.
+
+use crate::checks::describe;
+use crate::history::OpResult;
+use crate::run::RunReport;
+use serde::Serialize;
+use std::fmt::Write;
+
+/// One line of a trace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TraceLine {
+    /// Simulated nanoseconds since the start of the run.
+    pub t_ns: u64,
+    /// Where it happened: `master`, `cs2`, `client1`, `checker`, `nemesis`.
+    pub node: String,
+    /// What happened (`lease_granted`, `op_invoked`, `fault_injected`, `check_failed`, ...).
+    pub kind: String,
+    /// Its key fields, `key=value` separated by spaces.
+    pub detail: String,
+}
+
+fn client_node(client: u32, report: &RunReport) -> String {
+    if client >= report.options.clients {
+        "checker".to_string()
+    } else {
+        format!("client{client}")
+    }
+}
+
+fn outcome_text(o: &OpResult) -> String {
+    match o {
+        OpResult::Ok => "ok".into(),
+        OpResult::Offset { offset } => format!("ok offset={offset}"),
+        OpResult::Data { data } => format!("ok bytes={}", data.len()),
+        OpResult::Files { files } => format!("ok files={}", files.len()),
+        OpResult::Err { kind, .. } => format!("err={kind}"),
+    }
+}
+
+/// Every line of the run's trace, in time order (ties keep their order of recording).
+pub fn lines(report: &RunReport) -> Vec<TraceLine> {
+    let mut out: Vec<TraceLine> = report
+        .events
+        .iter()
+        .map(|e| TraceLine {
+            t_ns: e.time_ns,
+            node: e.node.clone(),
+            kind: e.kind.to_string(),
+            detail: e.detail.clone(),
+        })
+        .collect();
+    for op in &report.history {
+        let node = client_node(op.client, report);
+        let what = describe(op);
+        // `describe` gives the whole story; the trace wants the operation part only.
+        let args = what.split(" invoked ").next().unwrap_or(&what).to_string();
+        out.push(TraceLine {
+            t_ns: op.invoke_ns,
+            node: node.clone(),
+            kind: "op_invoked".into(),
+            detail: args,
+        });
+        if let (Some(t), Some(o)) = (op.complete_ns, &op.outcome) {
+            let detail = format!("op=#{} {}", op.id, outcome_text(o));
+            out.push(TraceLine {
+                t_ns: t,
+                node,
+                kind: "op_completed".into(),
+                detail,
+            });
+        }
+    }
+    out.sort_by_key(|l| l.t_ns); // stable: equal times keep their order
+    let end = report.sim_time_ns;
+    for v in &report.violations {
+        let first = v.report.lines().next().unwrap_or_default().to_string();
+        out.push(TraceLine {
+            t_ns: end,
+            node: "checker".into(),
+            kind: "check_failed".into(),
+            detail: format!("check={} {first}", v.check),
+        });
+    }
+    if let Some(l) = &report.liveness {
+        out.push(TraceLine {
+            t_ns: end,
+            node: "checker".into(),
+            kind: "liveness_failed".into(),
+            detail: l.clone(),
+        });
+    }
+    if let Some(p) = &report.panic {
+        out.push(TraceLine {
+            t_ns: end,
+            node: "checker".into(),
+            kind: "panic".into(),
+            detail: p.clone(),
+        });
+    }
+    out
+}
+
+/// The trace as JSON Lines.
+pub fn to_jsonl(lines: &[TraceLine]) -> String {
+    let mut out = String::new();
+    for l in lines {
+        out.push_str(&serde_json::to_string(l).expect("trace line serializes"));
+        out.push('\n');
+    }
+    out
+}
+
+/// The nodes of a run, in the order of the timeline's columns.
+pub fn nodes(report: &RunReport) -> Vec<String> {
+    let o = &report.options;
+    let mut n = vec!["master".to_string()];
+    n.extend((0..o.chunkservers).map(|i| format!("cs{i}")));
+    n.extend((0..o.clients).map(|i| format!("client{i}")));
+    n.push("checker".into());
+    n.push("nemesis".into());
+    n
+}
+
+/// The marker a line gets in its node's column: faults and failures stand out.
+fn marker(kind: &str) -> char {
+    match kind {
+        "fault_injected" | "write_torn" | "bit_flipped" => '!',
+        "fault_healed" | "all_healed" => '+',
+        "check_failed" | "liveness_failed" | "panic" => 'X',
+        "op_invoked" => '>',
+        "op_completed" => '<',
+        _ => '*',
+    }
+}
+
+/// The timeline: simulated time, one column per node (`*` event, `>`/`<` an operation's start and
+/// end, `!` a fault, `+` a heal, `X` a failed check), then the node and what happened.
+pub fn timeline(lines: &[TraceLine], nodes: &[String]) -> String {
+    let mut out = String::new();
+    let short = |n: &str| -> String {
+        match n {
+            "master" => "M".into(),
+            "checker" => "K".into(),
+            "nemesis" => "N".into(),
+            n if n.starts_with("cs") => n[2..].to_string(),
+            n if n.starts_with("client") => format!("c{}", &n[6..]),
+            n => n.chars().take(2).collect(),
+        }
+    };
+    let header: Vec<String> = nodes.iter().map(|n| format!("{:>2}", short(n))).collect();
+    let _ = writeln!(out, "{:>12}  {}  event", "time (ms)", header.join(""));
+    for l in lines {
+        let cols: String = nodes
+            .iter()
+            .map(|n| {
+                if *n == l.node {
+                    format!(" {}", marker(&l.kind))
+                } else {
+                    " |".to_string()
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:>12.3}  {cols}  {:<8} {:<18} {}",
+            l.t_ns as f64 / 1e6,
+            l.node,
+            l.kind,
+            l.detail
+        );
+    }
+    out
+}
+
+/// Where two traces first differ: `None` if they are identical.
+pub fn first_difference(a: &str, b: &str) -> Option<(usize, String, String)> {
+    RunReport::first_difference(a, b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeline_puts_each_event_in_its_nodes_column() {
+        let nodes: Vec<String> = ["master", "cs0", "client0", "nemesis"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let lines = vec![
+            TraceLine {
+                t_ns: 1_500_000,
+                node: "cs0".into(),
+                kind: "lease_acquired".into(),
+                detail: "chunk=c1".into(),
+            },
+            TraceLine {
+                t_ns: 2_000_000,
+                node: "nemesis".into(),
+                kind: "fault_injected".into(),
+                detail: "kind=crash".into(),
+            },
+        ];
+        let t = timeline(&lines, &nodes);
+        let rows: Vec<&str> = t.lines().collect();
+        assert!(rows[0].contains(" M 0c0 N"), "{t}");
+        assert!(rows[1].contains("1.500   | * | |  cs0"), "{t}");
+        assert!(rows[2].contains("2.000   | | | !  nemesis"), "{t}");
+        assert!(to_jsonl(&lines).starts_with("{\"t_ns\":1500000,\"node\":\"cs0\""));
+    }
+}
