@@ -25,6 +25,14 @@ replay SEED *FLAGS:
 diff A B:
     cargo run --release -p sim -- diff {{A}} {{B}}
 
+# Run a scripted scenario from scenarios/ and say whether its expectations held (no NAME: list them)
+scenario NAME="":
+    cargo run --release -p sim -- scenario {{NAME}}
+
+# Accept changed scenario timelines: rewrite the snapshots under traces/snapshots/
+bless:
+    INSTA_UPDATE=always cargo test -p sim --test scenarios
+
 # Formatting and clippy with warnings denied, as CI runs them
 lint:
     cargo fmt --all -- --check

@@ -36,6 +36,12 @@ pub fn take() -> Vec<Event> {
     SINK.with(|s| s.borrow_mut().take()).unwrap_or_default()
 }
 
+/// Lets `f` look at the events collected so far on this thread (None if no sink is installed).
+/// The nemesis uses it to find a chunk's current primary, the way an operator reads logs.
+pub fn with_events<R>(f: impl FnOnce(&[Event]) -> R) -> Option<R> {
+    SINK.with(|s| s.borrow().as_ref().map(|events| f(events)))
+}
+
 /// Records an event if a sink is installed. `detail` is only built when it is.
 pub fn emit(node: &str, kind: &'static str, detail: impl FnOnce() -> String) {
     SINK.with(|s| {

@@ -197,6 +197,9 @@ pub enum Target {
     Master,
     Chunkserver(u32),
     Client(u32),
+    /// The current primary of a chunk, found when the fault strikes: an index into
+    /// [`FaultPlan::primary_of`]. Only scripted scenarios use it.
+    PrimaryOf(u32),
 }
 
 impl fmt::Display for Target {
@@ -205,6 +208,7 @@ impl fmt::Display for Target {
             Target::Master => f.write_str("master"),
             Target::Chunkserver(i) => write!(f, "cs{i}"),
             Target::Client(i) => write!(f, "client{i}"),
+            Target::PrimaryOf(i) => write!(f, "primary#{i}"),
         }
     }
 }
@@ -260,6 +264,8 @@ pub struct FaultPlan {
     pub faulty_disk: Option<u32>,
     /// Faults in the order they strike.
     pub faults: Vec<Fault>,
+    /// Chunks named by [`Target::PrimaryOf`], as (path, chunk index).
+    pub primary_of: Vec<(String, u64)>,
     /// The safety phase: faults strike in `[start_ms, end_ms)`; everything is healed at `end_ms`.
     pub start_ms: u64,
     pub end_ms: u64,
@@ -399,6 +405,7 @@ pub fn plan(seed: u64, opts: &RunOptions, start_ms: u64) -> FaultPlan {
         faults,
         start_ms,
         end_ms,
+        primary_of: Vec::new(),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod history;
 pub mod nemesis;
 pub mod options;
 pub mod run;
+pub mod scenario;
 pub mod sweep;
 pub mod trace;
 pub mod workload;

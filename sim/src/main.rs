@@ -49,6 +49,15 @@ enum Command {
         #[arg(long, default_value = "traces")]
         out: std::path::PathBuf,
     },
+    /// Run a scripted scenario (scenarios/NAME.toml or a path): print its timeline, its summary,
+    /// and whether each of its expectations held.
+    Scenario {
+        /// The scenario's name under --dir, or a path to a .toml file. Omit to list them.
+        name: Option<String>,
+        /// Where scenarios live.
+        #[arg(long, default_value = "scenarios")]
+        dir: std::path::PathBuf,
+    },
     /// Compare two trace files and show the first line where they differ.
     Diff {
         /// The first trace (JSON Lines).
@@ -100,6 +109,7 @@ fn main() -> ExitCode {
             replay(seed, &opts, &out)
         }
         Command::Diff { a, b } => diff(&a, &b),
+        Command::Scenario { name, dir } => scenario(name.as_deref(), &dir),
         Command::Sweep { seeds, jobs, opts } => {
             if let Err(e) = opts.validate() {
                 return fail(&e);
@@ -132,6 +142,36 @@ fn replay(seed: u64, opts: &RunOptions, dir: &std::path::Path) -> ExitCode {
     );
     println!("trace: {} ({} lines)", path.display(), lines.len());
     summarize(seed, opts, &report)
+}
+
+fn scenario(name: Option<&str>, dir: &std::path::Path) -> ExitCode {
+    let Some(name) = name else {
+        for n in sim::scenario::list(dir) {
+            println!("{n}");
+        }
+        return ExitCode::SUCCESS;
+    };
+    let loaded = match sim::scenario::locate(dir, name).and_then(|p| sim::scenario::load(&p)) {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    let report = sim::scenario::run(&loaded);
+    print!("{}", sim::scenario::snapshot_timeline(&report));
+    println!("scenario {}: {}", loaded.name, loaded.scenario.description);
+    let verdict = summarize(report.seed, &loaded.options, &report);
+    let results = sim::scenario::check(&loaded, &report);
+    println!("expectations:");
+    for (held, what) in &results {
+        println!("  [{}] {what}", if *held { "ok" } else { "FAILED" });
+    }
+    let _ = verdict;
+    if results.iter().all(|(held, _)| *held) {
+        println!("scenario {}: every expectation held", loaded.name);
+        ExitCode::SUCCESS
+    } else {
+        println!("scenario {}: expectations failed", loaded.name);
+        ExitCode::FAILURE
+    }
 }
 
 fn diff(a: &std::path::Path, b: &std::path::Path) -> ExitCode {

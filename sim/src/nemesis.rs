@@ -35,6 +35,7 @@ impl World {
             Target::Master => self.master,
             Target::Chunkserver(i) => self.chunkservers[i as usize],
             Target::Client(i) => self.clients[i as usize],
+            Target::PrimaryOf(_) => unreachable!("resolved before use"),
         }
     }
 
@@ -42,7 +43,7 @@ impl World {
         match t {
             Target::Master => Some(&self.master_disk),
             Target::Chunkserver(i) => self.chunkserver_disks.get(i as usize),
-            Target::Client(_) => None,
+            Target::Client(_) | Target::PrimaryOf(_) => None,
         }
     }
 
@@ -98,6 +99,27 @@ const DEFAULT_LATENCY: std::ops::Range<Duration> =
 struct Nemesis {
     world: Arc<World>,
     broken: Mutex<Broken>,
+    primary_of: Vec<(String, u64)>,
+}
+
+/// The chunkserver that most recently took the lease of chunk `index` of `path`, from the trace.
+fn current_primary(path: &str, index: u64) -> Option<Target> {
+    node::trace::with_events(|events| {
+        let field = crate::checks::field;
+        let handle = events.iter().rev().find_map(|e| {
+            (e.kind == "chunk_allocated"
+                && field(&e.detail, "path") == Some(path)
+                && field(&e.detail, "index") == Some(&index.to_string()))
+            .then(|| field(&e.detail, "chunk").map(str::to_string))
+            .flatten()
+        })?;
+        events.iter().rev().find_map(|e| {
+            let holds = e.kind == "lease_acquired" && field(&e.detail, "chunk") == Some(&handle);
+            let cs = e.node.strip_prefix("cs")?.parse().ok()?;
+            holds.then_some(Target::Chunkserver(cs))
+        })
+    })
+    .flatten()
 }
 
 fn event(kind: &'static str, detail: String) {
@@ -137,6 +159,32 @@ impl Nemesis {
                 self.net().unclog_link(a, z);
             }
         }
+    }
+
+    /// Replaces dynamic targets by the node they name right now (None: nobody holds the lease).
+    fn resolve(&self, f: &Fault) -> Option<Fault> {
+        let fix = |t: Target| match t {
+            Target::PrimaryOf(i) => {
+                let (path, index) = &self.primary_of[i as usize];
+                current_primary(path, *index)
+            }
+            t => Some(t),
+        };
+        let what = match &f.what {
+            What::Crash { node } => What::Crash { node: fix(*node)? },
+            What::Pause { node } => What::Pause { node: fix(*node)? },
+            What::Isolate { node } => What::Isolate { node: fix(*node)? },
+            What::BitFlip { node } => What::BitFlip { node: fix(*node)? },
+            What::OneWay { from, to } => What::OneWay {
+                from: fix(*from)?,
+                to: fix(*to)?,
+            },
+            What::Partition { side } => What::Partition {
+                side: side.iter().map(|t| fix(*t)).collect::<Option<_>>()?,
+            },
+            other => other.clone(),
+        };
+        Some(Fault { what, ..f.clone() })
     }
 
     /// Injects fault number `i`; returns false if it was skipped (its node already down/paused).
@@ -314,12 +362,20 @@ pub async fn run(world: Arc<World>, plan: FaultPlan) {
     let nemesis = Arc::new(Nemesis {
         world,
         broken: Mutex::new(Broken::default()),
+        primary_of: plan.primary_of.clone(),
     });
     let start = madsim::time::Instant::now() - Duration::from_nanos(node::now_ns());
     let at = |ms: u64| start + Duration::from_millis(ms);
     let mut heals = Vec::new();
     for (i, f) in plan.faults.iter().enumerate() {
         madsim::time::sleep_until(at(f.at_ms)).await;
+        let Some(f) = &nemesis.resolve(f) else {
+            event(
+                "fault_skipped",
+                format!("kind={} no current primary to hit", f.kind),
+            );
+            continue;
+        };
         if nemesis.inject(i, f) && f.lasts_ms > 0 {
             let (n, f) = (nemesis.clone(), f.clone());
             let heal_at = at((f.at_ms + f.lasts_ms).min(plan.end_ms));

@@ -281,8 +281,16 @@ async fn play(world: &World, cfg: &ClusterConfig, plan: Plan, history: &History)
                 let client = Client::new(me, cfg)
                     .await
                     .expect("client binds its address");
-                for (think_ms, op) in script.steps {
-                    madsim::time::sleep(Duration::from_millis(think_ms)).await;
+                // Scripted steps are timed from the end of boot, like scripted faults.
+                let sim_start = madsim::time::Instant::now() - Duration::from_nanos(node::now_ns());
+                let workload_start = sim_start + boot;
+                for (ms, op) in script.steps {
+                    let wait = Duration::from_millis(ms);
+                    if script.absolute {
+                        madsim::time::sleep_until(workload_start + wait).await;
+                    } else {
+                        madsim::time::sleep(wait).await;
+                    }
                     let id = history.invoke(me, op.clone());
                     let outcome = execute(&client, &op).await;
                     history.complete(id, outcome);
@@ -474,22 +482,47 @@ pub fn run_seed(seed: u64, opts: &RunOptions) -> RunReport {
     // This thread is outside any simulation; it only hosts one.
     let runner = std::thread::Builder::new()
         .name(format!("seed-{seed}"))
-        .spawn(move || run_on_fresh_thread(seed, &opts))
+        .spawn(move || {
+            let plan = workload::generate(seed, &opts);
+            let fault_plan = faults::plan(seed, &opts, boot_ms(&opts.cluster()));
+            run_on_fresh_thread(seed, &opts, plan, fault_plan)
+        })
         .expect("spawn a thread for the run");
     runner
         .join()
         .unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
-fn run_on_fresh_thread(seed: u64, opts: &RunOptions) -> RunReport {
+/// Runs a given workload and fault plan (a scripted scenario) under `seed`, which still drives
+/// every choice the simulator makes: scheduling, latencies, placement.
+pub fn run_plan(
+    seed: u64,
+    opts: &RunOptions,
+    plan: Plan,
+    fault_plan: faults::FaultPlan,
+) -> RunReport {
+    let opts = opts.clone();
+    let runner = std::thread::Builder::new()
+        .name(format!("scenario-{seed}"))
+        .spawn(move || run_on_fresh_thread(seed, &opts, plan, fault_plan))
+        .expect("spawn a thread for the run");
+    runner
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+fn run_on_fresh_thread(
+    seed: u64,
+    opts: &RunOptions,
+    plan: Plan,
+    fault_plan: faults::FaultPlan,
+) -> RunReport {
     // Created before anything else on this thread touches a HashMap (see `run_seed`).
     let rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
     // Wall-clock measurement of the whole run, outside the simulated world.
     let wall_start = std::time::Instant::now();
     let cfg = opts.cluster();
     cfg.validate().expect("options were validated");
-    let plan = workload::generate(seed, opts);
-    let fault_plan = faults::plan(seed, opts, boot_ms(&cfg));
     let history = History::default();
     trace::install();
     let h = history.clone();

@@ -69,6 +69,10 @@ impl OpSpec {
 pub struct ClientScript {
     pub client: u32,
     pub steps: Vec<(u64, OpSpec)>,
+    /// When true, each step's number is an absolute time (milliseconds after the workload
+    /// starts) rather than a pause: scripted scenarios time their operations this way.
+    #[serde(default)]
+    pub absolute: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -143,7 +147,11 @@ pub fn generate(seed: u64, opts: &RunOptions) -> Plan {
                     (rng.gen_range(0..40), op)
                 })
                 .collect();
-            ClientScript { client, steps }
+            ClientScript {
+                client,
+                steps,
+                absolute: false,
+            }
         })
         .collect();
     Plan { files, clients }

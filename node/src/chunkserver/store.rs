@@ -354,7 +354,8 @@ impl ChunkStore {
         self.write(h, from, &zeros).await
     }
 
-    /// The whole replica and whether every block passes its checksum (for the harness).
+    /// The whole replica and whether it is sound: every block passes its checksum and the stored
+    /// header still matches what the chunkserver believes (a scrub must catch rot in either).
     pub async fn read_whole(&self, h: ChunkHandle) -> Result<(u64, Vec<u8>, bool), GfsError> {
         let info = self.chunks.get(&h).ok_or(GfsError::NoSuchReplica(h))?;
         let bytes = self
@@ -362,7 +363,13 @@ impl ChunkStore {
             .read(&file_name(h), self.header_bytes(), info.len_bytes)
             .await
             .map_err(io)?;
-        let ok = self.read_verified(h, 0, info.len_bytes).await.is_ok();
+        let header = self
+            .disk
+            .read(&file_name(h), 0, self.header_bytes())
+            .await
+            .map_err(io)?;
+        let header_ok = self.decode_header(&header).as_ref() == Some(info);
+        let ok = header_ok && self.read_verified(h, 0, info.len_bytes).await.is_ok();
         Ok((info.version, bytes, ok))
     }
 }

@@ -1,0 +1,105 @@
+//! Every scripted scenario under `scenarios/` runs, its expectations hold, and its timeline matches
+//! the snapshot under `traces/snapshots/`. A changed timeline fails the test; `just bless` (or
+//! `cargo insta review`) accepts an intended change.
+
+use std::path::Path;
+
+fn scenarios_dir() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios"))
+}
+
+#[test]
+fn every_scenario_holds_its_expectations_and_matches_its_snapshot() {
+    let names = sim::scenario::list(scenarios_dir());
+    assert!(
+        names.len() >= 8,
+        "expected at least eight scenarios, found {names:?}"
+    );
+    for name in names {
+        let path = sim::scenario::locate(scenarios_dir(), &name).unwrap();
+        let loaded = sim::scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let report = sim::scenario::run(&loaded);
+        let failed: Vec<String> = sim::scenario::check(&loaded, &report)
+            .into_iter()
+            .filter(|(held, _)| !held)
+            .map(|(_, what)| what)
+            .collect();
+        assert!(failed.is_empty(), "scenario {name}: {failed:?}");
+        // Same scenario, same bytes.
+        assert_eq!(
+            report.record(),
+            sim::scenario::run(&loaded).record(),
+            "scenario {name} is not repeatable"
+        );
+        insta::with_settings!({
+            snapshot_path => "../../traces/snapshots",
+            prepend_module_to_snapshot => false,
+            description => loaded.scenario.description.clone(),
+        }, {
+            insta::assert_snapshot!(name.clone(), sim::scenario::snapshot_timeline(&report));
+        });
+    }
+}
+
+#[test]
+fn malformed_scenarios_get_one_line_errors_naming_file_and_field() {
+    let dir = std::env::temp_dir().join(format!("gfs-sim-scenarios-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        (
+            "typo",
+            "description = \"x\"\n[[op]]\nat_msec = 1\nclient = 0\nop = \"list\"\n",
+            "typo.toml:3:1: unknown field `at_msec`",
+        ),
+        (
+            "missing",
+            "description = \"x\"\n[[op]]\nclient = 0\nop = \"list\"\n",
+            "missing field `at_ms`",
+        ),
+        (
+            "badop",
+            "description = \"x\"\n[[op]]\nat_ms = 1\nclient = 0\nop = \"frob\"\n",
+            "op #1: unknown op \"frob\"",
+        ),
+        (
+            "badnode",
+            "description = \"x\"\n[[fault]]\nat_ms = 1\nkind = \"crash\"\nnode = \"cs9\"\n",
+            "fault #1: node \"cs9\": there are only 5 cs nodes",
+        ),
+        (
+            "badkind",
+            "description = \"x\"\n[[fault]]\nat_ms = 1\nkind = \"meteor\"\n",
+            "fault #1: unknown fault kind \"meteor\"",
+        ),
+        (
+            "badcluster",
+            "description = \"x\"\n[cluster]\nreplication = 9\n",
+            "[cluster]: replication 9 is above",
+        ),
+        (
+            "badexpect",
+            "description = \"x\"\n[expect]\nops = [{ op = 3, outcome = \"ok\" }]\n",
+            "[expect]: op 3 but the file has 0 ops",
+        ),
+    ];
+    for (name, text, expected) in cases {
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let err = match sim::scenario::load(&path) {
+            Ok(_) => panic!("{name}: accepted"),
+            Err(e) => e,
+        };
+        assert!(err.contains(expected), "{name}: {err}");
+        assert!(
+            err.contains(&format!("{name}.toml")),
+            "{name}: the error names the file: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{name}: {err}");
+    }
+    let unknown = sim::scenario::locate(&dir, "nope").unwrap_err();
+    assert!(
+        unknown.contains("no scenario named \"nope\"") && unknown.contains("typo"),
+        "{unknown}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
