@@ -4,7 +4,9 @@
 //! are far too large for a simulation that wants to cross chunk boundaries on every run, so the
 //! defaults here are tiny (64-byte chunks, 16-byte blocks); any size from 8 bytes to 64 MiB works.
 
+use crate::bugs::Bug;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// Everything that shapes a cluster. Units are in the field names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +43,9 @@ pub struct ClusterConfig {
     pub max_concurrent_clones: usize,
     /// How often a chunkserver verifies every block of every replica it holds (GFS §5.2).
     pub scrub_interval_ms: u64,
+    /// Planted bugs switched on (see [`crate::bugs`]); empty in every honest run.
+    #[serde(default)]
+    pub bugs: BTreeSet<Bug>,
 }
 
 impl Default for ClusterConfig {
@@ -62,6 +67,7 @@ impl Default for ClusterConfig {
             gc_delay_ms: 2_000,
             max_concurrent_clones: 2,
             scrub_interval_ms: 1_000,
+            bugs: BTreeSet::new(),
         }
     }
 }
@@ -70,6 +76,11 @@ impl Default for ClusterConfig {
 pub const MAX_CHUNK_SIZE_BYTES: u64 = 64 << 20;
 
 impl ClusterConfig {
+    /// Whether planted bug `b` is switched on.
+    pub fn has(&self, b: Bug) -> bool {
+        self.bugs.contains(&b)
+    }
+
     /// Rejects impossible combinations with a one-line explanation.
     pub fn validate(&self) -> Result<(), String> {
         let positive = [

@@ -20,6 +20,7 @@
 //! Every build is a simulation build (`--cfg madsim`, set in `.cargo/config.toml`): time,
 //! randomness, network and disk all come from madsim, so a seed fixes the whole run.
 
+pub mod bugs;
 pub mod chunkserver;
 pub mod client;
 pub mod config;
@@ -30,6 +31,7 @@ pub mod rpc;
 pub mod trace;
 pub mod types;
 
+pub use bugs::Bug;
 pub use config::ClusterConfig;
 pub use types::{ChunkHandle, GfsError, ServerId};
 

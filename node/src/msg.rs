@@ -180,6 +180,12 @@ pub enum Mutation {
     Write { offset: u64, data: DataId },
     /// Fill `[from, chunk size)` with zeros: record-append padding (GFS §3.3).
     Pad { from: u64 },
+    /// Write only the first `keep` bytes of the pushed data (the `append_no_pad` bug).
+    WriteCut {
+        offset: u64,
+        data: DataId,
+        keep: u64,
+    },
 }
 
 /// From the primary to a secondary: apply mutation number `serial` (GFS §3.1 step 5).

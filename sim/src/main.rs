@@ -58,6 +58,18 @@ enum Command {
         #[arg(long, default_value = "scenarios")]
         dir: std::path::PathBuf,
     },
+    /// Sweep seeds in order until one fails; say how many it took and which check caught it.
+    /// Usually with --bug NAME, to measure how fast the testbed finds a planted bug.
+    Hunt {
+        /// Seeds to try, in order, as A..B.
+        #[arg(long, value_parser = parse_seeds, default_value = "0..1000")]
+        seeds: std::ops::Range<u64>,
+        /// Worker threads; defaults to the number of cores.
+        #[arg(long, short)]
+        jobs: Option<usize>,
+        #[command(flatten)]
+        opts: RunOptions,
+    },
     /// Compare two trace files and show the first line where they differ.
     Diff {
         /// The first trace (JSON Lines).
@@ -109,6 +121,39 @@ fn main() -> ExitCode {
             replay(seed, &opts, &out)
         }
         Command::Diff { a, b } => diff(&a, &b),
+        Command::Hunt { seeds, jobs, opts } => {
+            if let Err(e) = opts.validate() {
+                return fail(&e);
+            }
+            let jobs =
+                jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            if jobs == 0 || jobs > 256 {
+                return fail(&format!("--jobs must be between 1 and 256, got {jobs}"));
+            }
+            std::panic::set_hook(Box::new(|_| {}));
+            eprintln!(
+                "hunting over seeds {}..{}{}",
+                seeds.start,
+                seeds.end,
+                opts.flags()
+            );
+            let h = sim::sweep::hunt(seeds, jobs, &opts, |_| {});
+            let _ = std::panic::take_hook();
+            match (&h.found, &h.check) {
+                (Some(f), Some(check)) => {
+                    println!(
+                        "caught after {} seeds by {check}: seed {}: {}",
+                        h.tried, f.seed, f.reason
+                    );
+                    println!("reproduce: {}", f.command);
+                    ExitCode::SUCCESS
+                }
+                _ => {
+                    println!("not caught in {} seeds", h.tried);
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Scenario { name, dir } => scenario(name.as_deref(), &dir),
         Command::Sweep { seeds, jobs, opts } => {
             if let Err(e) = opts.validate() {

@@ -52,6 +52,11 @@ pub struct RunOptions {
     /// Upper bound of a disk sync's latency, in simulated microseconds.
     #[arg(long = "disk-latency-us", default_value_t = 500)]
     pub disk_latency_us: u64,
+    /// Switch on a planted bug (repeatable): ack_before_secondaries, arrival_order,
+    /// no_version_bump, early_lease, stale_replicas_current, no_checksum_verify, unsynced_log,
+    /// clone_from_stale, append_no_pad, gc_deletes_referenced, no_grace_after_restart.
+    #[arg(long = "bug", value_name = "NAME")]
+    pub bugs: Vec<node::Bug>,
     /// Test only: chunkserver disks acknowledge syncs they never make durable (a broken disk model
     /// the checks must catch). Not a CLI flag; planted bugs get their own switches later.
     #[arg(skip)]
@@ -76,6 +81,7 @@ impl Default for RunOptions {
             safety_ms: 5_000,
             disk_latency_us: 500,
             lying_disks: false,
+            bugs: Vec::new(),
         }
     }
 }
@@ -91,6 +97,7 @@ impl RunOptions {
             lease_ms: self.lease_ms,
             heartbeat_ms: self.heartbeat_ms,
             server_timeout_ms: 5 * self.heartbeat_ms,
+            bugs: self.bugs.iter().copied().collect(),
             ..ClusterConfig::default()
         }
     }
@@ -160,6 +167,9 @@ impl RunOptions {
         }
         for r in &self.rates {
             out.push_str(&format!(" --rate {r}"));
+        }
+        for b in &self.bugs {
+            out.push_str(&format!(" --bug {b}"));
         }
         out
     }

@@ -46,6 +46,9 @@ pub struct Scenario {
     pub seed: u64,
     #[serde(default)]
     pub cluster: ClusterOptions,
+    /// Planted bugs to switch on (see `sim --help`).
+    #[serde(default)]
+    pub bugs: Vec<String>,
     /// Files client 0 creates before the scripted operations start.
     #[serde(default)]
     pub files: Vec<String>,
@@ -317,6 +320,12 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
         files: (scenario.files.len() as u32).max(1),
         safety_ms: c.safety_ms.unwrap_or(d.safety_ms),
         faults: "none".parse().expect("valid"),
+        bugs: scenario
+            .bugs
+            .iter()
+            .map(|b| b.parse::<node::Bug>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{file}: bugs: {e}"))?,
         ..d
     };
     options

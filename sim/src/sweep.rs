@@ -149,3 +149,64 @@ pub fn sweep(
     summary.wall = start.elapsed();
     summary
 }
+
+/// What a hunt found: the first failing seed, if any, and how many seeds it took.
+#[derive(Debug, Clone)]
+pub struct Hunt {
+    pub tried: u64,
+    pub found: Option<Failure>,
+    /// The check that caught it (`liveness` or `panic` when those came first).
+    pub check: Option<String>,
+}
+
+/// Runs seeds of `seeds` in order until one fails (on `jobs` threads, in batches, so the first
+/// failure in seed order is the one reported).
+pub fn hunt(
+    seeds: Range<u64>,
+    jobs: usize,
+    opts: &RunOptions,
+    mut progress: impl FnMut(u64),
+) -> Hunt {
+    let jobs = jobs.max(1) as u64;
+    let mut start = seeds.start;
+    while start < seeds.end {
+        let end = (start + jobs).min(seeds.end);
+        let reports: Vec<RunReport> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (start..end)
+                .map(|seed| scope.spawn(move || run_seed(seed, opts)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("run thread"))
+                .collect()
+        });
+        for r in reports {
+            progress(r.seed - seeds.start + 1);
+            if let Some(reason) = r.failure_line() {
+                let check = if r.panic.is_some() {
+                    "panic".to_string()
+                } else if let Some(v) = r.violations.first() {
+                    v.check.to_string()
+                } else {
+                    "liveness".to_string()
+                };
+                let failure = Failure {
+                    seed: r.seed,
+                    reason,
+                    command: r.options.reproduce_command(r.seed),
+                };
+                return Hunt {
+                    tried: r.seed - seeds.start + 1,
+                    found: Some(failure),
+                    check: Some(check),
+                };
+            }
+        }
+        start = end;
+    }
+    Hunt {
+        tried: seeds.end - seeds.start,
+        found: None,
+        check: None,
+    }
+}

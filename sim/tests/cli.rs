@@ -152,3 +152,55 @@ fn replay_writes_a_trace_and_diff_compares_two() {
     assert!(text(&missing.stderr).contains("cannot read trace /no/such/trace"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_failing_seed_of_a_broken_build_replays_to_the_same_verdict_and_trace() {
+    // The sweep prints the failing seed's command with its switches; replay runs it twice.
+    let sweep = sim(&[
+        "sweep",
+        "--seeds",
+        "0..20",
+        "--jobs",
+        "2",
+        "--bug",
+        "no_version_bump",
+    ]);
+    assert_eq!(sweep.status.code(), Some(1));
+    let stdout = text(&sweep.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("FAIL seed "))
+        .expect("a failing seed");
+    let seed = line["FAIL seed ".len()..]
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let reason = line.split(": ").nth(1).unwrap().to_string();
+    assert!(
+        stdout.contains(&format!("run --seed {seed} --bug no_version_bump")),
+        "{stdout}"
+    );
+    let dir = std::env::temp_dir().join(format!("gfs-sim-broken-{}", std::process::id()));
+    let mut traces = Vec::new();
+    for round in 0..2 {
+        let out_dir = dir.join(round.to_string());
+        let out = sim(&[
+            "replay",
+            &seed,
+            "--bug",
+            "no_version_bump",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "the replay fails too");
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains(&format!("verdict: FAIL ({reason})")),
+            "{reason}\n{stdout}"
+        );
+        traces.push(std::fs::read_to_string(out_dir.join(format!("seed-{seed}.jsonl"))).unwrap());
+    }
+    assert_eq!(traces[0], traces[1], "byte-identical traces");
+    let _ = std::fs::remove_dir_all(&dir);
+}

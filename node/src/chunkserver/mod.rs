@@ -14,6 +14,7 @@
 
 pub mod store;
 
+use crate::bugs::Bug;
 use crate::config::ClusterConfig;
 use crate::disk::{Disk, DiskFaults};
 use crate::msg::*;
@@ -22,6 +23,7 @@ use crate::rpc::{call, call_result};
 use crate::trace::emit;
 use crate::types::{addr, ChunkHandle, DataId, GfsError, ServerId};
 use madsim::net::Endpoint;
+use rand::Rng;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -93,12 +95,13 @@ pub async fn run(id: ServerId, cfg: ClusterConfig, disk: Arc<DiskFaults>) {
     let disk = Disk::open("/chunkserver", &name, disk)
         .await
         .expect("chunkserver disk opens");
-    let store = ChunkStore::load(disk, cfg.chunk_size_bytes, cfg.block_size_bytes)
+    let mut store = ChunkStore::load(disk, cfg.chunk_size_bytes, cfg.block_size_bytes)
         .await
         .unwrap_or_else(|e| panic!("{name} cannot load its chunks: {e}"));
     emit(&name, "chunkserver_started", || {
         format!("chunks={}", store.report().len())
     });
+    store.set_verify(!cfg.has(Bug::NoChecksumVerify));
     for h in store.discarded() {
         emit(&name, "replica_discarded", || {
             format!("chunk={h} (header failed its checksum)")
@@ -463,6 +466,12 @@ impl ChunkServer {
                 });
             }
             Mutation::Pad { from } => store.pad(h, *from).await?,
+            Mutation::WriteCut { offset, data, keep } => {
+                let bytes = self.data(data)?;
+                store
+                    .write(h, *offset, &bytes[..(*keep as usize).min(bytes.len())])
+                    .await?;
+            }
         }
         self.applied.lock().unwrap().insert(h, (version, serial));
         Ok(())
@@ -480,6 +489,13 @@ impl ChunkServer {
         let calls: Vec<_> = secondaries
             .iter()
             .map(|&s| {
+                // (Bug `arrival_order`: the forward leaves at a random moment, as if the primary
+                // had let go of the chunk, so mutations can overtake each other.)
+                let jitter_us = if self.cfg.has(Bug::ArrivalOrder) {
+                    madsim::rand::thread_rng().gen_range(0..20_000)
+                } else {
+                    0
+                };
                 let msg = ApplyMutation {
                     handle: h,
                     version,
@@ -488,6 +504,9 @@ impl ChunkServer {
                 };
                 let (ep, timeout) = (self.ep.clone(), self.cfg.rpc_timeout_ms);
                 madsim::task::spawn(async move {
+                    if jitter_us > 0 {
+                        madsim::time::sleep(Duration::from_micros(jitter_us)).await;
+                    }
                     (
                         s,
                         call_result(&ep, addr::chunkserver(s), msg, timeout).await,
@@ -495,6 +514,9 @@ impl ChunkServer {
                 })
             })
             .collect();
+        if self.cfg.has(Bug::AckBeforeSecondaries) {
+            return Ok(()); // bug: the secondaries' answers are not waited for
+        }
         let mut failed = Vec::new();
         for c in calls {
             let (s, result) = c.await.expect("forward task");
@@ -526,15 +548,21 @@ impl ChunkServer {
             )));
         }
         let lock = self.chunk_lock(req.handle);
-        let _mutating = lock.lock().await;
+        let mut mutating = Some(lock.lock().await);
         let serial = self.take_serial(req.handle, req.version)?;
         let m = Mutation::Write {
             offset: req.offset,
             data: req.data,
         };
         self.apply_local(req.handle, serial, &m).await?;
-        self.forward(req.handle, req.version, serial, m, &req.secondaries)
-            .await
+        if self.cfg.has(Bug::ArrivalOrder) {
+            mutating.take(); // bug: the next mutation may be forwarded before this one
+        }
+        let result = self
+            .forward(req.handle, req.version, serial, m, &req.secondaries)
+            .await;
+        drop(mutating);
+        result
     }
 
     /// GFS §3.3: the primary picks the offset, or pads the chunk and sends the client on.
@@ -550,6 +578,19 @@ impl ChunkServer {
                 .ok_or(GfsError::NoSuchReplica(req.handle))?
                 .len_bytes
         };
+        if end + len > self.cfg.chunk_size_bytes && self.cfg.has(Bug::AppendNoPad) {
+            // Bug: no padding; the record is cut at the chunk's end and reported as appended.
+            let keep = self.cfg.chunk_size_bytes - end;
+            let m = Mutation::WriteCut {
+                offset: end,
+                data: req.data,
+                keep,
+            };
+            self.apply_local(req.handle, serial, &m).await?;
+            self.forward(req.handle, req.version, serial, m, &req.secondaries)
+                .await?;
+            return Ok(end);
+        }
         if end + len > self.cfg.chunk_size_bytes {
             let m = Mutation::Pad { from: end };
             self.apply_local(req.handle, serial, &m).await?;
@@ -584,7 +625,13 @@ impl ChunkServer {
         }
         let last = self.applied.lock().unwrap().get(&req.handle).copied();
         if let Some((v, serial)) = last {
-            if v == version && req.serial <= serial {
+            if v == version && req.serial <= serial && !self.cfg.has(Bug::ArrivalOrder) {
+                emit(&self.name, "mutation_refused", || {
+                    format!(
+                        "chunk={} version={version} serial={} after_serial={serial}",
+                        req.handle, req.serial
+                    )
+                });
                 return Err(GfsError::Unavailable(format!(
                     "mutation {} of {} arrived after mutation {serial}",
                     req.serial, req.handle
@@ -597,6 +644,16 @@ impl ChunkServer {
                 store.write(req.handle, *offset, &bytes).await?;
             }
             Mutation::Pad { from } => store.pad(req.handle, *from).await?,
+            Mutation::WriteCut { offset, data, keep } => {
+                let bytes = self.data(data)?;
+                store
+                    .write(
+                        req.handle,
+                        *offset,
+                        &bytes[..(*keep as usize).min(bytes.len())],
+                    )
+                    .await?;
+            }
         }
         self.applied
             .lock()

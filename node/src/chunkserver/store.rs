@@ -31,6 +31,8 @@ pub struct ChunkStore {
     chunks: BTreeMap<ChunkHandle, ChunkInfo>,
     /// Replicas found with a rotten header at load and removed.
     discarded: Vec<ChunkHandle>,
+    /// Verify checksums (always, but for the `no_checksum_verify` bug).
+    verify: bool,
 }
 
 const MAGIC: &[u8; 4] = b"GFSC";
@@ -107,6 +109,7 @@ impl ChunkStore {
             block_size_bytes,
             chunks: BTreeMap::new(),
             discarded: Vec::new(),
+            verify: true,
         };
         for name in store.disk.list("chunks/").await {
             let Some(stem) = name.strip_suffix(".chunk") else {
@@ -133,6 +136,11 @@ impl ChunkStore {
             }
         }
         Ok(store)
+    }
+
+    /// Whether reads, writes and scrubs verify checksums (GFS §5.2; off only for a planted bug).
+    pub fn set_verify(&mut self, verify: bool) {
+        self.verify = verify;
     }
 
     /// Replicas dropped at load because their header failed its CRC.
@@ -284,7 +292,7 @@ impl ChunkStore {
         for b in first..=last {
             let lo = ((b * bs) - span_start) as usize;
             let hi = ((((b + 1) * bs).min(info.len_bytes)) - span_start) as usize;
-            if crc(&bytes[lo..hi]) != info.checksums[b as usize] {
+            if self.verify && crc(&bytes[lo..hi]) != info.checksums[b as usize] {
                 return Err(GfsError::ChecksumMismatch(h));
             }
         }
@@ -368,7 +376,7 @@ impl ChunkStore {
             .read(&file_name(h), 0, self.header_bytes())
             .await
             .map_err(io)?;
-        let header_ok = self.decode_header(&header).as_ref() == Some(info);
+        let header_ok = !self.verify || self.decode_header(&header).as_ref() == Some(info);
         let ok = header_ok && self.read_verified(h, 0, info.len_bytes).await.is_ok();
         Ok((info.version, bytes, ok))
     }

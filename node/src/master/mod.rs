@@ -17,6 +17,7 @@ pub use state::{
     Checkpoint, CloneOrder, ClonePolicy, LeaseGrant, LogRecord, MasterState, Placement,
 };
 
+use crate::bugs::Bug;
 use crate::config::ClusterConfig;
 use crate::disk::{Disk, DiskFaults};
 use crate::msg::*;
@@ -56,9 +57,18 @@ pub async fn run(cfg: ClusterConfig, disk: Arc<DiskFaults>) {
     let (log, mut state) = OpLog::recover(disk, cfg.checkpoint_every_records)
         .await
         .unwrap_or_else(|e| panic!("master cannot recover its operation log: {e}"));
-    let grace_until = now_ns() + cfg.master_grace_ms() * MS;
+    let mut log = log;
+    log.set_sync(!cfg.has(Bug::UnsyncedLog));
+    // (Bug `no_grace_after_restart`: leases straight away, though old ones may still run.)
+    let grace_ms = if cfg.has(Bug::NoGraceAfterRestart) {
+        0
+    } else {
+        cfg.master_grace_ms()
+    };
+    let grace_until = now_ns() + grace_ms * MS;
     state.set_grace_until(grace_until);
     state.set_min_lease_acks(cfg.min_lease_replicas());
+    state.set_bugs(cfg.bugs.clone());
     // A master that finds a log or checkpoint is recovering (GFS §2.6.3); one that finds nothing
     // is new.
     let kind = if state.lsn() > 0 {
@@ -421,7 +431,7 @@ impl Master {
                 )));
             };
             Self::persist(&mut core, &recs).await;
-            if recs.is_empty() {
+            if !core.state.lease_usable(handle, &lease) {
                 // Too few replicas took the version: the lease stays unusable until it expires.
                 return Err(GfsError::Unavailable(format!(
                     "only {} of {} replicas of {handle} took version {}",
@@ -430,9 +440,11 @@ impl Master {
                     lease.version
                 )));
             }
-            emit("master", "version_bumped", || {
-                format!("chunk={handle} version={}", lease.version)
-            });
+            if !recs.is_empty() {
+                emit("master", "version_bumped", || {
+                    format!("chunk={handle} version={}", lease.version)
+                });
+            }
             for (server, why) in &failed {
                 emit("master", "replica_excluded", || {
                     format!(

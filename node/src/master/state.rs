@@ -10,6 +10,7 @@
 //! heartbeats after a restart. Each logged change goes through [`MasterState::apply`], the same
 //! function replay uses, so a replayed log rebuilds exactly the state that was live.
 
+use crate::bugs::Bug;
 use crate::types::{validate_path, ChunkHandle, GfsError, ServerId};
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -218,6 +219,10 @@ pub struct MasterState {
     grace_until_ns: u64,
     /// A grant commits only if this many replicas took the version (see `settle_grant`).
     min_lease_acks: usize,
+    /// Planted bugs switched on (volatile configuration, not metadata).
+    bugs: BTreeSet<Bug>,
+    /// User paths deleted since start: only the `gc_deletes_referenced` bug looks at them.
+    deleted_paths: BTreeSet<String>,
 }
 
 impl MasterState {
@@ -231,6 +236,15 @@ impl MasterState {
     }
 
     /// Sets how many replicas must take a grant's version for it to commit (at least one).
+    /// Switches on planted bugs (see [`crate::bugs`]).
+    pub fn set_bugs(&mut self, bugs: BTreeSet<Bug>) {
+        self.bugs = bugs;
+    }
+
+    fn has(&self, b: Bug) -> bool {
+        self.bugs.contains(&b)
+    }
+
     pub fn set_min_lease_acks(&mut self, n: usize) {
         self.min_lease_acks = n.max(1);
     }
@@ -462,6 +476,9 @@ impl MasterState {
         let Some(handles) = self.files.get(path) else {
             return Err(GfsError::NotFound(path.to_string()));
         };
+        if self.bugs.contains(&Bug::GcDeletesReferenced) {
+            self.deleted_paths.insert(path.to_string());
+        }
         let live: Vec<_> = handles
             .iter()
             .filter_map(|h| {
@@ -625,9 +642,12 @@ impl MasterState {
         placement: Placement,
         rng: &mut impl Rng,
     ) -> Result<(LeaseGrant, Vec<LogRecord>), GfsError> {
+        let early = self.has(Bug::EarlyLease);
+        let no_bump = self.has(Bug::NoVersionBump);
         let meta = self.chunks.get(&handle).ok_or(GfsError::NoSuchChunk)?;
         if let Some(holder) = &meta.lease {
-            if holder.lease.expires_ns > now_ns {
+            // (Bug `early_lease`: a held lease does not stop a new grant.)
+            if holder.lease.expires_ns > now_ns && !early {
                 let (lease, replicas) = (holder.lease, holder.replicas.clone());
                 let grant = LeaseGrant {
                     lease,
@@ -657,9 +677,14 @@ impl MasterState {
         }
         let primary = *replicas.choose(rng).expect("non-empty");
         let create = meta.version == 0;
-        let version = meta.issued + 1;
         let mut out = Vec::new();
-        self.commit(LogRecord::IssueVersion { handle, version }, &mut out);
+        let version = if no_bump && !create {
+            meta.version // bug `no_version_bump`: the same version again
+        } else {
+            let version = meta.issued + 1;
+            self.commit(LogRecord::IssueVersion { handle, version }, &mut out);
+            version
+        };
         let meta = self.chunks.get_mut(&handle).expect("exists");
         let lease = Lease {
             primary,
@@ -673,7 +698,7 @@ impl MasterState {
         };
         let old = meta.lease.replace(holder);
         assert!(
-            old.is_none_or(|o| o.lease.expires_ns <= now_ns),
+            early || old.is_none_or(|o| o.lease.expires_ns <= now_ns),
             "granted a lease on {handle} while another was live"
         );
         Ok((
@@ -717,6 +742,17 @@ impl MasterState {
         Some(expires)
     }
 
+    /// Whether the lease `lease` on `handle` may be handed to clients: settled, committed, and
+    /// taken by enough replicas.
+    pub fn lease_usable(&self, handle: ChunkHandle, lease: &Lease) -> bool {
+        self.chunks.get(&handle).is_some_and(|m| {
+            m.version == lease.version
+                && m.lease.as_ref().is_some_and(|h| {
+                    h.settled && h.lease == *lease && h.replicas.len() >= self.min_lease_acks.max(1)
+                })
+        })
+    }
+
     /// Records which replicas took a newly granted version (`acked`) and, if any did, logs the
     /// version bump (GFS §4.5). The lease's replica set shrinks to those that took it; the others
     /// are excluded at the new version: if one took it after all, it still misses every mutation
@@ -750,9 +786,12 @@ impl MasterState {
         // from the paper, which lets a primary carry on with whatever secondaries it has: with a
         // disk that can rot, a mutation held by one replica can be lost.) The replicas that took
         // the version are merely ahead; they keep the current version's bytes.
-        if acked.len() < min_acks || meta.version >= lease.version {
+        if acked.len() < min_acks {
             holder.replicas.clear();
             return Some(out);
+        }
+        if meta.version >= lease.version {
+            return Some(out); // nothing to commit (only the `no_version_bump` bug grants so)
         }
         self.commit(
             LogRecord::SetVersion {
@@ -831,7 +870,10 @@ impl MasterState {
             dests.sort_by_key(|s| (meta.excluded.contains(s), load[s]));
             let Some(&dest) = dests.first() else { continue };
             *load.get_mut(&dest).expect("live") += 1;
-            let sources: Vec<ServerId> = meta.locations.keys().copied().collect();
+            let mut sources: Vec<ServerId> = meta.locations.keys().copied().collect();
+            if self.bugs.contains(&Bug::CloneFromStale) {
+                sources.extend(meta.excluded.iter().copied()); // bug: stale copies as sources
+            }
             let source = *sources.choose(rng).expect("non-empty");
             orders.push(CloneOrder {
                 handle,
@@ -945,7 +987,15 @@ impl MasterState {
             if being_told {
                 continue;
             }
-            if version < meta.version {
+            if version < meta.version && self.bugs.contains(&Bug::StaleReplicasCurrent) {
+                meta.locations.insert(server, now_ns); // bug: an old version counts as current
+            } else if self.bugs.contains(&Bug::GcDeletesReferenced)
+                && self.deleted_paths.contains(&meta.path)
+            {
+                // Bug: every chunk of a path that was ever deleted is garbage, even the new file's.
+                meta.locations.remove(&server);
+                outcome.garbage.push((handle, version));
+            } else if version < meta.version {
                 // Stale, unless the report predates the bump or the server acknowledged the new
                 // version after the report was taken.
                 let predates_bump = snapshot_ns < meta.version_set_ns;
