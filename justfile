@@ -29,9 +29,17 @@ diff A B:
 scenario NAME="":
     cargo run --release -p sim -- scenario {{NAME}}
 
-# Accept changed scenario timelines: rewrite the snapshots under traces/snapshots/
+# Sweep seeds in order until one fails, e.g. `just hunt --bug early_lease`
+hunt *FLAGS:
+    cargo run --release -p sim -- hunt {{FLAGS}}
+
+# Shrink a failing seed into a small scenario under scenarios/found/, e.g. `just shrink 3 --bug early_lease`
+shrink SEED *FLAGS:
+    cargo run --release -p sim -- shrink {{SEED}} {{FLAGS}}
+
+# Accept changed scenario timelines: rewrite traces/snapshots/ and scenarios/found/*.timeline.txt
 bless:
-    INSTA_UPDATE=always cargo test -p sim --test scenarios
+    INSTA_UPDATE=always cargo test -p sim --test scenarios --test shrink
 
 # Formatting and clippy with warnings denied, as CI runs them
 lint:

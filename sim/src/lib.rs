@@ -17,6 +17,7 @@ pub mod nemesis;
 pub mod options;
 pub mod run;
 pub mod scenario;
+pub mod shrink;
 pub mod sweep;
 pub mod trace;
 pub mod workload;

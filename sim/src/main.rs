@@ -70,6 +70,20 @@ enum Command {
         #[command(flatten)]
         opts: RunOptions,
     },
+    /// Shrink a failing seed to the smallest run that fails the same check, and write it as a
+    /// scenario file (with its timeline beside it) that `sim scenario` replays.
+    Shrink {
+        /// The failing seed.
+        seed: u64,
+        #[command(flatten)]
+        opts: RunOptions,
+        /// Where to write the scenario.
+        #[arg(long, default_value = "scenarios/found")]
+        out: std::path::PathBuf,
+        /// Most candidate runs to try.
+        #[arg(long, default_value_t = 2000)]
+        max_runs: u64,
+    },
     /// Compare two trace files and show the first line where they differ.
     Diff {
         /// The first trace (JSON Lines).
@@ -121,6 +135,17 @@ fn main() -> ExitCode {
             replay(seed, &opts, &out)
         }
         Command::Diff { a, b } => diff(&a, &b),
+        Command::Shrink {
+            seed,
+            opts,
+            out,
+            max_runs,
+        } => {
+            if let Err(e) = opts.validate() {
+                return fail(&e);
+            }
+            shrink(seed, &opts, &out, max_runs)
+        }
         Command::Hunt { seeds, jobs, opts } => {
             if let Err(e) = opts.validate() {
                 return fail(&e);
@@ -215,6 +240,58 @@ fn scenario(name: Option<&str>, dir: &std::path::Path) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         println!("scenario {}: expectations failed", loaded.name);
+        ExitCode::FAILURE
+    }
+}
+
+fn shrink(seed: u64, opts: &RunOptions, dir: &std::path::Path, max_runs: u64) -> ExitCode {
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = sim::shrink::shrink(seed, opts, max_runs, |line| eprintln!("shrink: {line}"));
+    let _ = std::panic::take_hook();
+    let s = match result {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let bugs: Vec<&str> = opts.bugs.iter().map(|b| b.name()).collect();
+    let name = if bugs.is_empty() {
+        format!("seed-{seed}")
+    } else {
+        format!("seed-{seed}-{}", bugs.join("-"))
+    };
+    let path = dir.join(format!("{name}.toml"));
+    let text = sim::shrink::to_scenario(seed, opts, &s);
+    if let Err(e) = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&path, &text)) {
+        return fail(&format!("cannot write {}: {e}", path.display()));
+    }
+    // Replay the file it wrote: it must fail the same check.
+    let loaded = match sim::scenario::load(&path) {
+        Ok(l) => l,
+        Err(e) => return fail(&format!("the written scenario does not load: {e}")),
+    };
+    let report = sim::scenario::run(&loaded);
+    let timeline = sim::scenario::snapshot_timeline(&report);
+    let timeline_path = dir.join(format!("{name}.timeline.txt"));
+    if let Err(e) = std::fs::write(&timeline_path, &timeline) {
+        return fail(&format!("cannot write {}: {e}", timeline_path.display()));
+    }
+    let held = sim::scenario::check(&loaded, &report)
+        .iter()
+        .all(|(ok, _)| *ok);
+    println!("before: {}", s.before);
+    println!("after:  {} ({} runs)", s.after, s.runs);
+    println!(
+        "scenario: {} (timeline: {})",
+        path.display(),
+        timeline_path.display()
+    );
+    if held {
+        println!("replaying it fails {} as the seed did", s.check);
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "error: the scenario does not reproduce the failure of {}",
+            s.check
+        );
         ExitCode::FAILURE
     }
 }

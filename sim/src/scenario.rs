@@ -49,6 +49,9 @@ pub struct Scenario {
     /// Planted bugs to switch on (see `sim --help`).
     #[serde(default)]
     pub bugs: Vec<String>,
+    /// The chunkserver whose disk tears writes and rots bits (`csN`); implied by torn_write and
+    /// bit_flip faults.
+    pub faulty_disk: Option<String>,
     /// Files client 0 creates before the scripted operations start.
     #[serde(default)]
     pub files: Vec<String>,
@@ -72,6 +75,8 @@ pub struct ClusterOptions {
     pub clients: Option<u32>,
     /// Length of the phase in which faults strike (default 5000).
     pub safety_ms: Option<u64>,
+    /// Upper bound of a disk sync's latency, in microseconds (default 500).
+    pub disk_latency_us: Option<u64>,
 }
 
 /// One client operation, `at_ms` after the cluster has booted (client 0 creates `files` right
@@ -79,7 +84,11 @@ pub struct ClusterOptions {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptedOp {
-    pub at_ms: u64,
+    /// When, in ms after boot. Either this or `after_ms`, the same for all of a client's ops.
+    pub at_ms: Option<u64>,
+    /// Or: a pause after the client's previous operation completed (what generated workloads and
+    /// shrunk scenarios use).
+    pub after_ms: Option<u64>,
     pub client: u32,
     /// create, delete, list, read, write or append.
     pub op: String,
@@ -89,6 +98,8 @@ pub struct ScriptedOp {
     pub len: Option<u64>,
     /// Text to write or append.
     pub data: Option<String>,
+    /// Or the bytes in hexadecimal.
+    pub data_hex: Option<String>,
     /// Fill byte for a write or append of `len` bytes.
     pub byte: Option<u8>,
 }
@@ -133,6 +144,8 @@ pub struct Expect {
     /// Replica counts and versions of chunks at the end.
     #[serde(default)]
     pub chunks: Vec<ExpectChunk>,
+    /// The check that must fail (a check's name, or `liveness`): for scenarios that capture a bug.
+    pub fails: Option<String>,
 }
 
 impl Default for Expect {
@@ -143,6 +156,7 @@ impl Default for Expect {
             events: Vec::new(),
             ops: Vec::new(),
             chunks: Vec::new(),
+            fails: None,
         }
     }
 }
@@ -261,6 +275,20 @@ fn op_spec(o: &ScriptedOp) -> Result<OpSpec, String> {
             .ok_or_else(|| format!("{} needs `path`", o.op))
     };
     let data = || -> Result<Vec<u8>, String> {
+        if let Some(hex) = &o.data_hex {
+            if o.data.is_some() || o.byte.is_some() {
+                return Err("give one of `data`, `data_hex`, or `byte` and `len`".into());
+            }
+            return (0..hex.len())
+                .step_by(2)
+                .map(|i| {
+                    hex.get(i..i + 2)
+                        .and_then(|b| u8::from_str_radix(b, 16).ok())
+                })
+                .collect::<Option<Vec<u8>>>()
+                .filter(|_| hex.len() % 2 == 0)
+                .ok_or_else(|| "`data_hex` is not an even number of hex digits".to_string());
+        }
         match (&o.data, o.byte, o.len) {
             (Some(d), None, None) => Ok(d.as_bytes().to_vec()),
             (None, Some(b), Some(n)) if n <= 1 << 20 => Ok(vec![b; n as usize]),
@@ -319,6 +347,7 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
         // Only the generated workload needs files; a script names its own.
         files: (scenario.files.len() as u32).max(1),
         safety_ms: c.safety_ms.unwrap_or(d.safety_ms),
+        disk_latency_us: c.disk_latency_us.unwrap_or(d.disk_latency_us),
         faults: "none".parse().expect("valid"),
         bugs: scenario
             .bugs
@@ -338,6 +367,7 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
             absolute: true,
         })
         .collect();
+    let mut relative = vec![None::<bool>; options.clients as usize];
     for (i, o) in scenario.ops.iter().enumerate() {
         let n = i + 1;
         if o.client >= options.clients {
@@ -346,16 +376,46 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
                 o.client, options.clients
             ));
         }
+        let (ms, rel) = match (o.at_ms, o.after_ms) {
+            (Some(at), None) => (at, false),
+            (None, Some(after)) => (after, true),
+            _ => {
+                return Err(format!(
+                    "{file}: op #{n}: give exactly one of `at_ms` and `after_ms`"
+                ))
+            }
+        };
+        let mode = &mut relative[o.client as usize];
+        if mode.is_some_and(|m| m != rel) {
+            return Err(format!(
+                "{file}: op #{n}: a client's ops use either `at_ms` or `after_ms`, not both"
+            ));
+        }
+        *mode = Some(rel);
         let spec = op_spec(o).map_err(|e| format!("{file}: op #{n}: {e}"))?;
-        scripts[o.client as usize].steps.push((o.at_ms, spec));
+        let script = &mut scripts[o.client as usize];
+        script.absolute = !rel;
+        script.steps.push((ms, spec));
     }
     for s in &mut scripts {
-        s.steps.sort_by_key(|(at, _)| *at); // stable: equal times keep file order
+        if s.absolute {
+            s.steps.sort_by_key(|(at, _)| *at); // stable: equal times keep file order
+        }
     }
     let boot = boot_ms(&options.cluster());
     let mut primaries = Vec::new();
     let mut faults = Vec::new();
-    let mut faulty_disk = None;
+    let mut faulty_disk = match &scenario.faulty_disk {
+        None => None,
+        Some(name) => match parse_target(name, &options, &mut Vec::new()) {
+            Ok(Target::Chunkserver(n)) => Some(n),
+            _ => {
+                return Err(format!(
+                    "{file}: faulty_disk: {name:?} is not a chunkserver (csN)"
+                ))
+            }
+        },
+    };
     for (i, f) in scenario.faults.iter().enumerate() {
         let at = |e: String| format!("{file}: fault #{}: {e}", i + 1);
         let kind: FaultKind = f.kind.parse().map_err(at)?;
@@ -481,7 +541,13 @@ pub fn check(loaded: &Loaded, report: &RunReport) -> Vec<(bool, String)> {
     let e = &loaded.scenario.expect;
     let mut out = Vec::new();
     let checks_ok = report.violations.is_empty() && report.panic.is_none();
-    if e.checks_pass {
+    if let Some(check) = &e.fails {
+        let failed = crate::sweep::failing_check(report);
+        out.push((
+            failed.as_deref() == Some(check.as_str()),
+            format!("check {check} fails (first failure: {failed:?})"),
+        ));
+    } else if e.checks_pass {
         let failed: Vec<&str> = report.violations.iter().map(|v| v.check).collect();
         out.push((
             checks_ok,
@@ -490,7 +556,7 @@ pub fn check(loaded: &Loaded, report: &RunReport) -> Vec<(bool, String)> {
     } else {
         out.push((!checks_ok, "some check fails".to_string()));
     }
-    if e.converges {
+    if e.converges && e.fails.is_none() {
         out.push((
             report.liveness.is_none(),
             format!(
@@ -511,7 +577,9 @@ pub fn check(loaded: &Loaded, report: &RunReport) -> Vec<(bool, String)> {
         let nth = loaded.plan.clients[o.client as usize]
             .steps
             .iter()
-            .position(|(at, spec)| *at == o.at_ms && Some(spec) == op_spec(o).ok().as_ref())
+            .position(|(at, spec)| {
+                Some(*at) == o.at_ms.or(o.after_ms) && Some(spec) == op_spec(o).ok().as_ref()
+            })
             .unwrap_or(usize::MAX);
         let rec = report
             .history

@@ -183,13 +183,7 @@ pub fn hunt(
         for r in reports {
             progress(r.seed - seeds.start + 1);
             if let Some(reason) = r.failure_line() {
-                let check = if r.panic.is_some() {
-                    "panic".to_string()
-                } else if let Some(v) = r.violations.first() {
-                    v.check.to_string()
-                } else {
-                    "liveness".to_string()
-                };
+                let check = failing_check(&r).expect("a failing run");
                 let failure = Failure {
                     seed: r.seed,
                     reason,
@@ -208,5 +202,16 @@ pub fn hunt(
         tried: seeds.end - seeds.start,
         found: None,
         check: None,
+    }
+}
+
+/// The name of what failed first in a run: `panic`, a check's name, or `liveness`.
+pub fn failing_check(r: &RunReport) -> Option<String> {
+    if r.panic.is_some() {
+        Some("panic".into())
+    } else if let Some(v) = r.violations.first() {
+        Some(v.check.to_string())
+    } else {
+        r.liveness.as_ref().map(|_| "liveness".to_string())
     }
 }

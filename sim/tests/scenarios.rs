@@ -54,7 +54,7 @@ fn malformed_scenarios_get_one_line_errors_naming_file_and_field() {
         (
             "missing",
             "description = \"x\"\n[[op]]\nclient = 0\nop = \"list\"\n",
-            "missing field `at_ms`",
+            "op #1: give exactly one of `at_ms` and `after_ms`",
         ),
         (
             "badop",
