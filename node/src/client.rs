@@ -11,7 +11,7 @@ use crate::config::ClusterConfig;
 use crate::msg::*;
 use crate::now_ns;
 use crate::rpc::call_result;
-use crate::types::{addr, validate_path, DataId, GfsError, ServerId};
+use crate::types::{addr, validate_path, DataId, GfsError, RequestId, ServerId};
 use madsim::net::Endpoint;
 use rand::Rng;
 use std::collections::BTreeMap;
@@ -49,6 +49,7 @@ pub struct Client {
     locations: Mutex<BTreeMap<(String, u64), (ChunkLocation, u64)>>,
     primaries: Mutex<BTreeMap<(String, u64), (PrimaryInfo, u64)>>,
     next_data: AtomicU64,
+    next_request: AtomicU64,
     stats: Mutex<ClientStats>,
 }
 
@@ -67,6 +68,10 @@ impl Client {
             locations: Mutex::new(BTreeMap::new()),
             primaries: Mutex::new(BTreeMap::new()),
             next_data: AtomicU64::new(0),
+            // Request numbers start at the simulated time this instance starts, so two instances
+            // with the same id (a client that restarts) never reuse each other's request ids,
+            // and without drawing from the seed's random stream.
+            next_request: AtomicU64::new(now_ns() << 10),
             stats: Mutex::new(ClientStats::default()),
         })
     }
@@ -106,34 +111,26 @@ impl Client {
         r
     }
 
-    /// Runs a namespace mutation with retries. If an attempt's answer was lost and a retry then
-    /// reports `conflict` (the effect an earlier attempt would have had), the outcome is ambiguous.
-    async fn namespace_op<R>(
-        &self,
-        req: impl Fn() -> R,
-        conflict: fn(&GfsError) -> bool,
-    ) -> Result<(), GfsError>
+    /// Runs a namespace mutation with retries. Every attempt carries the same request id, so the
+    /// master executes it at most once: a retry after a lost answer gets the first attempt's
+    /// result instead of, say, deleting a file someone re-created meanwhile.
+    async fn namespace_op<R>(&self, req: impl Fn(RequestId) -> R) -> Result<(), GfsError>
     where
         R: madsim::net::rpc::Request<Response = Result<(), GfsError>>,
     {
+        let request = RequestId {
+            client: self.id,
+            seq: self.next_request.fetch_add(1, Ordering::Relaxed),
+        };
         let mut last = None;
-        let mut lost_answer = false;
         for attempt in 0..self.cfg.client_max_attempts {
             if attempt > 0 {
                 self.backoff(attempt).await;
             }
-            match self.master(req()).await {
+            match self.master(req(request)).await {
                 Ok(()) => return Ok(()),
-                Err(e) if lost_answer && conflict(&e) => {
-                    return Err(GfsError::Ambiguous(format!(
-                        "an earlier attempt timed out; then {e}"
-                    )))
-                }
                 Err(e) if !e.is_retryable() => return Err(e),
-                Err(e) => {
-                    lost_answer |= matches!(e, GfsError::Network(_));
-                    last = Some(e);
-                }
+                Err(e) => last = Some(e),
             }
         }
         Err(self.give_up(last))
@@ -142,18 +139,22 @@ impl Client {
     pub async fn create(&self, path: &str) -> Result<(), GfsError> {
         validate_path(path)?;
         let p = path.to_string();
-        let conflict = |e: &GfsError| matches!(e, GfsError::AlreadyExists(_));
-        self.namespace_op(|| CreateFile { path: p.clone() }, conflict)
-            .await
+        self.namespace_op(|request| CreateFile {
+            path: p.clone(),
+            request: Some(request),
+        })
+        .await
     }
 
     pub async fn delete(&self, path: &str) -> Result<(), GfsError> {
         validate_path(path)?;
         let p = path.to_string();
         self.forget(path);
-        let conflict = |e: &GfsError| matches!(e, GfsError::NotFound(_));
-        self.namespace_op(|| DeleteFile { path: p.clone() }, conflict)
-            .await
+        self.namespace_op(|request| DeleteFile {
+            path: p.clone(),
+            request: Some(request),
+        })
+        .await
     }
 
     fn forget(&self, path: &str) {

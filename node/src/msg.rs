@@ -3,7 +3,7 @@
 //! madsim's RPC layer passes these as typed values inside the simulator (no encoding), so a message
 //! costs an allocation, not a serialization. Each request names its response type and a unique id.
 
-use crate::types::{ChunkHandle, DataId, GfsError, ServerId};
+use crate::types::{ChunkHandle, DataId, GfsError, RequestId, ServerId};
 use madsim::net::rpc::Request;
 use serde::{Deserialize, Serialize};
 
@@ -21,11 +21,13 @@ macro_rules! request {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreateFile {
     pub path: String,
+    pub request: Option<RequestId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeleteFile {
     pub path: String,
+    pub request: Option<RequestId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -24,6 +24,14 @@ impl fmt::Display for ServerId {
     }
 }
 
+/// Identifies one namespace request of one client, the same across its retries, so the master
+/// executes it at most once (a retried delete must not delete a file re-created meanwhile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RequestId {
+    pub client: u32,
+    pub seq: u64,
+}
+
 /// Identifies data pushed to chunkservers ahead of the mutation that uses it (GFS §3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct DataId {

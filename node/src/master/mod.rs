@@ -237,9 +237,20 @@ impl Master {
 
     async fn create(&self, req: CreateFile) -> Result<(), GfsError> {
         let mut core = self.core.lock().await;
-        let recs = core.state.create_file(&req.path)?;
-        Self::persist(&mut core, &recs).await;
-        emit("master", "file_created", || format!("path={}", req.path));
+        let recs = match core.state.create_file_once(&req.path, req.request) {
+            Ok(recs) => recs,
+            Err(e) => {
+                // A refusal is an answer too: a late duplicate of this request must get it.
+                if let Some(r) = req.request {
+                    core.state.remember(r, Err(e.clone()));
+                }
+                return Err(e);
+            }
+        };
+        if !recs.is_empty() {
+            Self::persist(&mut core, &recs).await;
+            emit("master", "file_created", || format!("path={}", req.path));
+        }
         Ok(())
     }
 
@@ -247,6 +258,20 @@ impl Master {
     /// mutations for a file that is gone (GFS §3.1 mentions revocation for renames). A primary
     /// that cannot be reached is waited out until its lease expires.
     async fn delete(&self, req: DeleteFile) -> Result<(), GfsError> {
+        if let Some(r) = req.request {
+            if let Some(answer) = self.core.lock().await.state.answered(r) {
+                return answer; // a retry of a request already answered
+            }
+        }
+        let result = self.delete_once(&req).await;
+        if let (Some(r), Err(e)) = (req.request, &result) {
+            // A refusal is an answer too: a late duplicate of this request must get it.
+            self.core.lock().await.state.remember(r, Err(e.clone()));
+        }
+        result
+    }
+
+    async fn delete_once(&self, req: &DeleteFile) -> Result<(), GfsError> {
         // No lease grant may be in flight on the file's chunks: a revocation sent now could reach
         // the primary before its grant does, and revoke nothing. So hold their grant locks, and
         // start over if a chunk was added meanwhile (bounded: the file grows a chunk at a time).
@@ -266,7 +291,12 @@ impl Master {
             if core.state.chunks_of(&req.path)? != handles.as_slice() && attempts < 16 {
                 continue;
             }
-            let (recs, live) = core.state.delete_file(&req.path, now_ns())?;
+            let (recs, live) = core
+                .state
+                .delete_file_once(&req.path, now_ns(), req.request)?;
+            if recs.is_empty() {
+                return Ok(()); // a duplicate of a delete already done
+            }
             Self::persist(&mut core, &recs).await;
             break (live, held);
         };

@@ -169,7 +169,10 @@ mod tests {
     fn sample() -> Vec<LogRecord> {
         let handle = ChunkHandle(0);
         vec![
-            LogRecord::CreateFile { path: "/a".into() },
+            LogRecord::CreateFile {
+                path: "/a".into(),
+                request: None,
+            },
             LogRecord::AddChunk {
                 path: "/a".into(),
                 index: 0,
@@ -180,11 +183,15 @@ mod tests {
                 version: 1,
                 excluded: vec![],
             },
-            LogRecord::CreateFile { path: "/b".into() },
+            LogRecord::CreateFile {
+                path: "/b".into(),
+                request: None,
+            },
             LogRecord::DeleteFile {
                 path: "/b".into(),
                 hidden: "/.deleted/5/b".into(),
                 deleted_ns: 7,
+                request: None,
             },
         ]
     }

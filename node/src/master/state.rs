@@ -11,7 +11,7 @@
 //! function replay uses, so a replayed log rebuilds exactly the state that was live.
 
 use crate::bugs::Bug;
-use crate::types::{validate_path, ChunkHandle, GfsError, ServerId};
+use crate::types::{validate_path, ChunkHandle, GfsError, RequestId, ServerId};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,9 @@ use std::collections::{BTreeMap, BTreeSet};
 pub enum LogRecord {
     CreateFile {
         path: String,
+        /// The client request that asked for it, so a retry is answered, not re-executed.
+        #[serde(default)]
+        request: Option<RequestId>,
     },
     /// Deletion renames the file to a hidden name, remembering when (GFS §4.4); its chunks live
     /// on until the hidden file is reclaimed.
@@ -29,18 +32,15 @@ pub enum LogRecord {
         path: String,
         hidden: String,
         deleted_ns: u64,
+        #[serde(default)]
+        request: Option<RequestId>,
     },
     /// Garbage collection removes a hidden file; its chunks become orphans that chunkservers
     /// delete when heartbeats tell them (GFS §4.4).
-    Reclaim {
-        hidden: String,
-    },
+    Reclaim { hidden: String },
     /// A grant is about to tell replicas `version`: logged first, so a version number is never
     /// offered twice, even across a failed grant and a master restart.
-    IssueVersion {
-        handle: ChunkHandle,
-        version: u64,
-    },
+    IssueVersion { handle: ChunkHandle, version: u64 },
     /// A new chunk at `index` of `path` (always the next index: files grow chunk by chunk).
     AddChunk {
         path: String,
@@ -116,6 +116,9 @@ pub struct Checkpoint {
     pub next_handle: u64,
     pub files: BTreeMap<String, Vec<ChunkHandle>>,
     pub versions: BTreeMap<ChunkHandle, u64>,
+    /// Namespace requests already executed (see [`LogRecord::CreateFile`]).
+    #[serde(default)]
+    pub answered: Vec<RequestId>,
     /// Highest version offered per chunk, where above its version.
     #[serde(default)]
     pub issued: BTreeMap<ChunkHandle, u64>,
@@ -223,7 +226,14 @@ pub struct MasterState {
     bugs: BTreeSet<Bug>,
     /// User paths deleted since start: only the `gc_deletes_referenced` bug looks at them.
     deleted_paths: BTreeSet<String>,
+    /// Answers to namespace requests already executed (successes come from the log, so they
+    /// survive a restart), so a client's retry gets the answer instead of a second execution.
+    /// Bounded: per client, only the last `REQUEST_WINDOW` request numbers are kept.
+    answered: BTreeMap<RequestId, Result<(), GfsError>>,
 }
+
+/// How many of a client's most recent namespace requests the master remembers.
+pub const REQUEST_WINDOW: u64 = 1024;
 
 impl MasterState {
     pub fn new() -> Self {
@@ -258,15 +268,22 @@ impl MasterState {
     /// Applies one logged change. Live mutations and replay both come through here.
     pub fn apply(&mut self, rec: &LogRecord) {
         match rec {
-            LogRecord::CreateFile { path } => {
+            LogRecord::CreateFile { path, request } => {
                 let fresh = self.files.insert(path.clone(), Vec::new()).is_none();
                 assert!(fresh, "log creates {path} twice");
+                if let Some(r) = request {
+                    self.remember(*r, Ok(()));
+                }
             }
             LogRecord::DeleteFile {
                 path,
                 hidden,
                 deleted_ns,
+                request,
             } => {
+                if let Some(r) = request {
+                    self.remember(*r, Ok(()));
+                }
                 assert!(is_hidden(hidden), "{hidden} is not a hidden name");
                 let chunks = self.files.remove(path);
                 let chunks = chunks.unwrap_or_else(|| panic!("log deletes missing {path}"));
@@ -345,6 +362,33 @@ impl MasterState {
         self.lsn += 1;
     }
 
+    /// Remembers the answer to a namespace request (dropping the client's too-old ones).
+    pub fn remember(&mut self, request: RequestId, answer: Result<(), GfsError>) {
+        let oldest = request.seq.saturating_sub(REQUEST_WINDOW);
+        let stale: Vec<RequestId> = self
+            .answered
+            .range(
+                RequestId {
+                    client: request.client,
+                    seq: 0,
+                }..RequestId {
+                    client: request.client,
+                    seq: oldest,
+                },
+            )
+            .map(|(r, _)| *r)
+            .collect();
+        for r in stale {
+            self.answered.remove(&r);
+        }
+        self.answered.insert(request, answer);
+    }
+
+    /// The answer already given to `request`, if any.
+    pub fn answered(&self, request: RequestId) -> Option<Result<(), GfsError>> {
+        self.answered.get(&request).cloned()
+    }
+
     fn commit(&mut self, rec: LogRecord, out: &mut Vec<LogRecord>) {
         self.apply(&rec);
         out.push(rec);
@@ -371,6 +415,12 @@ impl MasterState {
                 .map(|(h, m)| (*h, m.excluded.iter().copied().collect()))
                 .collect(),
             deleted_at: self.deleted_at.clone(),
+            answered: self
+                .answered
+                .iter()
+                .filter(|(_, a)| a.is_ok())
+                .map(|(r, _)| *r)
+                .collect(),
         }
     }
 
@@ -380,6 +430,7 @@ impl MasterState {
             next_handle: cp.next_handle,
             files: cp.files.clone(),
             deleted_at: cp.deleted_at.clone(),
+            answered: cp.answered.iter().map(|r| (*r, Ok(()))).collect(),
             ..Default::default()
         };
         for (path, handles) in &cp.files {
@@ -450,6 +501,18 @@ impl MasterState {
     // ------------------------------------------------------------------ namespace (GFS §4.1)
 
     pub fn create_file(&mut self, path: &str) -> Result<Vec<LogRecord>, GfsError> {
+        self.create_file_once(path, None)
+    }
+
+    /// Creates `path` for client request `request` (executed at most once per request).
+    pub fn create_file_once(
+        &mut self,
+        path: &str,
+        request: Option<RequestId>,
+    ) -> Result<Vec<LogRecord>, GfsError> {
+        if let Some(answer) = request.and_then(|r| self.answered(r)) {
+            return answer.map(|()| Vec::new());
+        }
         validate_user_path(path)?;
         if self.files.contains_key(path) {
             return Err(GfsError::AlreadyExists(path.to_string()));
@@ -458,6 +521,7 @@ impl MasterState {
         self.commit(
             LogRecord::CreateFile {
                 path: path.to_string(),
+                request,
             },
             &mut out,
         );
@@ -472,6 +536,19 @@ impl MasterState {
         path: &str,
         now_ns: u64,
     ) -> Result<(Vec<LogRecord>, LiveLeases), GfsError> {
+        self.delete_file_once(path, now_ns, None)
+    }
+
+    /// Deletes `path` for client request `request` (executed at most once per request).
+    pub fn delete_file_once(
+        &mut self,
+        path: &str,
+        now_ns: u64,
+        request: Option<RequestId>,
+    ) -> Result<(Vec<LogRecord>, LiveLeases), GfsError> {
+        if let Some(answer) = request.and_then(|r| self.answered(r)) {
+            return answer.map(|()| (Vec::new(), Vec::new()));
+        }
         validate_user_path(path)?;
         let Some(handles) = self.files.get(path) else {
             return Err(GfsError::NotFound(path.to_string()));
@@ -493,6 +570,7 @@ impl MasterState {
             path: path.to_string(),
             hidden,
             deleted_ns: now_ns,
+            request,
         };
         self.commit(rec, &mut out);
         Ok((out, live))
@@ -1527,7 +1605,10 @@ mod tests {
     #[should_panic(expected = "version must grow")]
     fn a_log_that_lowers_a_version_is_rejected() {
         let mut m = MasterState::new();
-        m.apply(&LogRecord::CreateFile { path: "/f".into() });
+        m.apply(&LogRecord::CreateFile {
+            path: "/f".into(),
+            request: None,
+        });
         let handle = ChunkHandle(0);
         m.apply(&LogRecord::AddChunk {
             path: "/f".into(),
@@ -1544,5 +1625,53 @@ mod tests {
             version: 1,
             excluded: vec![],
         });
+    }
+}
+
+#[cfg(test)]
+mod request_tests {
+    use super::*;
+
+    #[test]
+    fn a_retried_request_is_answered_not_executed_again_even_after_a_restart() {
+        let mut m = MasterState::new();
+        let a = RequestId { client: 1, seq: 7 };
+        let b = RequestId { client: 2, seq: 1 };
+        let mut log = m.create_file_once("/f", Some(a)).unwrap();
+        log.extend(m.delete_file_once("/f", 10, Some(b)).unwrap().0);
+        log.extend(m.create_file_once("/f", None).unwrap());
+        // The delete's retry must not delete the re-created file; the create's retry must not
+        // fail with already_exists.
+        assert_eq!(m.delete_file_once("/f", 20, Some(b)).unwrap().0, Vec::new());
+        assert!(m.exists("/f"));
+        assert_eq!(m.create_file_once("/f", Some(a)).unwrap(), Vec::new());
+        // A restarted master knows them from its log, and from a checkpoint.
+        let mut replayed = MasterState::new();
+        log.iter().for_each(|r| replayed.apply(r));
+        let from_cp = MasterState::from_checkpoint(&replayed.checkpoint());
+        for mut again in [replayed, from_cp] {
+            assert_eq!(
+                again.delete_file_once("/f", 30, Some(b)).unwrap().0,
+                Vec::new()
+            );
+            assert!(again.exists("/f"));
+        }
+        // A remembered refusal is given again.
+        let c = RequestId { client: 3, seq: 0 };
+        let refused = m.create_file_once("/f", Some(c)).unwrap_err();
+        m.remember(c, Err(refused.clone()));
+        m.delete_file("/f", 40).unwrap();
+        assert_eq!(m.create_file_once("/f", Some(c)), Err(refused));
+        // Only a window of each client's requests is kept.
+        for seq in 0..2 * REQUEST_WINDOW {
+            m.remember(RequestId { client: 9, seq }, Ok(()));
+        }
+        assert!(m.answered(RequestId { client: 9, seq: 0 }).is_none());
+        assert!(m
+            .answered(RequestId {
+                client: 9,
+                seq: 2 * REQUEST_WINDOW - 1
+            })
+            .is_some());
     }
 }

@@ -10,6 +10,7 @@ pub mod acked_on_replicas;
 pub mod acked_readback;
 pub mod after_heal;
 pub mod converged;
+pub mod linearizable;
 pub mod model;
 pub mod replicas_identical;
 pub mod single_primary;
@@ -84,6 +85,7 @@ pub fn run_all(inputs: &Inputs) -> Vec<Violation> {
     out.extend(replicas_identical::check(inputs));
     let files: Vec<&str> = inputs.state.files.keys().map(String::as_str).collect();
     out.extend(acked_creates::check(inputs.history, &files));
+    out.extend(linearizable::check(inputs.history));
     out.extend(single_primary::check(inputs.events));
     out.extend(versions_monotonic::check(inputs.events));
     out
