@@ -29,6 +29,10 @@ diff A B:
 scenario NAME="":
     cargo run --release -p sim -- scenario {{NAME}}
 
+# Sweep seeds and print GFS Table 1 as observed, e.g. `just table 0..10000`
+table SEEDS="0..10000" *FLAGS:
+    cargo run --release -p sim -- table --seeds {{SEEDS}} {{FLAGS}}
+
 # Sweep seeds in order until one fails, e.g. `just hunt --bug early_lease`
 hunt *FLAGS:
     cargo run --release -p sim -- hunt {{FLAGS}}

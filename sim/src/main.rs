@@ -91,6 +91,19 @@ enum Command {
         /// The second trace.
         b: std::path::PathBuf,
     },
+    /// Run a sweep and print GFS Table 1 (paper §2.7) as observed: for each row (serial success,
+    /// concurrent successes, failure) and column (write, record append), the region states its
+    /// mutations left, with counts. Exits non-zero if any mutation left a state the paper forbids.
+    Table {
+        /// Seeds to run, as A..B (B excluded).
+        #[arg(long, value_parser = parse_seeds, default_value = "0..1000")]
+        seeds: std::ops::Range<u64>,
+        /// Worker threads; defaults to the number of cores.
+        #[arg(long, short)]
+        jobs: Option<usize>,
+        #[command(flatten)]
+        opts: RunOptions,
+    },
     /// Run every seed of a range and report each failing seed with the command that reproduces it.
     Sweep {
         /// Seeds to run, as A..B (B excluded), for example 0..10000.
@@ -180,17 +193,14 @@ fn main() -> ExitCode {
             }
         }
         Command::Scenario { name, dir } => scenario(name.as_deref(), &dir),
-        Command::Sweep { seeds, jobs, opts } => {
-            if let Err(e) = opts.validate() {
-                return fail(&e);
-            }
-            let jobs =
-                jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            if jobs == 0 || jobs > 256 {
-                return fail(&format!("--jobs must be between 1 and 256, got {jobs}"));
-            }
-            run_sweep(seeds, jobs, &opts)
-        }
+        Command::Sweep { seeds, jobs, opts } => match sweep_jobs(jobs, &opts) {
+            Ok(jobs) => run_sweep(seeds, jobs, &opts),
+            Err(e) => fail(&e),
+        },
+        Command::Table { seeds, jobs, opts } => match sweep_jobs(jobs, &opts) {
+            Ok(jobs) => table(seeds, jobs, &opts),
+            Err(e) => fail(&e),
+        },
     }
 }
 
@@ -371,7 +381,61 @@ fn summarize(seed: u64, opts: &RunOptions, report: &sim::run::RunReport) -> Exit
     ExitCode::FAILURE
 }
 
+/// Validates a sweep's options and resolves its thread count.
+fn sweep_jobs(jobs: Option<usize>, opts: &RunOptions) -> Result<usize, String> {
+    opts.validate()?;
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if jobs == 0 || jobs > 256 {
+        return Err(format!("--jobs must be between 1 and 256, got {jobs}"));
+    }
+    Ok(jobs)
+}
+
 fn run_sweep(seeds: std::ops::Range<u64>, jobs: usize, opts: &RunOptions) -> ExitCode {
+    let summary = sweep_with_progress(seeds, jobs, opts);
+    print_summary(&summary);
+    if summary.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn table(seeds: std::ops::Range<u64>, jobs: usize, opts: &RunOptions) -> ExitCode {
+    let summary = sweep_with_progress(seeds, jobs, opts);
+    println!(
+        "GFS Table 1 as observed over {} seeds (mutations per region state):",
+        summary.seeds
+    );
+    print!("{}", sim::checks::table1::render(&summary.table1));
+    if summary.table1_forbidden == 0 {
+        println!("no mutation left a state the paper forbids");
+        ExitCode::SUCCESS
+    } else {
+        for f in summary
+            .failures
+            .iter()
+            .filter(|f| f.reason.starts_with("table1"))
+        {
+            println!(
+                "FAIL seed {}: {}\n  reproduce: {}",
+                f.seed, f.reason, f.command
+            );
+        }
+        println!(
+            "{} mutations left a state the paper forbids",
+            summary.table1_forbidden
+        );
+        ExitCode::FAILURE
+    }
+}
+
+/// Runs a sweep with a progress bar on a terminal, plain progress lines otherwise.
+fn sweep_with_progress(
+    seeds: std::ops::Range<u64>,
+    jobs: usize,
+    opts: &RunOptions,
+) -> SweepSummary {
     let total = seeds.end - seeds.start;
     eprintln!(
         "sweeping seeds {}..{} on {jobs} threads{}",
@@ -405,12 +469,7 @@ fn run_sweep(seeds: std::ops::Range<u64>, jobs: usize, opts: &RunOptions) -> Exi
         })
     };
     let _ = std::panic::take_hook();
-    print_summary(&summary);
-    if summary.failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    summary
 }
 
 /// The fault table: how often each fault kind struck and each recovery path ran.

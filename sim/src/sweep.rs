@@ -6,8 +6,9 @@
 //! the calling thread, which reports progress and, at the end, every failing seed with the command
 //! that reproduces it.
 
+use crate::checks::table1;
 use crate::options::RunOptions;
-use crate::run::{run_seed, RunReport};
+use crate::run::{check_inputs, run_seed, RunReport};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,6 +54,11 @@ pub struct SweepSummary {
     pub messages: u64,
     pub sim_time_ns: u64,
     pub wall: Duration,
+    /// GFS Table 1 as observed: mutations per (row, column, region state), over every seed that
+    /// reached the read-back phase.
+    pub table1: table1::Table,
+    /// Mutations that left a state the paper's table forbids.
+    pub table1_forbidden: u64,
 }
 
 impl SweepSummary {
@@ -80,6 +86,10 @@ impl SweepSummary {
         for (k, n) in r.counters {
             *self.counters.entry(k).or_default() += n;
         }
+        for (k, n) in r.table1 {
+            *self.table1.entry(k).or_default() += n;
+        }
+        self.table1_forbidden += r.table1_forbidden;
         match r.failure {
             None => self.passed += 1,
             Some(f) => self.failures.push(f),
@@ -94,10 +104,17 @@ struct SeedResult {
     counters: BTreeMap<String, u64>,
     messages: u64,
     sim_time_ns: u64,
+    table1: table1::Table,
+    table1_forbidden: u64,
 }
 
 impl SeedResult {
     fn of(report: &RunReport) -> Self {
+        let (table1, forbidden) = report
+            .final_state
+            .as_ref()
+            .map(|state| table1::judge(&check_inputs(report, state)))
+            .unwrap_or_default();
         SeedResult {
             failure: report.failure_line().map(|reason| Failure {
                 seed: report.seed,
@@ -108,6 +125,8 @@ impl SeedResult {
             counters: report.counters(),
             messages: report.messages,
             sim_time_ns: report.sim_time_ns,
+            table1,
+            table1_forbidden: forbidden.len() as u64,
         }
     }
 }

@@ -20,6 +20,11 @@ fn bad_input_gets_a_one_line_error_and_exit_code_2() {
         (&["sweep", "--seeds", "abc"], "must look like A..B"),
         (&["sweep", "--seeds", "0..x"], "not a non-negative integer"),
         (&["sweep", "--seeds", "0..10", "--jobs", "0"], "--jobs"),
+        (&["table", "--seeds", "7..7"], "is empty"),
+        (
+            &["table", "--seeds", "0..5", "--replication", "9"],
+            "replication 9",
+        ),
         (
             &["run", "--seed", "1", "--replication", "9"],
             "replication 9 is above the number of chunkservers 5",
@@ -203,4 +208,30 @@ fn a_failing_seed_of_a_broken_build_replays_to_the_same_verdict_and_trace() {
     }
     assert_eq!(traces[0], traces[1], "byte-identical traces");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn table_prints_gfs_table_1_and_fails_on_a_forbidden_state() {
+    let out = sim(&["table", "--seeds", "0..20", "--jobs", "1"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    for row in [
+        "| serial success |",
+        "| concurrent successes |",
+        "| failure |",
+    ] {
+        assert!(stdout.contains(row), "{stdout}");
+    }
+    assert!(stdout.contains("defined "), "{stdout}");
+    // Secondaries applying in arrival order split replicas under concurrent writers (seed 6).
+    let args = ["table", "--seeds", "6..7", "--faults", "none"];
+    let out = sim(&[&args[..], &["--bug", "arrival_order"]].concat());
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("consistent 1, inconsistent 2"), "{stdout}");
+    assert!(stdout.contains("FAIL seed 6: table1"), "{stdout}");
+    assert!(
+        stdout.contains("mutations left a state the paper forbids"),
+        "{stdout}"
+    );
 }

@@ -14,6 +14,7 @@ pub mod linearizable;
 pub mod model;
 pub mod replicas_identical;
 pub mod single_primary;
+pub mod table1;
 pub mod versions_monotonic;
 
 use crate::history::OpRecord;
@@ -86,6 +87,7 @@ pub fn run_all(inputs: &Inputs) -> Vec<Violation> {
     let files: Vec<&str> = inputs.state.files.keys().map(String::as_str).collect();
     out.extend(acked_creates::check(inputs.history, &files));
     out.extend(linearizable::check(inputs.history));
+    out.extend(table1::check(inputs));
     out.extend(single_primary::check(inputs.events));
     out.extend(versions_monotonic::check(inputs.events));
     out
