@@ -12,6 +12,7 @@ pub mod after_heal;
 pub mod converged;
 pub mod linearizable;
 pub mod model;
+pub mod reads_not_invented;
 pub mod replicas_identical;
 pub mod single_primary;
 pub mod table1;
@@ -88,6 +89,7 @@ pub fn run_all(inputs: &Inputs) -> Vec<Violation> {
     out.extend(acked_creates::check(inputs.history, &files));
     out.extend(linearizable::check(inputs.history));
     out.extend(table1::check(inputs));
+    out.extend(reads_not_invented::check(inputs.history));
     out.extend(single_primary::check(inputs.events));
     out.extend(versions_monotonic::check(inputs.events));
     out

@@ -270,24 +270,32 @@ fn region_state(
     let mut judged = 0;
     // The first byte where the replicas differ, and the first where they agree on other bytes.
     let (mut first_split, mut first_other) = (None, None);
+    // The current chunk's index and its replicas' bytes (None: unreadable), looked up once.
+    let mut replicas: Option<(u64, Vec<Option<&[u8]>>)> = None;
     for b in m.offset..m.end() {
         if tainted.iter().any(|t| t.offset <= b && b < t.end()) {
             continue;
         }
         judged += 1;
         let (index, within) = (b / cs, (b % cs) as usize);
-        let Some(chunk) = chunks.get(&(m.path, index)) else {
-            return (State::Inconsistent, None);
-        };
-        let mut values = Vec::new();
-        for s in &chunk.replicas {
-            match inputs.state.replicas.get(&(chunk.handle, *s)) {
-                Some(Ok(r)) => values.push(r.data.get(within).copied()),
-                _ => values.push(None),
-            }
+        if replicas.as_ref().is_none_or(|(i, _)| *i != index) {
+            let Some(chunk) = chunks.get(&(m.path, index)) else {
+                return (State::Inconsistent, None);
+            };
+            let bytes = chunk
+                .replicas
+                .iter()
+                .map(|s| match inputs.state.replicas.get(&(chunk.handle, *s)) {
+                    Some(Ok(r)) => Some(r.data.as_slice()),
+                    _ => None,
+                })
+                .collect();
+            replicas = Some((index, bytes));
         }
-        let first = values.first().copied().flatten();
-        if values.is_empty() || values.iter().any(|v| *v != first) || first.is_none() {
+        let values = replicas.as_ref().map_or(&[][..], |(_, v)| v.as_slice());
+        let value = |r: &Option<&[u8]>| r.and_then(|d| d.get(within).copied());
+        let first = values.first().and_then(value);
+        if values.is_empty() || values.iter().any(|r| value(r) != first) || first.is_none() {
             consistent = false;
             first_split.get_or_insert(b);
         }

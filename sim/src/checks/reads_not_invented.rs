@@ -1,0 +1,199 @@
+//! Check `reads_not_invented`: every byte a successful read returned was written at that offset by
+//! some mutation invoked before the read completed, or is padding (zeros); never invented.
+//!
+//! GFS §2.7.1 lets a reader see stale data through a cached location, and §2.7.2 lets it see
+//! padding and duplicates, but nothing promises less than this: a replica only ever holds bytes a
+//! client sent (checksums catch what the disk makes up, §5.2). Writes name their offset, so their
+//! bytes are matched exactly. A record append's offset is the primary's choice, and a failed or
+//! retried attempt may have landed at an offset the client never learned, so the bytes no write
+//! explains must be tiled by records of appends invoked before the read completed, each whole or
+//! cut on one side (by the read's range, or by a later record or write laid over it); only a run
+//! that is one piece may be a record cut on both sides.
+
+use super::{context, describe, Violation};
+use crate::history::{OpRecord, OpResult};
+use crate::workload::OpSpec;
+use std::fmt::Write;
+
+pub const NAME: &str = "reads_not_invented";
+
+pub fn check(history: &[OpRecord]) -> Option<Violation> {
+    let mut report = String::new();
+    let mut bad = 0;
+    for read in history {
+        let (OpSpec::Read { path, offset, .. }, Some(OpResult::Data { data })) =
+            (&read.op, &read.outcome)
+        else {
+            continue;
+        };
+        // Mutations of this path that may have taken effect before the read returned.
+        let before = |o: &&OpRecord| read.complete_ns.is_none_or(|end| o.invoke_ns < end);
+        let writes: Vec<(u64, &[u8])> = history
+            .iter()
+            .filter(before)
+            .filter_map(|o| match &o.op {
+                OpSpec::Write {
+                    path: p,
+                    offset,
+                    data,
+                } if p == path => Some((*offset, data.as_slice())),
+                _ => None,
+            })
+            .collect();
+        let records: Vec<&[u8]> = history
+            .iter()
+            .filter(before)
+            .filter_map(|o| match &o.op {
+                OpSpec::Append { path: p, data } if p == path && !data.is_empty() => {
+                    Some(data.as_slice())
+                }
+                _ => None,
+            })
+            .collect();
+        let explained = |i: usize| {
+            let at = offset + i as u64;
+            data[i] == 0
+                || writes.iter().any(|(o, d)| {
+                    at >= *o && at < o + d.len() as u64 && d[(at - o) as usize] == data[i]
+                })
+        };
+        // Maximal runs of bytes no write explains; each must be tiled by append records.
+        let mut i = 0;
+        while i < data.len() {
+            if explained(i) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < data.len() && !explained(i) {
+                i += 1;
+            }
+            if !tiled_by_records(&data[start..i], &records) {
+                bad += 1;
+                let _ = writeln!(
+                    report,
+                    "  {describe}\n    returned bytes at file offset {}..{} that no mutation wrote there\n    read {}",
+                    offset + start as u64,
+                    offset + i as u64,
+                    context(data, start),
+                    describe = describe(read),
+                );
+                break;
+            }
+        }
+    }
+    (bad > 0).then(|| Violation {
+        check: NAME,
+        report: format!("{bad} reads returned bytes no mutation wrote:\n{report}"),
+    })
+}
+
+/// Whether `run` is a sequence of `records`, each whole, or cut on its left (a suffix) or right (a
+/// prefix); or, alone, any piece of one record.
+fn tiled_by_records(run: &[u8], records: &[&[u8]]) -> bool {
+    if records
+        .iter()
+        .any(|r| r.windows(run.len()).any(|w| w == run))
+    {
+        return true;
+    }
+    // reach[p]: the bytes run[..p] are tiled.
+    let mut reach = vec![false; run.len() + 1];
+    reach[0] = true;
+    for p in 0..run.len() {
+        if !reach[p] {
+            continue;
+        }
+        let rest = &run[p..];
+        let common = |a: &[u8]| a.iter().zip(rest).take_while(|(x, y)| x == y).count();
+        for r in records {
+            // Prefixes, the whole record included: every length up to the common prefix.
+            for j in 1..=common(r) {
+                reach[p + j] = true;
+            }
+            // Proper suffixes, tried only where the first byte matches.
+            for k in 1..r.len() {
+                if r[k] == rest[0] && common(&r[k..]) == r.len() - k {
+                    reach[p + r.len() - k] = true;
+                }
+            }
+        }
+    }
+    reach[run.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::model::tests::{rec, write};
+    use super::*;
+
+    fn read(id: usize, offset: u64, data: &[u8], t: (u64, u64)) -> OpRecord {
+        let op = OpSpec::Read {
+            path: "/f".into(),
+            offset,
+            len: data.len() as u64,
+        };
+        rec(
+            id,
+            op,
+            t,
+            OpResult::Data {
+                data: data.to_vec(),
+            },
+        )
+    }
+
+    fn append(id: usize, data: &[u8], t: (u64, u64)) -> OpRecord {
+        let op = OpSpec::Append {
+            path: "/f".into(),
+            data: data.to_vec(),
+        };
+        let failed = OpResult::Err {
+            kind: "retries_exhausted".into(),
+            message: String::new(),
+        };
+        rec(id, op, t, failed)
+    }
+
+    #[test]
+    fn written_bytes_padding_and_records_are_explained() {
+        let h = [
+            write(0, 2, b"abc", (0, 10), OpResult::Ok),
+            append(1, b"RECORD", (0, 10)),
+            append(2, b"xy", (0, 10)),
+            read(3, 0, b"\0\0abc\0CORDxyRECORDxyRExyORD", (20, 30)),
+        ];
+        assert_eq!(check(&h), None);
+    }
+
+    #[test]
+    fn invented_bytes_are_rejected() {
+        // A byte no write put at that offset.
+        let h = [
+            write(0, 2, b"abc", (0, 10), OpResult::Ok),
+            read(1, 2, b"aXc", (20, 30)),
+        ];
+        let v = check(&h).expect("invented byte caught");
+        assert!(v.report.contains("file offset 3..4"), "{}", v.report);
+        assert!(v.report.contains("|aXc|"), "{}", v.report);
+        // The right bytes at the wrong offset.
+        let h = [
+            write(0, 2, b"abc", (0, 10), OpResult::Ok),
+            read(1, 3, b"abc", (20, 30)),
+        ];
+        assert!(check(&h).is_some());
+        // Bytes of a write invoked only after the read completed.
+        let h = [
+            read(0, 0, b"ab", (0, 10)),
+            write(1, 0, b"ab", (20, 30), OpResult::Ok),
+        ];
+        assert!(check(&h).is_some());
+        // A record cut on both sides, between two others: not how appends land.
+        let h = [
+            append(0, b"RECORD", (0, 10)),
+            append(1, b"xy", (0, 10)),
+            read(2, 0, b"xyECOxy", (20, 30)),
+        ];
+        assert!(check(&h).is_some());
+    }
+}
