@@ -117,6 +117,9 @@ impl RunReport {
                 }
             }
         }
+        let (reads, stale) = checks::reads_not_invented::stale_reads(&self.history);
+        out.insert("reads successful".to_string(), reads);
+        out.insert("reads stale (allowed, GFS §2.7.1)".to_string(), stale);
         out
     }
 

@@ -81,6 +81,12 @@ fn sweep_reports_counts_and_speed_without_a_terminal() {
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("40 passed, 0 failed"), "{stdout}");
+    // Stale reads are counted for the report, next to every successful read.
+    assert!(
+        stdout.contains("reads     stale (allowed, GFS §2.7.1)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("reads     successful"), "{stdout}");
     assert!(stdout.contains("seeds/s"), "{stdout}");
     // No terminal here: progress comes as plain lines, not a redrawn bar.
     assert!(

@@ -88,6 +88,72 @@ pub fn check(history: &[OpRecord]) -> Option<Violation> {
     })
 }
 
+/// Counts successful reads, and the stale ones among them: a read is stale if at some byte it did
+/// not return what the latest write or acknowledged append there wrote, although that mutation
+/// completed before the read began and nothing else touching the byte was in flight from that
+/// mutation's start to the read's end. GFS allows this (§2.7.1: a client may read a stale replica
+/// through a cached location); the count is for the teaching notes, never a failure.
+pub fn stale_reads(history: &[OpRecord]) -> (u64, u64) {
+    // Every mutation with a known region; failures and unreturned ones may land any time later.
+    let placed: Vec<(&OpRecord, &str, u64, &[u8], u64)> = history
+        .iter()
+        .filter_map(|o| {
+            let until = match &o.outcome {
+                Some(r) if !r.is_failure() => o.complete_ns?,
+                _ => u64::MAX,
+            };
+            match (&o.op, &o.outcome) {
+                (OpSpec::Write { path, offset, data }, _) => {
+                    Some((o, path.as_str(), *offset, data.as_slice(), until))
+                }
+                (OpSpec::Append { path, data }, Some(OpResult::Offset { offset })) => {
+                    Some((o, path.as_str(), *offset, data.as_slice(), until))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    let (mut reads, mut stale) = (0, 0);
+    for read in history {
+        let (OpSpec::Read { path, offset, .. }, Some(OpResult::Data { data }), Some(end)) =
+            (&read.op, &read.outcome, read.complete_ns)
+        else {
+            continue;
+        };
+        reads += 1;
+        // A delete (and re-create) may rightly have emptied the file.
+        let recreated = history
+            .iter()
+            .any(|o| matches!(&o.op, OpSpec::Delete { path: p } if p == path) && o.invoke_ns < end);
+        if recreated {
+            continue;
+        }
+        let is_stale = data.iter().enumerate().any(|(i, &got)| {
+            let at = offset + i as u64;
+            let covering = placed
+                .iter()
+                .filter(|(_, p, o, d, _)| p == path && *o <= at && at < o + d.len() as u64);
+            // The last mutation of this byte to complete before the read began.
+            let Some(latest) = covering
+                .clone()
+                .filter(|(_, _, _, _, until)| *until < read.invoke_ns)
+                .max_by_key(|(_, _, _, _, until)| *until)
+            else {
+                return false;
+            };
+            let alone = covering.clone().all(|(o, ..)| {
+                o.id == latest.0.id
+                    || o.invoke_ns >= end
+                    || o.complete_ns.is_some_and(|c| c < latest.0.invoke_ns)
+                        && !o.outcome.as_ref().is_none_or(|r| r.is_failure())
+            });
+            alone && got != latest.3[(at - latest.2) as usize]
+        });
+        stale += u64::from(is_stale);
+    }
+    (reads, stale)
+}
+
 /// Whether `run` is a sequence of `records`, each whole, or cut on its left (a suffix) or right (a
 /// prefix); or, alone, any piece of one record.
 fn tiled_by_records(run: &[u8], records: &[&[u8]]) -> bool {
@@ -164,6 +230,34 @@ mod tests {
             read(3, 0, b"\0\0abc\0CORDxyRECORDxyRExyORD", (20, 30)),
         ];
         assert_eq!(check(&h), None);
+    }
+
+    #[test]
+    fn stale_reads_are_counted_not_failed() {
+        let w = write(0, 0, b"ab", (0, 10), OpResult::Ok);
+        // The old (empty) content after the write completed: stale, yet no violation.
+        let h = [w.clone(), read(1, 0, b"\0\0", (20, 30))];
+        assert_eq!(stale_reads(&h), (1, 1));
+        assert_eq!(check(&h), None);
+        // The written bytes: fresh.
+        assert_eq!(
+            stale_reads(&[w.clone(), read(1, 0, b"ab", (20, 30))]),
+            (1, 0)
+        );
+        // Another write of the bytes in flight: either value is fresh.
+        let h = [
+            w.clone(),
+            write(2, 1, b"c", (15, 40), OpResult::Ok),
+            read(1, 0, b"a\0", (20, 30)),
+        ];
+        assert_eq!(stale_reads(&h), (1, 0));
+        // An older write that the latest one superseded does not excuse its bytes.
+        let h = [
+            write(2, 0, b"zz", (0, 5), OpResult::Ok),
+            write(0, 0, b"ab", (6, 10), OpResult::Ok),
+            read(1, 0, b"zz", (20, 30)),
+        ];
+        assert_eq!(stale_reads(&h), (1, 1));
     }
 
     #[test]
