@@ -203,7 +203,7 @@ pub fn judge(inputs: &Inputs) -> (Table, Vec<String>) {
             .iter()
             .any(|o| o.rec.id != m.rec.id && o.overlaps(m) && o.rec.invoke_ns > m.until());
         // Bytes a failed mutation in flight alongside may have landed on only some replicas
-        // (GFS §3.1: "a failed mutation makes the region inconsistent") are not judged.
+        // (GFS §2.7.1: "a failed mutation makes the region inconsistent") are not judged.
         let tainted: Vec<&Placed> = placed
             .iter()
             .filter(|o| {
