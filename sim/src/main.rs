@@ -160,14 +160,10 @@ fn main() -> ExitCode {
             shrink(seed, &opts, &out, max_runs)
         }
         Command::Hunt { seeds, jobs, opts } => {
-            if let Err(e) = opts.validate() {
-                return fail(&e);
-            }
-            let jobs =
-                jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            if jobs == 0 || jobs > 256 {
-                return fail(&format!("--jobs must be between 1 and 256, got {jobs}"));
-            }
+            let jobs = match sweep_jobs(jobs, &opts) {
+                Ok(jobs) => jobs,
+                Err(e) => return fail(&e),
+            };
             std::panic::set_hook(Box::new(|_| {}));
             eprintln!(
                 "hunting over seeds {}..{}{}",

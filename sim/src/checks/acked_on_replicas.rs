@@ -7,19 +7,13 @@
 //! and every replica must pass its checksums (§5.2).
 
 use super::model::Expectation;
-use super::{context, render_mismatches, Inputs, Violation};
-use std::collections::BTreeMap;
+use super::{chunks_by_position, context, render_mismatches, Inputs, Violation};
 
 pub const NAME: &str = "acked_on_replicas";
 
 pub fn check(inputs: &Inputs, exps: &[Expectation]) -> Option<Violation> {
     let cs = inputs.chunk_size_bytes;
-    let chunks: BTreeMap<(&str, u64), _> = inputs
-        .state
-        .chunks
-        .iter()
-        .map(|c| ((c.path.as_str(), c.index), c))
-        .collect();
+    let chunks = chunks_by_position(inputs.state);
     let mut mismatches = Vec::new();
     for e in exps {
         let (index, within) = (e.offset / cs, (e.offset % cs) as usize);

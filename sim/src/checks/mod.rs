@@ -102,6 +102,15 @@ pub fn field<'a>(detail: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
+/// The master's chunks by (path, chunk index), for checks that look bytes up by file offset.
+pub fn chunks_by_position(state: &FinalState) -> BTreeMap<(&str, u64), &ChunkDump> {
+    state
+        .chunks
+        .iter()
+        .map(|c| ((c.path.as_str(), c.index), c))
+        .collect()
+}
+
 /// Hex and printable views of `bytes[at - 8 .. at + 8]`, the judged byte in brackets.
 pub fn context(bytes: &[u8], at: usize) -> String {
     let lo = at.saturating_sub(8);

@@ -141,11 +141,10 @@ pub fn stale_reads(history: &[OpRecord]) -> (u64, u64) {
             else {
                 return false;
             };
-            let alone = covering.clone().all(|(o, ..)| {
-                o.id == latest.0.id
-                    || o.invoke_ns >= end
-                    || o.complete_ns.is_some_and(|c| c < latest.0.invoke_ns)
-                        && !o.outcome.as_ref().is_none_or(|r| r.is_failure())
+            // Every other mutation of the byte began after the read ended, or succeeded before
+            // the latest one began (its `until` is infinite if it failed).
+            let alone = covering.clone().all(|(o, _, _, _, until)| {
+                o.id == latest.0.id || o.invoke_ns >= end || *until < latest.0.invoke_ns
             });
             alone && got != latest.3[(at - latest.2) as usize]
         });

@@ -21,7 +21,7 @@
 //! the offset it returned. Failures may leave anything. The paper is silent on a write racing a
 //! record append over the same bytes; such an append is held to the concurrent-write rule.
 
-use super::{context, describe, Inputs, Violation};
+use super::{chunks_by_position, context, describe, Inputs, Violation};
 use crate::history::{OpRecord, OpResult};
 use crate::workload::OpSpec;
 use std::collections::BTreeMap;
@@ -166,12 +166,7 @@ pub fn judge(inputs: &Inputs) -> (Table, Vec<String>) {
         }
     }
     let cs = inputs.chunk_size_bytes;
-    let chunks: BTreeMap<(&str, u64), _> = inputs
-        .state
-        .chunks
-        .iter()
-        .map(|c| ((c.path.as_str(), c.index), c))
-        .collect();
+    let chunks = chunks_by_position(inputs.state);
     let mut forbidden = Vec::new();
     for m in &placed {
         // Judged only if no create or delete of the file was in flight after it began: the file
