@@ -15,6 +15,7 @@ pub mod faults;
 pub mod history;
 pub mod nemesis;
 pub mod options;
+pub mod records;
 pub mod run;
 pub mod scenario;
 pub mod shrink;

@@ -473,7 +473,7 @@ fn print_counters(counters: &std::collections::BTreeMap<String, u64>) {
     if counters.is_empty() {
         return;
     }
-    println!("faults injected, recoveries run, reads:");
+    println!("faults injected, recoveries run, reads, records:");
     for (k, n) in counters {
         let (group, name) = k.split_once(' ').unwrap_or(("", k));
         println!("  {group:<9} {name:<28} {n:>8}");

@@ -120,6 +120,20 @@ impl RunReport {
         let (reads, stale) = checks::reads_not_invented::stale_reads(&self.history);
         out.insert("reads successful".to_string(), reads);
         out.insert("reads stale (allowed, GFS §2.7.1)".to_string(), stale);
+        // What the record reader (GFS §2.7.2) skipped to read every record back.
+        if let Some(state) = &self.final_state {
+            for bytes in state.files.values().flatten() {
+                let scan = crate::records::scan(bytes);
+                for (key, n) in [
+                    ("records read back", scan.distinct().len() as u64),
+                    ("records duplicates skipped", scan.duplicates),
+                    ("records other bytes skipped", scan.fragment_bytes),
+                    ("records zero bytes skipped", scan.padding_bytes),
+                ] {
+                    *out.entry(key.to_string()).or_default() += n;
+                }
+            }
+        }
         out
     }
 

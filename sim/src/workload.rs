@@ -6,9 +6,11 @@
 //! The mix is built to exercise the protocol's interesting paths on tiny chunks: writes that cross
 //! chunk boundaries and overlap each other, record appends that fill chunks and force padding,
 //! reads of ranges being written, deletes and re-creates of files others are using, and
-//! occasionally requests the client must refuse (an oversized record).
+//! occasionally requests the client must refuse (an oversized record). Appended records are
+//! self-identifying ([`crate::records`]) whenever the chunk size leaves room for one.
 
 use crate::options::RunOptions;
+use crate::records;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -100,6 +102,8 @@ pub fn generate(seed: u64, opts: &RunOptions) -> Plan {
     // files stay small except for writes aimed at the first boundary.
     let boundaries = if cs <= MAX_PAYLOAD_BYTES { 3 } else { 1 };
     let span = (4 * cs).min(4 * MAX_PAYLOAD_BYTES);
+    // Record ids are unique within the run: one counter over every client's appends.
+    let mut next_record_id = 0u32;
     let clients = (0..opts.clients)
         .map(|client| {
             let steps = (0..opts.ops_per_client)
@@ -137,10 +141,15 @@ pub fn generate(seed: u64, opts: &RunOptions) -> Plan {
                                 OpSpec::Append { path, data }
                             } else {
                                 let len = rng.gen_range(1..=max_record.min(MAX_PAYLOAD_BYTES));
-                                OpSpec::Append {
-                                    path,
-                                    data: payload(&mut rng, len),
+                                let mut data = payload(&mut rng, len);
+                                // A self-identifying record when one fits (GFS §2.7.2), of the
+                                // drawn length or the shortest record; raw bytes otherwise.
+                                if max_record >= records::OVERHEAD_BYTES as u64 {
+                                    let keep = data.len().saturating_sub(records::OVERHEAD_BYTES);
+                                    next_record_id += 1;
+                                    data = records::encode(next_record_id, &data[..keep]);
                                 }
+                                OpSpec::Append { path, data }
                             }
                         }
                     };
@@ -179,5 +188,33 @@ mod tests {
             }
         }
         assert_eq!(kinds.len(), 6, "{kinds:?}");
+    }
+
+    #[test]
+    fn appends_are_records_with_unique_ids_when_they_fit() {
+        let mut ids = std::collections::BTreeSet::new();
+        for c in generate(3, &RunOptions::default()).clients {
+            for (_, op) in c.steps {
+                if let OpSpec::Append { data, .. } = op {
+                    if data[0] != 0xee {
+                        let id = records::id_of(&data).expect("a record");
+                        assert!(ids.insert(id), "id {id} used twice");
+                    }
+                }
+            }
+        }
+        assert!(ids.len() > 5, "{ids:?}");
+        // Chunks of 32 bytes allow 8-byte records: too small for the format, raw bytes instead.
+        let small = RunOptions {
+            chunk_size_bytes: 32,
+            ..RunOptions::default()
+        };
+        for c in generate(3, &small).clients {
+            for (_, op) in c.steps {
+                if let OpSpec::Append { data, .. } = op {
+                    assert_eq!(records::id_of(&data), None);
+                }
+            }
+        }
     }
 }

@@ -13,6 +13,7 @@ pub mod converged;
 pub mod linearizable;
 pub mod model;
 pub mod reads_not_invented;
+pub mod records_readable;
 pub mod replicas_identical;
 pub mod single_primary;
 pub mod table1;
@@ -90,6 +91,7 @@ pub fn run_all(inputs: &Inputs) -> Vec<Violation> {
     out.extend(linearizable::check(inputs.history));
     out.extend(table1::check(inputs));
     out.extend(reads_not_invented::check(inputs.history));
+    out.extend(records_readable::check(inputs));
     out.extend(single_primary::check(inputs.events));
     out.extend(versions_monotonic::check(inputs.events));
     out
