@@ -597,7 +597,10 @@ impl ChunkServer {
             self.forward(req.handle, req.version, serial, m, &req.secondaries)
                 .await?;
             emit(&self.name, "chunk_padded", || {
-                format!("chunk={} from={end}", req.handle)
+                format!(
+                    "chunk={} from={end} data=client{}#{}",
+                    req.handle, req.data.client, req.data.seq
+                )
             });
             return Err(GfsError::ChunkFull);
         }

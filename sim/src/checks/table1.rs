@@ -14,16 +14,28 @@
 //! whose bytes a later one overwrote is **superseded** and not judged against the final state;
 //! bytes that an overlapping failed mutation may have reached are not judged either, since that
 //! failure may have landed on only some replicas (a region wholly covered counts as superseded).
-//! Record appends that failed have no known offset and are counted, not judged.
+//!
+//! Record appends carry self-identifying records ([`crate::records`]), so every copy of a record
+//! can be found on the replicas with the reader applications use. Besides the region at the offset
+//! an append returned, each other copy is a region of its own: a **duplicate** when it is whole on
+//! every replica, **inconsistent** when only some replicas have it (a failed attempt's leftover).
+//! A failed append is judged by its copies too (**defined** where it landed everywhere,
+//! **inconsistent** where it did not), or is **not landed** when no replica has it; raw-byte appends
+//! that failed have an **unknown offset**. **Padding** (GFS §3.3) is a region of its own, in the row
+//! of the append whose attempt caused it: zeros on every replica, or inconsistent.
 //!
 //! What the paper promises (forbidden otherwise): a serial successful write is defined; concurrent
 //! successful writes are consistent (defined or not); a successful record append is defined at
-//! the offset it returned. Failures may leave anything. The paper is silent on a write racing a
+//! the offset it returned, and its other regions may be anything ("defined interspersed with
+//! inconsistent"). Failures may leave anything. The paper is silent on a write racing a
 //! record append over the same bytes; such an append is held to the concurrent-write rule.
 
-use super::{chunks_by_position, context, describe, Inputs, Violation};
+use super::{chunks_by_position, context, describe, field, Inputs, Violation};
 use crate::history::{OpRecord, OpResult};
+use crate::records;
 use crate::workload::OpSpec;
+use node::msg::ChunkDump;
+use node::ServerId;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -50,8 +62,15 @@ pub enum State {
     Defined,
     Consistent,
     Inconsistent,
+    /// Another whole copy, on every replica, of a record appended at least once (GFS §3.3).
+    Duplicate,
+    /// The zeros a primary wrote to fill a chunk a record did not fit in (GFS §3.3).
+    Padding,
     Superseded,
-    /// A failed record append: its offset is unknown.
+    /// A failed record append whose record is on no current replica: nothing of it landed.
+    NotLanded,
+    /// A failed record append that cannot be located: raw bytes rather than a record, or its
+    /// file was deleted or re-created after it began.
     Unknown,
 }
 
@@ -80,13 +99,18 @@ impl State {
             State::Defined => "defined",
             State::Consistent => "consistent",
             State::Inconsistent => "inconsistent",
+            State::Duplicate => "duplicate",
+            State::Padding => "padding",
             State::Superseded => "superseded",
+            State::NotLanded => "not landed",
             State::Unknown => "unknown offset",
         }
     }
 }
 
-/// Whether the paper allows `state` in cell (`row`, `col`).
+/// Whether the paper allows `state` for the region a mutation was told it wrote, in cell (`row`,
+/// `col`). The other regions a record append leaves (duplicates, failed attempts' leftovers,
+/// padding) are allowed anywhere in its column: "defined interspersed with inconsistent".
 pub fn allowed(row: Row, col: Column, state: State) -> bool {
     match (row, col, state) {
         (_, _, State::Superseded) => true,
@@ -131,6 +155,7 @@ impl Placed<'_> {
 /// Judges every mutation of the run; returns the table and the forbidden findings.
 pub fn judge(inputs: &Inputs) -> (Table, Vec<String>) {
     let mut placed = Vec::new();
+    let mut failed_appends = Vec::new();
     let mut table = Table::new();
     for rec in inputs.history {
         let failed = rec.outcome.as_ref().is_none_or(|o| o.is_failure());
@@ -157,26 +182,47 @@ pub fn judge(inputs: &Inputs) -> (Table, Vec<String>) {
                     failed: false,
                 });
             }
-            (OpSpec::Append { .. }, _) if failed => {
-                *table
-                    .entry((Row::Failure, Column::RecordAppend, State::Unknown))
-                    .or_default() += 1;
-            }
+            (OpSpec::Append { .. }, _) if failed => failed_appends.push(rec),
             _ => {}
         }
     }
     let cs = inputs.chunk_size_bytes;
     let chunks = chunks_by_position(inputs.state);
+    let locations = record_locations(inputs);
+    // Judged only if no create or delete of the file was in flight after the mutation began: the
+    // file it wrote to must be the one read at the end.
+    let namespace_later = |rec: &OpRecord, path: &str| {
+        inputs.history.iter().any(|o| {
+            matches!(&o.op, OpSpec::Create { path: p } | OpSpec::Delete { path: p } if p == path)
+                && o.outcome.as_ref().is_none_or(|r| !matches!(r, OpResult::Err { kind, .. } if kind == "already_exists" || kind == "not_found"))
+                && !o.precedes(rec)
+        })
+    };
+    // Whether a write that may have come after `rec` began covers part of `path[lo..hi]`.
+    let overwritten = |rec: &OpRecord, path: &str, lo: u64, hi: u64| {
+        placed.iter().any(|o| {
+            o.col == Column::Write
+                && o.path == path
+                && o.offset < hi
+                && lo < o.end()
+                && o.until() > rec.invoke_ns
+        })
+    };
+    // The state of a record's copy at `loc` (`holders` of `replicas` current replicas have it whole).
+    let copy_state = |rec: &OpRecord, path: &str, loc: &Location, whole: State| {
+        let lo = loc.index * cs + loc.within;
+        if overwritten(rec, path, lo, lo + loc.len) {
+            State::Superseded
+        } else if loc.holders == loc.replicas && loc.replicas > 0 {
+            whole
+        } else {
+            State::Inconsistent
+        }
+    };
+    let mut rows = BTreeMap::new();
     let mut forbidden = Vec::new();
     for m in &placed {
-        // Judged only if no create or delete of the file was in flight after it began: the file
-        // it wrote to must be the one read at the end.
-        let namespace_later = inputs.history.iter().any(|o| {
-            matches!(&o.op, OpSpec::Create { path } | OpSpec::Delete { path } if path == m.path)
-                && o.outcome.as_ref().is_none_or(|r| !matches!(r, OpResult::Err { kind, .. } if kind == "already_exists" || kind == "not_found"))
-                && !o.precedes(m.rec)
-        });
-        if namespace_later || m.data.is_empty() {
+        if namespace_later(m.rec, m.path) || m.data.is_empty() {
             continue;
         }
         // Writes race only where their regions overlap; record appends to one file race for its
@@ -220,6 +266,20 @@ pub fn judge(inputs: &Inputs) -> (Table, Vec<String>) {
             });
         let rule = if raced_by_write { Column::Write } else { m.col };
         *table.entry((row, m.col, state)).or_default() += 1;
+        rows.insert(m.rec.id, row);
+        // The record's other copies: duplicates, or leftovers of failed attempts (GFS §3.3).
+        if let Some(id) = (m.col == Column::RecordAppend)
+            .then(|| records::id_of(m.data))
+            .flatten()
+        {
+            let own = (m.offset / cs, m.offset % cs);
+            for loc in locations.get(&(m.path, id)).into_iter().flatten() {
+                if (loc.index, loc.within) != own {
+                    let state = copy_state(m.rec, m.path, loc, State::Duplicate);
+                    *table.entry((row, m.col, state)).or_default() += 1;
+                }
+            }
+        }
         if !allowed(row, rule, state) {
             let mut finding = format!(
                 "  {} {} left {}: {}",
@@ -249,7 +309,154 @@ pub fn judge(inputs: &Inputs) -> (Table, Vec<String>) {
             forbidden.push(finding);
         }
     }
+    // Failed record appends, located by their record ids: each copy found is a region.
+    for rec in failed_appends {
+        let OpSpec::Append { path, data } = &rec.op else {
+            unreachable!("only appends are collected");
+        };
+        // The client refuses an oversized record unsent (GFS §3.3): nothing of it can land.
+        let refused =
+            matches!(&rec.outcome, Some(OpResult::Err { kind, .. }) if kind == "record_too_large");
+        if refused {
+            *table
+                .entry((Row::Failure, Column::RecordAppend, State::NotLanded))
+                .or_default() += 1;
+            continue;
+        }
+        let id = records::id_of(data).filter(|_| !namespace_later(rec, path));
+        let Some(id) = id else {
+            *table
+                .entry((Row::Failure, Column::RecordAppend, State::Unknown))
+                .or_default() += 1;
+            continue;
+        };
+        let copies = locations.get(&(path.as_str(), id));
+        if copies.is_none_or(|c| c.is_empty()) {
+            *table
+                .entry((Row::Failure, Column::RecordAppend, State::NotLanded))
+                .or_default() += 1;
+        }
+        for loc in copies.into_iter().flatten() {
+            let state = copy_state(rec, path, loc, State::Defined);
+            *table
+                .entry((Row::Failure, Column::RecordAppend, state))
+                .or_default() += 1;
+        }
+    }
+    // Padding, judged on every current replica, in the row of the append that caused it.
+    for (rec, path, dump, from) in padding(inputs) {
+        let row = if rec.outcome.as_ref().is_none_or(|o| o.is_failure()) {
+            Row::Failure
+        } else if let Some(row) = rows.get(&rec.id) {
+            *row
+        } else {
+            continue; // its append was not judged (its file changed after it began)
+        };
+        if namespace_later(rec, path) {
+            continue;
+        }
+        let lo = dump.index * cs + from;
+        let state = if overwritten(rec, path, lo, (dump.index + 1) * cs) {
+            State::Superseded
+        } else {
+            let region = |s: &ServerId| match inputs.state.replicas.get(&(dump.handle, *s)) {
+                Some(Ok(r)) => r.data.get(from as usize..cs as usize),
+                _ => None,
+            };
+            let regions: Vec<Option<&[u8]>> = dump.replicas.iter().map(region).collect();
+            let first = regions.first().copied().flatten();
+            if regions.is_empty() || first.is_none() || regions.iter().any(|r| *r != first) {
+                State::Inconsistent
+            } else if first.is_some_and(|b| b.iter().all(|&x| x == 0)) {
+                State::Padding
+            } else {
+                State::Consistent
+            }
+        };
+        *table.entry((row, Column::RecordAppend, state)).or_default() += 1;
+    }
     (table, forbidden)
+}
+
+/// Where a record lies on a chunk's current replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Location {
+    /// Chunk index in the file and offset within the chunk.
+    index: u64,
+    within: u64,
+    len: u64,
+    /// How many of the chunk's current replicas hold the record whole there, and how many it has.
+    holders: usize,
+    replicas: usize,
+}
+
+/// Every record found on the current replicas, by (file, record id): the reader of
+/// [`crate::records`] run over each replica's bytes.
+fn record_locations<'a>(inputs: &'a Inputs) -> BTreeMap<(&'a str, u32), Vec<Location>> {
+    let mut found: BTreeMap<(&str, u32, u64, u64), Location> = BTreeMap::new();
+    for chunk in &inputs.state.chunks {
+        for s in &chunk.replicas {
+            let Some(Ok(r)) = inputs.state.replicas.get(&(chunk.handle, *s)) else {
+                continue;
+            };
+            for f in records::scan(&r.data).records {
+                let key = (chunk.path.as_str(), f.id, chunk.index, f.offset);
+                found
+                    .entry(key)
+                    .or_insert(Location {
+                        index: chunk.index,
+                        within: f.offset,
+                        len: f.len as u64,
+                        holders: 0,
+                        replicas: chunk.replicas.len(),
+                    })
+                    .holders += 1;
+            }
+        }
+    }
+    let mut out: BTreeMap<(&str, u32), Vec<Location>> = BTreeMap::new();
+    for ((path, id, _, _), loc) in found {
+        out.entry((path, id)).or_default().push(loc);
+    }
+    out
+}
+
+/// Every `chunk_padded` event whose chunk is still in the master's table, with the append that
+/// caused it (the one its client had in flight then; a client runs one operation at a time) and
+/// the offset the padding starts at.
+fn padding<'a>(inputs: &'a Inputs) -> Vec<(&'a OpRecord, &'a str, &'a ChunkDump, u64)> {
+    let by_handle: BTreeMap<String, &ChunkDump> = inputs
+        .state
+        .chunks
+        .iter()
+        .map(|c| (c.handle.to_string(), c))
+        .collect();
+    let mut out = Vec::new();
+    for e in inputs.events.iter().filter(|e| e.kind == "chunk_padded") {
+        let Some(dump) = field(&e.detail, "chunk").and_then(|h| by_handle.get(h)) else {
+            continue;
+        };
+        let Some(from) = field(&e.detail, "from").and_then(|f| f.parse::<u64>().ok()) else {
+            continue;
+        };
+        let client = field(&e.detail, "data").and_then(|d| {
+            d.strip_prefix("client")?
+                .split('#')
+                .next()?
+                .parse::<u32>()
+                .ok()
+        });
+        let op = inputs.history.iter().find(|o| {
+            Some(o.client) == client
+                && matches!(&o.op, OpSpec::Append { path, .. } if *path == dump.path)
+                && o.invoke_ns <= e.time_ns
+                && o.complete_ns.is_none_or(|c| c >= e.time_ns)
+        });
+        if let Some(op) = op {
+            out.push((op, dump.path.as_str(), *dump, from));
+        }
+    }
+    out
 }
 
 /// The state of `m`'s region across the current replicas of the chunks it touches.
@@ -500,6 +707,96 @@ mod tests {
             "{}",
             render(&t)
         );
+    }
+
+    /// Record appends of self-identifying records: where their copies are and what they are.
+    #[test]
+    fn record_copies_duplicates_leftovers_and_padding_are_their_own_regions() {
+        use crate::records::encode;
+        let key = |r, s| (r, Column::RecordAppend, s);
+        let (a, b) = (encode(1, b"a"), encode(2, b"b"));
+        let n = a.len() as u64;
+        let rec_append = |id, data: &[u8], t, outcome| {
+            let op = OpSpec::Append {
+                path: "/f".into(),
+                data: data.to_vec(),
+            };
+            super::super::model::tests::rec(id, op, t, outcome)
+        };
+        // A failed append whose record landed whole on every replica, one that landed on one
+        // replica only, and one that landed nowhere.
+        let c = encode(3, b"c");
+        let h = [
+            rec_append(0, &a, (0, 10), failed()),
+            rec_append(1, &b, (20, 30), failed()),
+            rec_append(2, &c, (40, 50), failed()),
+        ];
+        let r0 = [&a[..], &b[..]].concat();
+        let (t, bad) = judged(&h, &[&r0, &a]);
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(t.get(&key(Row::Failure, State::Defined)), Some(&1));
+        assert_eq!(t.get(&key(Row::Failure, State::Inconsistent)), Some(&1));
+        assert_eq!(t.get(&key(Row::Failure, State::NotLanded)), Some(&1));
+        // A serial append retried after a failed attempt left its record on one replica: its own
+        // region is defined, the leftover inconsistent; a copy on both replicas is a duplicate.
+        let h = [append(0, &a, (0, 10), n)];
+        let (t, bad) = judged(
+            &h,
+            &[
+                &[&a[..], &a[..]].concat(),
+                &[&vec![0x55; a.len()][..], &a[..]].concat(),
+            ],
+        );
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(t.get(&key(Row::SerialSuccess, State::Defined)), Some(&1));
+        assert_eq!(
+            t.get(&key(Row::SerialSuccess, State::Inconsistent)),
+            Some(&1)
+        );
+        let (t, _) = judged(
+            &h,
+            &[&[&a[..], &a[..]].concat(), &[&a[..], &a[..]].concat()],
+        );
+        assert_eq!(t.get(&key(Row::SerialSuccess, State::Duplicate)), Some(&1));
+        // A later write over the leftover supersedes it.
+        let h = [
+            append(0, &a, (0, 10), n),
+            write(1, 2, b"zz", (20, 30), OpResult::Ok),
+        ];
+        let (t, _) = judged(
+            &h,
+            &[
+                &[&a[..], &a[..]].concat(),
+                &[&vec![0x55; a.len()][..], &a[..]].concat(),
+            ],
+        );
+        assert_eq!(t.get(&key(Row::SerialSuccess, State::Superseded)), Some(&1));
+        // Padding the append's client caused (chunk 0 from byte 60), on every replica or on one.
+        let state_of = |tail: &[u8]| {
+            let mut full = vec![7u8; 60];
+            full.extend_from_slice(tail);
+            full
+        };
+        let padded = state_of(&[0; 4]);
+        let events = [node::trace::Event {
+            time_ns: 5,
+            node: "cs0".into(),
+            kind: "chunk_padded",
+            detail: "chunk=c1 from=60 data=client0#0".into(),
+        }];
+        let h = [rec_append(0, b"x", (0, 10), failed())];
+        let judge_with = |replicas: &[&[u8]]| {
+            let state = state_with(replicas);
+            let mut inputs = test_inputs(&h, &state, 64, 2, 0);
+            inputs.events = &events;
+            judge(&inputs).0
+        };
+        let t = judge_with(&[&padded, &padded]);
+        assert_eq!(t.get(&key(Row::Failure, State::Padding)), Some(&1));
+        assert_eq!(t.get(&key(Row::Failure, State::Unknown)), Some(&1));
+        let t = judge_with(&[&padded, &state_of(b"\x01\x01\x01\x01")]);
+        assert_eq!(t.get(&key(Row::Failure, State::Inconsistent)), Some(&1));
+        assert_eq!(t.get(&key(Row::Failure, State::Padding)), None);
     }
 
     #[test]
