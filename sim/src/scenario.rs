@@ -3,7 +3,8 @@
 //! A scenario fixes what a seed would otherwise draw: the cluster's options, each client's
 //! operations at given simulated times, and the faults at given times, including "the current
 //! primary of chunk N of a file" as a target. It also says what must be observed: checks passing,
-//! operations' outcomes, protocol events that must appear, replica counts and versions at the end.
+//! operations' outcomes and the region states they left (GFS Table 1), protocol events that must
+//! appear, replica counts and versions at the end.
 //! The seed still drives what the simulator chooses (scheduling, latencies, placement), so a
 //! scenario is as repeatable as any run; its timeline is snapshot-tested under `traces/`.
 //!
@@ -25,7 +26,7 @@
 //! lasts_ms = 1500
 //! [expect]
 //! events = ["fault_injected", "version_bumped"]
-//! ops = [{ op = 1, outcome = "ok" }]
+//! ops = [{ op = 1, outcome = "ok", region = "defined" }]
 //! ```
 
 use crate::faults::{Fault, FaultKind, FaultPlan, Target, What};
@@ -102,6 +103,9 @@ pub struct ScriptedOp {
     pub data_hex: Option<String>,
     /// Fill byte for a write or append of `len` bytes.
     pub byte: Option<u8>,
+    /// For an append: wrap the data in a self-identifying record with this id
+    /// ([`crate::records`]), so the checks can find every copy of it.
+    pub record: Option<u32>,
 }
 
 /// One fault, `at_ms` after the cluster has booted (the same clock as operations).
@@ -171,7 +175,11 @@ pub struct ExpectOp {
     /// 1-based number of the `[[op]]` in the file.
     pub op: usize,
     /// `ok` or an error kind (`not_found`, `record_too_large`, ...).
-    pub outcome: String,
+    pub outcome: Option<String>,
+    /// A region state (GFS Table 1, as the `table1` check judges it) among the regions the
+    /// operation left: `defined`, `consistent`, `inconsistent`, `duplicate`, `padding`,
+    /// `superseded`, `not landed` or `unknown offset`.
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -312,7 +320,16 @@ fn op_spec(o: &ScriptedOp) -> Result<OpSpec, String> {
         },
         "append" => OpSpec::Append {
             path: path()?,
-            data: data()?,
+            data: match o.record {
+                Some(id) if id > crate::records::MAX_ID => {
+                    return Err(format!(
+                        "`record` id {id} is above {}",
+                        crate::records::MAX_ID
+                    ))
+                }
+                Some(id) => crate::records::encode(id, &data()?),
+                None => data()?,
+            },
         },
         other => {
             return Err(format!(
@@ -506,6 +523,21 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
                 scenario.ops.len()
             ));
         }
+        if let Some(r) = &e.region {
+            if crate::checks::table1::State::parse(r).is_none() {
+                return Err(format!(
+                    "{file}: [expect] op {}: unknown region {r:?} (defined, consistent, \
+                     inconsistent, duplicate, padding, superseded, not landed, unknown offset)",
+                    e.op
+                ));
+            }
+        }
+        if e.outcome.is_none() && e.region.is_none() {
+            return Err(format!(
+                "{file}: [expect] op {}: give `outcome`, `region` or both",
+                e.op
+            ));
+        }
     }
     let plan = Plan {
         files: scenario.files.clone(),
@@ -572,6 +604,10 @@ pub fn check(loaded: &Loaded, report: &RunReport) -> Vec<(bool, String)> {
     // The n-th scripted op of a client is that client's n-th non-after-heal operation in the
     // history, after the setup creates of client 0.
     let setup = loaded.scenario.files.len();
+    let regions = match &report.final_state {
+        Some(state) => crate::checks::table1::judge_all(&crate::run::check_inputs(report, state)),
+        None => Default::default(),
+    };
     for x in &e.ops {
         let o = &loaded.scenario.ops[x.op - 1];
         let nth = loaded.plan.clients[o.client as usize]
@@ -587,13 +623,25 @@ pub fn check(loaded: &Loaded, report: &RunReport) -> Vec<(bool, String)> {
             .filter(|r| r.client == o.client && !r.after_heal)
             .skip(if o.client == 0 { setup } else { 0 })
             .nth(nth);
-        let got = rec
-            .and_then(|r| r.outcome.as_ref())
-            .map_or("pending".to_string(), |r| r.outcome_name().to_string());
-        out.push((
-            got == x.outcome,
-            format!("op #{} ({}) ends {} (got {got})", x.op, o.op, x.outcome),
-        ));
+        if let Some(want) = &x.outcome {
+            let got = rec
+                .and_then(|r| r.outcome.as_ref())
+                .map_or("pending".to_string(), |r| r.outcome_name().to_string());
+            out.push((
+                got == *want,
+                format!("op #{} ({}) ends {want} (got {got})", x.op, o.op),
+            ));
+        }
+        if let Some(want) = &x.region {
+            let got: Vec<&str> = rec
+                .and_then(|r| regions.by_op.get(&r.id))
+                .map(|v| v.iter().map(|(_, _, s)| s.name()).collect())
+                .unwrap_or_default();
+            out.push((
+                got.contains(&want.as_str()),
+                format!("op #{} ({}) left a {want} region (got {got:?})", x.op, o.op),
+            ));
+        }
     }
     let state = report.final_state.as_ref();
     for c in &e.chunks {

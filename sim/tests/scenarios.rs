@@ -81,6 +81,16 @@ fn malformed_scenarios_get_one_line_errors_naming_file_and_field() {
             "description = \"x\"\n[expect]\nops = [{ op = 3, outcome = \"ok\" }]\n",
             "[expect]: op 3 but the file has 0 ops",
         ),
+        (
+            "badregion",
+            "description = \"x\"\n[[op]]\nat_ms = 1\nclient = 0\nop = \"list\"\n[expect]\nops = [{ op = 1, region = \"shiny\" }]\n",
+            "[expect] op 1: unknown region \"shiny\"",
+        ),
+        (
+            "badrecord",
+            "description = \"x\"\n[[op]]\nat_ms = 1\nclient = 0\nop = \"append\"\npath = \"/a\"\ndata = \"x\"\nrecord = 999999999\n",
+            "op #1: `record` id 999999999 is above",
+        ),
     ];
     for (name, text, expected) in cases {
         let path = dir.join(format!("{name}.toml"));
@@ -102,4 +112,34 @@ fn malformed_scenarios_get_one_line_errors_naming_file_and_field() {
         "{unknown}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A region expectation is checked against what `table1` judged: the duplicate the crashed
+/// primary's retry leaves holds, and claiming the same append left an inconsistent region fails.
+#[test]
+fn region_expectations_are_checked() {
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios"));
+    let mut loaded = sim::scenario::load(&dir.join("primary_crash_during_append.toml")).unwrap();
+    let report = sim::scenario::run(&loaded);
+    let held = |loaded: &sim::scenario::Loaded| -> Vec<(bool, String)> {
+        sim::scenario::check(loaded, &report)
+            .into_iter()
+            .filter(|(_, what)| what.contains("region"))
+            .collect()
+    };
+    let lines = held(&loaded);
+    assert!(
+        lines
+            .iter()
+            .any(|(ok, what)| *ok && what.contains("left a duplicate region")),
+        "{lines:?}"
+    );
+    loaded.scenario.expect.ops[1].region = Some("inconsistent".into());
+    let lines = held(&loaded);
+    assert!(
+        lines
+            .iter()
+            .any(|(ok, what)| !*ok && what.contains("left a inconsistent region")),
+        "{lines:?}"
+    );
 }

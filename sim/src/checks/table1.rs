@@ -94,6 +94,22 @@ impl Column {
 }
 
 impl State {
+    pub const ALL: [State; 8] = [
+        State::Defined,
+        State::Consistent,
+        State::Inconsistent,
+        State::Duplicate,
+        State::Padding,
+        State::Superseded,
+        State::NotLanded,
+        State::Unknown,
+    ];
+
+    /// The state named `name` (as [`State::name`] spells it).
+    pub fn parse(name: &str) -> Option<State> {
+        State::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             State::Defined => "defined",
@@ -154,9 +170,32 @@ impl Placed<'_> {
 
 /// Judges every mutation of the run; returns the table and the forbidden findings.
 pub fn judge(inputs: &Inputs) -> (Table, Vec<String>) {
+    let j = judge_all(inputs);
+    (j.table, j.forbidden)
+}
+
+/// Every judgement of a run.
+#[derive(Debug, Default)]
+pub struct Judged {
+    pub table: Table,
+    pub forbidden: Vec<String>,
+    /// The regions each mutation left (its own, its record's other copies, its padding), by the
+    /// operation's id in the history.
+    pub by_op: BTreeMap<usize, Vec<(Row, Column, State)>>,
+}
+
+impl Judged {
+    fn add(&mut self, op: usize, row: Row, col: Column, state: State) {
+        *self.table.entry((row, col, state)).or_default() += 1;
+        self.by_op.entry(op).or_default().push((row, col, state));
+    }
+}
+
+/// [`judge`], keeping which mutation left which region (scenario expectations name them).
+pub fn judge_all(inputs: &Inputs) -> Judged {
     let mut placed = Vec::new();
     let mut failed_appends = Vec::new();
-    let mut table = Table::new();
+    let mut out = Judged::default();
     for rec in inputs.history {
         let failed = rec.outcome.as_ref().is_none_or(|o| o.is_failure());
         match (&rec.op, &rec.outcome) {
@@ -265,7 +304,7 @@ pub fn judge(inputs: &Inputs) -> (Table, Vec<String>) {
                     && m.rec.invoke_ns < o.until()
             });
         let rule = if raced_by_write { Column::Write } else { m.col };
-        *table.entry((row, m.col, state)).or_default() += 1;
+        out.add(m.rec.id, row, m.col, state);
         rows.insert(m.rec.id, row);
         // The record's other copies: duplicates, or leftovers of failed attempts (GFS §3.3).
         if let Some(id) = (m.col == Column::RecordAppend)
@@ -276,7 +315,7 @@ pub fn judge(inputs: &Inputs) -> (Table, Vec<String>) {
             for loc in locations.get(&(m.path, id)).into_iter().flatten() {
                 if (loc.index, loc.within) != own {
                     let state = copy_state(m.rec, m.path, loc, State::Duplicate);
-                    *table.entry((row, m.col, state)).or_default() += 1;
+                    out.add(m.rec.id, row, m.col, state);
                 }
             }
         }
@@ -318,29 +357,21 @@ pub fn judge(inputs: &Inputs) -> (Table, Vec<String>) {
         let refused =
             matches!(&rec.outcome, Some(OpResult::Err { kind, .. }) if kind == "record_too_large");
         if refused {
-            *table
-                .entry((Row::Failure, Column::RecordAppend, State::NotLanded))
-                .or_default() += 1;
+            out.add(rec.id, Row::Failure, Column::RecordAppend, State::NotLanded);
             continue;
         }
         let id = records::id_of(data).filter(|_| !namespace_later(rec, path));
         let Some(id) = id else {
-            *table
-                .entry((Row::Failure, Column::RecordAppend, State::Unknown))
-                .or_default() += 1;
+            out.add(rec.id, Row::Failure, Column::RecordAppend, State::Unknown);
             continue;
         };
         let copies = locations.get(&(path.as_str(), id));
         if copies.is_none_or(|c| c.is_empty()) {
-            *table
-                .entry((Row::Failure, Column::RecordAppend, State::NotLanded))
-                .or_default() += 1;
+            out.add(rec.id, Row::Failure, Column::RecordAppend, State::NotLanded);
         }
         for loc in copies.into_iter().flatten() {
             let state = copy_state(rec, path, loc, State::Defined);
-            *table
-                .entry((Row::Failure, Column::RecordAppend, state))
-                .or_default() += 1;
+            out.add(rec.id, Row::Failure, Column::RecordAppend, state);
         }
     }
     // Padding, judged on every current replica, in the row of the append that caused it.
@@ -373,9 +404,10 @@ pub fn judge(inputs: &Inputs) -> (Table, Vec<String>) {
                 State::Consistent
             }
         };
-        *table.entry((row, Column::RecordAppend, state)).or_default() += 1;
+        out.add(rec.id, row, Column::RecordAppend, state);
     }
-    (table, forbidden)
+    out.forbidden = forbidden;
+    out
 }
 
 /// Where a record lies on a chunk's current replicas.
