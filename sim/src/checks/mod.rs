@@ -78,7 +78,20 @@ pub(crate) fn test_inputs<'a>(
     }
 }
 
-/// Runs every check; returns all violations.
+/// The checks [`run_all`] runs, by name, in its order.
+pub const NAMES: [&str; 9] = [
+    acked_readback::NAME,
+    acked_on_replicas::NAME,
+    replicas_identical::NAME,
+    acked_creates::NAME,
+    linearizable::NAME,
+    table1::NAME,
+    reads_not_invented::NAME,
+    single_primary::NAME,
+    versions_monotonic::NAME,
+];
+
+/// Runs every check (those of [`NAMES`]); returns all violations.
 pub fn run_all(inputs: &Inputs) -> Vec<Violation> {
     let exps = model::expectations(inputs.history);
     let mut out = Vec::new();
