@@ -82,6 +82,14 @@ pub fn lines(report: &RunReport) -> Vec<TraceLine> {
     }
     out.sort_by_key(|l| l.t_ns); // stable: equal times keep their order
     let end = report.sim_time_ns;
+    for check in &report.passed_checks {
+        out.push(TraceLine {
+            t_ns: end,
+            node: "checker".into(),
+            kind: "check_passed".into(),
+            detail: format!("check={check}"),
+        });
+    }
     for v in &report.violations {
         let first = v.report.lines().next().unwrap_or_default().to_string();
         out.push(TraceLine {
