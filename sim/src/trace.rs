@@ -293,4 +293,41 @@ mod tests {
         assert!(rows[2].contains("2.000   | | | !  nemesis"), "{t}");
         assert!(to_jsonl(&lines).starts_with("{\"t_ns\":1500000,\"node\":\"cs0\""));
     }
+
+    #[test]
+    fn messages_and_disk_are_shown_only_when_asked() {
+        let line = |kind: &str| TraceLine {
+            t_ns: 0,
+            node: "cs0".into(),
+            kind: kind.into(),
+            detail: String::new(),
+        };
+        let all: Vec<TraceLine> = ["msg_sent", "msg_dropped", "disk_sync", "lease_acquired"]
+            .into_iter()
+            .chain(["check_passed", "disk_lost"])
+            .map(line)
+            .collect();
+        let kinds = |show: &[Shown]| -> Vec<String> {
+            shown(&all, show).into_iter().map(|l| l.kind).collect()
+        };
+        assert_eq!(kinds(&[]), ["lease_acquired", "check_passed"]);
+        assert_eq!(
+            kinds(&[Shown::Messages]),
+            ["msg_sent", "msg_dropped", "lease_acquired", "check_passed"]
+        );
+        assert_eq!(
+            hidden_counts(&all, &[Shown::Messages]),
+            vec![(Shown::Disk, 2)]
+        );
+        let t = timeline(
+            &shown(&all, &[Shown::Messages, Shown::Disk]),
+            &["cs0".into()],
+        );
+        let markers: String = t
+            .lines()
+            .skip(1)
+            .map(|r| r.chars().nth(15).unwrap())
+            .collect();
+        assert_eq!(markers, "m~d*v!", "{t}");
+    }
 }
