@@ -104,7 +104,7 @@ impl Client {
 
     async fn master<R, T>(&self, req: R) -> Result<T, GfsError>
     where
-        R: madsim::net::rpc::Request<Response = Result<T, GfsError>>,
+        R: madsim::net::rpc::Request<Response = Result<T, GfsError>> + crate::msg::Traced,
     {
         let r = call_result(&self.ep, addr::master(), req, self.cfg.rpc_timeout_ms).await;
         self.attempt(&r);
@@ -116,7 +116,7 @@ impl Client {
     /// result instead of, say, deleting a file someone re-created meanwhile.
     async fn namespace_op<R>(&self, req: impl Fn(RequestId) -> R) -> Result<(), GfsError>
     where
-        R: madsim::net::rpc::Request<Response = Result<(), GfsError>>,
+        R: madsim::net::rpc::Request<Response = Result<(), GfsError>> + crate::msg::Traced,
     {
         let request = RequestId {
             client: self.id,
@@ -211,7 +211,7 @@ impl Client {
     /// Asks the replicas in turn, starting at a random one, until one answers.
     async fn ask_replicas<R, T>(&self, replicas: &[ServerId], req: R) -> Result<T, GfsError>
     where
-        R: madsim::net::rpc::Request<Response = Result<T, GfsError>> + Clone,
+        R: madsim::net::rpc::Request<Response = Result<T, GfsError>> + crate::msg::Traced + Clone,
     {
         if replicas.is_empty() {
             return Err(GfsError::Unavailable("no replica known".into()));

@@ -22,6 +22,11 @@
 //! before the sync completes leaves the file torn, while a completed sync is always whole; and the
 //! harness can ask for bits to flip in stored bytes. Without torn writes, a sync is all or
 //! nothing, which is what lets a chunkserver update a chunk atomically.
+//!
+//! **Trace.** In a full trace ([`crate::trace::Detail::Full`]) every page-cache write is a
+//! `disk_write`, every sync a `disk_sync` (what it made durable), and writes a crash or a lying
+//! sync threw away a `disk_lost`. To name what a crash loses, [`DiskFaults`] keeps a summary of
+//! the page cache per file, at full detail only, since the cache itself dies with the node.
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -47,6 +52,8 @@ pub struct DiskFaults {
     flips_applied: AtomicU64,
     tear_in_flight: AtomicBool,
     unsynced_writes: AtomicU64,
+    /// Unsynced (writes, bytes) per file, mirroring the page cache; kept only at full detail.
+    unsynced_by_file: std::sync::Mutex<BTreeMap<String, (u64, u64)>>,
 }
 
 impl DiskFaults {
@@ -78,6 +85,46 @@ impl DiskFaults {
     pub fn unsynced_writes(&self) -> u64 {
         self.unsynced_writes.load(Ordering::Relaxed)
     }
+
+    /// The node of this disk crashed: its page cache is gone. Records a `disk_lost` per file that
+    /// had unsynced writes (full detail only). The harness calls it at the instant of the crash.
+    pub fn crashed(&self, node: &str) {
+        let lost = std::mem::take(&mut *self.unsynced_by_file.lock().unwrap());
+        for (file, (writes, bytes)) in lost {
+            crate::trace::emit_full(node, "disk_lost", || {
+                format!("file={file} writes={writes} bytes={bytes} why=crash")
+            });
+        }
+    }
+
+    /// Mirrors a page-cache write into the per-file summary (full detail only).
+    fn cached(&self, name: &str, bytes: u64) {
+        if crate::trace::full() {
+            let mut by_file = self.unsynced_by_file.lock().unwrap();
+            let e = by_file.entry(name.to_string()).or_default();
+            e.0 += 1;
+            e.1 += bytes;
+        }
+    }
+
+    /// Drops a file's entry from the per-file summary: synced, removed or renamed over.
+    fn uncached(&self, name: &str) -> Option<(u64, u64)> {
+        if crate::trace::full() {
+            self.unsynced_by_file.lock().unwrap().remove(name)
+        } else {
+            None
+        }
+    }
+}
+
+/// The bytes a batch of page-cache operations writes (a length change counts none).
+fn bytes_of(ops: &[Pending]) -> u64 {
+    ops.iter()
+        .map(|op| match op {
+            Pending::Write { data, .. } => data.len() as u64,
+            Pending::SetLen(_) => 0,
+        })
+        .sum()
 }
 
 /// Largest logical file the model accepts: one 64 MiB chunk plus room for metadata files.
@@ -316,6 +363,7 @@ impl Disk {
     pub async fn open(root: &str, node: &str, faults: Arc<DiskFaults>) -> io::Result<Disk> {
         // A new incarnation of the node: whatever was in the old page cache is gone.
         faults.unsynced_writes.store(0, Ordering::Relaxed);
+        faults.unsynced_by_file.lock().unwrap().clear();
         faults.tear_in_flight.store(false, Ordering::Relaxed);
         let mut inner = Inner {
             root: root.to_string(),
@@ -383,6 +431,10 @@ impl Disk {
         let mut inner = self.inner.lock().await;
         inner.ensure_exists(name).await?;
         inner.faults.unsynced_writes.fetch_add(1, Ordering::Relaxed);
+        inner.faults.cached(name, data.len() as u64);
+        crate::trace::emit_full(&inner.node, "disk_write", || {
+            format!("file={name} offset={offset} len={}", data.len())
+        });
         inner
             .pending
             .entry(name.to_string())
@@ -399,6 +451,10 @@ impl Disk {
         let mut inner = self.inner.lock().await;
         inner.ensure_exists(name).await?;
         inner.faults.unsynced_writes.fetch_add(1, Ordering::Relaxed);
+        inner.faults.cached(name, 0);
+        crate::trace::emit_full(&inner.node, "disk_write", || {
+            format!("file={name} set_len={len}")
+        });
         inner
             .pending
             .entry(name.to_string())
@@ -435,10 +491,18 @@ impl Disk {
         }
         let latency_us = rng.gen_range(0..=faults.sync_latency_us.load(Ordering::Relaxed));
         madsim::time::sleep(Duration::from_micros(latency_us)).await;
+        faults.uncached(name);
         if faults.lies_about_sync.load(Ordering::Relaxed) {
             faults
                 .unsynced_writes
                 .fetch_sub(ops.len() as u64, Ordering::Relaxed);
+            crate::trace::emit_full(&inner.node, "disk_lost", || {
+                format!(
+                    "file={name} writes={} bytes={} why=sync_lied",
+                    ops.len(),
+                    bytes_of(&ops)
+                )
+            });
             return Ok(()); // the writes are simply dropped
         }
         inner.write_durable(id, &ops).await?;
@@ -446,6 +510,13 @@ impl Disk {
         faults
             .unsynced_writes
             .fetch_sub(ops.len() as u64, Ordering::Relaxed);
+        crate::trace::emit_full(&inner.node, "disk_sync", || {
+            format!(
+                "file={name} writes={} bytes={} took_us={latency_us}",
+                ops.len(),
+                bytes_of(&ops)
+            )
+        });
         Ok(())
     }
 
@@ -462,6 +533,7 @@ impl Disk {
             .faults
             .unsynced_writes
             .fetch_sub(dropped, Ordering::Relaxed);
+        inner.faults.uncached(name);
         inner.open.remove(&id);
         inner.persist_dir().await?;
         // Free the physical file's memory: madsim::fs cannot delete, but it can truncate.
@@ -485,6 +557,15 @@ impl Disk {
             .faults
             .unsynced_writes
             .fetch_sub(dropped, Ordering::Relaxed);
+        inner.faults.uncached(to);
+        if let Some(moved) = inner.faults.uncached(from) {
+            inner
+                .faults
+                .unsynced_by_file
+                .lock()
+                .unwrap()
+                .insert(to.to_string(), moved);
+        }
         if let Some(ops) = ops {
             inner.pending.insert(to.to_string(), ops);
         }

@@ -1,11 +1,51 @@
 //! Every RPC of the cluster, one struct per request, grouped by who serves it.
 //!
 //! madsim's RPC layer passes these as typed values inside the simulator (no encoding), so a message
-//! costs an allocation, not a serialization. Each request names its response type and a unique id.
+//! costs an allocation, not a serialization. Each request names its response type and a unique id,
+//! and ([`Traced`]) how a full trace shows it: a snake_case kind and its key fields, never its data
+//! bytes.
 
 use crate::types::{ChunkHandle, DataId, GfsError, RequestId, ServerId};
 use madsim::net::rpc::Request;
 use serde::{Deserialize, Serialize};
+
+/// How a request appears in a full trace (`msg_sent ... kind=write_chunk chunk=c3 version=2 ...`).
+pub trait Traced {
+    /// The request's kind, in snake_case.
+    const KIND: &'static str;
+    /// Its key fields as `key=value` pairs separated by spaces: chunk handle, version, offset,
+    /// length, data id, path. Built only when a full trace is recorded.
+    fn fields(&self) -> String;
+}
+
+/// `clientN#seq`, the way mutation events name pushed data.
+fn data_id(d: &DataId) -> String {
+    format!("client{}#{}", d.client, d.seq)
+}
+
+fn servers(s: &[ServerId]) -> String {
+    let names: Vec<String> = s.iter().map(ServerId::to_string).collect();
+    names.join(",")
+}
+
+fn request_id(r: &Option<RequestId>) -> String {
+    r.map_or("none".to_string(), |r| {
+        format!("client{}#{}", r.client, r.seq)
+    })
+}
+
+macro_rules! traced {
+    ($($name:ident => $kind:literal, |$m:ident| $fields:expr;)*) => {$(
+        impl Traced for $name {
+            const KIND: &'static str = $kind;
+            #[allow(unused_variables)]
+            fn fields(&self) -> String {
+                let $m = self;
+                $fields
+            }
+        }
+    )*};
+}
 
 macro_rules! request {
     ($($name:ident => $rsp:ty, $id:expr;)*) => {$(
@@ -268,4 +308,71 @@ request! {
     CloneChunk => Result<(), GfsError>, 0x4746_540a;
     FetchChunk => Result<Vec<u8>, GfsError>, 0x4746_540b;
     ListReplicas => Vec<ReplicaSummary>, 0x4746_540c;
+}
+
+traced! {
+    CreateFile => "create_file", |m| format!("path={} request={}", m.path, request_id(&m.request));
+    DeleteFile => "delete_file", |m| format!("path={} request={}", m.path, request_id(&m.request));
+    ListFiles => "list_files", |m| String::new();
+    FindChunk => "find_chunk", |m| format!("path={} index={}", m.path, m.index);
+    GetPrimary => "get_primary", |m| format!(
+        "path={} index={} allocate={}",
+        m.path,
+        m.index.map_or("last".to_string(), |i| i.to_string()),
+        m.allocate
+    );
+    Heartbeat => "heartbeat", |m| format!("chunks={} extend={}", m.chunks.len(), m.extend.len());
+    DumpChunks => "dump_chunks", |m| String::new();
+    ReportBadReplica => "report_bad_replica", |m| format!("chunk={} version={}", m.handle, m.version);
+    SetVersion => "set_version", |m| format!(
+        "chunk={} version={} create={}{}",
+        m.handle,
+        m.version,
+        m.create,
+        m.lease_expires_ns.map_or(String::new(), |t| format!(" lease_until_ns={t}"))
+    );
+    RevokeLease => "revoke_lease", |m| format!("chunk={}", m.handle);
+    PushData => "push_data", |m| format!(
+        "data={} len={} forward=[{}]",
+        data_id(&m.id),
+        m.data.len(),
+        servers(&m.forward)
+    );
+    WriteChunk => "write_chunk", |m| format!(
+        "chunk={} version={} offset={} data={} secondaries=[{}]",
+        m.handle,
+        m.version,
+        m.offset,
+        data_id(&m.data),
+        servers(&m.secondaries)
+    );
+    AppendChunk => "append_chunk", |m| format!(
+        "chunk={} version={} data={} secondaries=[{}]",
+        m.handle,
+        m.version,
+        data_id(&m.data),
+        servers(&m.secondaries)
+    );
+    ApplyMutation => "apply_mutation", |m| {
+        let what = match &m.mutation {
+            Mutation::Write { offset, data } => format!("write offset={offset} data={}", data_id(data)),
+            Mutation::Pad { from } => format!("pad from={from}"),
+            Mutation::WriteCut { offset, data, keep } => {
+                format!("write_cut offset={offset} data={} keep={keep}", data_id(data))
+            }
+        };
+        format!("chunk={} version={} serial={} mutation={what}", m.handle, m.version, m.serial)
+    };
+    ReadChunk => "read_chunk", |m| format!(
+        "chunk={} version={} offset={} len={}",
+        m.handle, m.version, m.offset, m.len
+    );
+    ChunkLen => "chunk_len", |m| format!("chunk={} version={}", m.handle, m.version);
+    ReadReplica => "read_replica", |m| format!("chunk={}", m.handle);
+    CloneChunk => "clone_chunk", |m| format!(
+        "chunk={} version={} source={}",
+        m.handle, m.version, m.source
+    );
+    FetchChunk => "fetch_chunk", |m| format!("chunk={} version={}", m.handle, m.version);
+    ListReplicas => "list_replicas", |m| String::new();
 }

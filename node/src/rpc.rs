@@ -2,22 +2,131 @@
 //!
 //! Retrying is the caller's business (bounded there): a failed attempt may or may not have reached
 //! the other side, which is exactly the ambiguity GFS clients live with.
+//!
+//! Every request travels in an [`Envelope`] naming its sender and its number there, so a full
+//! trace can follow one message from `msg_sent` at the caller to `msg_delivered` at the handler
+//! (see [`serve`]) and back (`reply_delivered`), or say where it was lost (`msg_dropped`). At
+//! protocol detail the envelope carries zeros and nothing is formatted. madsim passes messages as
+//! typed values, and the envelope keeps the request's RPC id, so wrapping changes neither the
+//! network's behaviour nor its draws of randomness.
 
+use crate::msg::Traced;
+use crate::trace;
 use crate::types::GfsError;
 use madsim::net::{rpc::Request, Endpoint};
-use std::net::SocketAddr;
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+/// A request with the identity of its message: the sender's address and its number there (0 when
+/// the run does not record messages).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope<R> {
+    pub from: IpAddr,
+    pub seq: u64,
+    pub body: R,
+}
+
+impl<R: Request> Request for Envelope<R> {
+    type Response = R::Response;
+    const ID: u64 = R::ID;
+}
+
+impl<R> Envelope<R> {
+    /// The message's id in the trace: `client0#17`.
+    fn id(&self) -> String {
+        format!("{}#{}", trace::node_name(self.from), self.seq)
+    }
+}
+
+/// Unwraps a request at the handler of node `me`, recording its delivery in a full trace.
+pub fn serve<R: Traced>(me: &str, env: Envelope<R>) -> R {
+    if env.seq != 0 && trace::full() {
+        trace::mark_delivered(env.from, env.seq);
+        trace::emit_full(me, "msg_delivered", || {
+            format!(
+                "msg={} from={} kind={}",
+                env.id(),
+                trace::node_name(env.from),
+                R::KIND
+            )
+        });
+    }
+    env.body
+}
+
+/// A message being traced: who sent it, its number, when.
+struct Sent {
+    from: IpAddr,
+    seq: u64,
+    at_ns: u64,
+}
+
 /// Sends `req` and waits up to `timeout_ms` for the reply.
-pub async fn call<R: Request>(
+pub async fn call<R: Request + Traced>(
     ep: &Endpoint,
     dst: SocketAddr,
     req: R,
     timeout_ms: u64,
 ) -> Result<R::Response, GfsError> {
-    ep.call_timeout(dst, req, Duration::from_millis(timeout_ms))
-        .await
-        .map_err(|e| GfsError::Network(format!("{dst}: {e}")))
+    let sent = trace::full().then(|| {
+        let from = ep
+            .local_addr()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        let seq = trace::next_message(from);
+        let me = trace::node_name(from);
+        trace::emit_full(&me, "msg_sent", || {
+            let fields = req.fields();
+            format!(
+                "msg={me}#{seq} to={} kind={}{}{fields}",
+                trace::node_name(dst.ip()),
+                R::KIND,
+                if fields.is_empty() { "" } else { " " },
+            )
+        });
+        Sent {
+            from,
+            seq,
+            at_ns: crate::now_ns(),
+        }
+    });
+    let env = Envelope {
+        from: sent
+            .as_ref()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |s| s.from),
+        seq: sent.as_ref().map_or(0, |s| s.seq),
+        body: req,
+    };
+    let result = ep
+        .call_timeout(dst, env, Duration::from_millis(timeout_ms))
+        .await;
+    if let Some(s) = sent {
+        let arrived = trace::settle(s.from, s.seq);
+        let me = trace::node_name(s.from);
+        let to = trace::node_name(dst.ip());
+        let id = format!("{me}#{}", s.seq);
+        let took_us = (crate::now_ns() - s.at_ns) / 1_000;
+        match &result {
+            Ok(_) => trace::emit_full(&me, "reply_delivered", || {
+                format!("msg={id} from={to} kind={} rtt_us={took_us}", R::KIND)
+            }),
+            Err(e) => trace::emit_full(&me, "msg_dropped", || {
+                // `reply`: the handler got the request, but no answer came back in time (it may
+                // have been slow rather than lost). `request`: the handler never got it so far.
+                let lost = if arrived { "reply" } else { "request" };
+                let why = if e.kind() == std::io::ErrorKind::TimedOut {
+                    "timeout".to_string()
+                } else {
+                    format!("{:?}", e.kind()).to_lowercase()
+                };
+                format!(
+                    "msg={id} to={to} kind={} lost={lost} why={why} after_us={took_us}",
+                    R::KIND
+                )
+            }),
+        }
+    }
+    result.map_err(|e| GfsError::Network(format!("{dst}: {e}")))
 }
 
 /// [`call`] for requests whose response is itself a `Result`.
@@ -28,7 +137,7 @@ pub async fn call_result<R, T>(
     timeout_ms: u64,
 ) -> Result<T, GfsError>
 where
-    R: Request<Response = Result<T, GfsError>>,
+    R: Request<Response = Result<T, GfsError>> + Traced,
 {
     call(ep, dst, req, timeout_ms).await?
 }

@@ -4,11 +4,22 @@
 //! bumped, a chunk allocated, a checkpoint written. The harness installs a sink before it starts a
 //! runtime and takes the events after; with no sink installed, [`emit`] is a cheap no-op.
 //!
+//! Two levels of detail ([`Detail`]). Protocol events are few, and sweeps want them (the checks and
+//! the nemesis read some). Messages and disk operations are many: every RPC sent, delivered,
+//! answered or dropped and every page-cache write and sync. They go through [`emit_full`], which
+//! does nothing, not even build its text, unless the sink records [`Detail::Full`]: a replay pays
+//! for them, a sweep does not. Recording them never changes a run: they draw no randomness, take
+//! no simulated time and feed no decision.
+//!
 //! The sink is thread-local because one madsim runtime runs entirely on one OS thread, and a sweep
-//! runs several runtimes on several threads at once: each must collect only its own events.
+//! runs several runtimes on several threads at once: each must collect only its own events. The
+//! same holds for the message bookkeeping kept here (per-node message counters, which messages
+//! have arrived), so message ids depend only on the run.
 
 use serde::Serialize;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 /// One protocol event, stamped with simulated time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -22,17 +33,45 @@ pub struct Event {
     pub detail: String,
 }
 
-thread_local! {
-    static SINK: RefCell<Option<Vec<Event>>> = const { RefCell::new(None) };
+/// How much a sink records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Detail {
+    /// Protocol events, faults and verdicts: what sweeps and the checks need.
+    #[default]
+    Protocol,
+    /// Also every message (sent, delivered, answered, dropped) and every disk write, sync and
+    /// loss: for replaying one run.
+    Full,
 }
 
-/// Starts collecting events on this thread, dropping any left from before.
-pub fn install() {
+/// Message bookkeeping of the current run, kept only at [`Detail::Full`].
+#[derive(Default)]
+struct Messages {
+    /// Last message number per sending address (node), so ids read `client0#17`.
+    next: BTreeMap<IpAddr, u64>,
+    /// Messages whose request reached its handler and whose caller has not yet settled.
+    delivered: BTreeSet<(IpAddr, u64)>,
+    /// Names given by the harness to addresses the default naming gets wrong (the checker).
+    names: BTreeMap<IpAddr, String>,
+}
+
+thread_local! {
+    static SINK: RefCell<Option<Vec<Event>>> = const { RefCell::new(None) };
+    static FULL: Cell<bool> = const { Cell::new(false) };
+    static MESSAGES: RefCell<Messages> = RefCell::new(Messages::default());
+}
+
+/// Starts collecting events on this thread at `detail`, dropping any left from before.
+pub fn install(detail: Detail) {
     SINK.with(|s| *s.borrow_mut() = Some(Vec::new()));
+    FULL.with(|f| f.set(detail == Detail::Full));
+    MESSAGES.with(|m| *m.borrow_mut() = Messages::default());
 }
 
 /// Stops collecting and returns what was collected.
 pub fn take() -> Vec<Event> {
+    FULL.with(|f| f.set(false));
+    MESSAGES.with(|m| *m.borrow_mut() = Messages::default());
     SINK.with(|s| s.borrow_mut().take()).unwrap_or_default()
 }
 
@@ -54,4 +93,48 @@ pub fn emit(node: &str, kind: &'static str, detail: impl FnOnce() -> String) {
             });
         }
     });
+}
+
+/// Whether the sink records messages and disk operations ([`Detail::Full`]).
+pub fn full() -> bool {
+    FULL.with(Cell::get)
+}
+
+/// Records a message or disk event, only at [`Detail::Full`]; otherwise builds nothing.
+pub fn emit_full(node: &str, kind: &'static str, detail: impl FnOnce() -> String) {
+    if full() {
+        emit(node, kind, detail);
+    }
+}
+
+/// The name of the node at `ip`, as the trace spells it (`master`, `cs2`, `client0`, `checker`).
+pub fn node_name(ip: IpAddr) -> String {
+    MESSAGES
+        .with(|m| m.borrow().names.get(&ip).cloned())
+        .unwrap_or_else(|| crate::types::addr::node_name(ip))
+}
+
+/// Names the node at `ip` for the rest of the run (the harness's checker uses a client address).
+pub fn name_node(ip: IpAddr, name: &str) {
+    MESSAGES.with(|m| m.borrow_mut().names.insert(ip, name.to_string()));
+}
+
+/// The next message number of the node at `from`, starting at 1 (0 means "not traced").
+pub fn next_message(from: IpAddr) -> u64 {
+    MESSAGES.with(|m| {
+        let mut m = m.borrow_mut();
+        let n = m.next.entry(from).or_default();
+        *n += 1;
+        *n
+    })
+}
+
+/// Notes that message `seq` of `from` reached its handler.
+pub fn mark_delivered(from: IpAddr, seq: u64) {
+    MESSAGES.with(|m| m.borrow_mut().delivered.insert((from, seq)));
+}
+
+/// Whether message `seq` of `from` reached its handler; forgets it (its caller has settled).
+pub fn settle(from: IpAddr, seq: u64) -> bool {
+    MESSAGES.with(|m| m.borrow_mut().delivered.remove(&(from, seq)))
 }

@@ -63,6 +63,22 @@ pub mod addr {
         let (hi, lo) = (2 + index / 250, 1 + index % 250);
         IpAddr::V4(Ipv4Addr::new(10, 0, hi as u8, lo as u8))
     }
+
+    /// The node an address belongs to, inverting the functions above (`master`, `cs2`,
+    /// `client7`); any other address is spelled as it is.
+    pub fn node_name(ip: IpAddr) -> String {
+        match ip {
+            IpAddr::V4(v4) => match v4.octets() {
+                [10, 0, 0, 1] => "master".to_string(),
+                [10, 0, 1, n] if n > 0 => format!("cs{}", n - 1),
+                [10, 0, hi @ (2 | 3), lo] if lo > 0 => {
+                    format!("client{}", (hi as u32 - 2) * 250 + lo as u32 - 1)
+                }
+                _ => ip.to_string(),
+            },
+            IpAddr::V6(_) => ip.to_string(),
+        }
+    }
 }
 
 /// Every error a GFS operation can return, to a client or between nodes.
@@ -224,5 +240,15 @@ mod tests {
             assert!(validate_path(bad).is_err(), "{bad:?} accepted");
         }
         assert!(validate_path(&format!("/{}", "x".repeat(300))).is_err());
+    }
+
+    #[test]
+    fn node_names_invert_addresses() {
+        assert_eq!(addr::node_name(addr::master_ip()), "master");
+        assert_eq!(addr::node_name(addr::chunkserver_ip(ServerId(4))), "cs4");
+        for i in [0, 7, 249, 250, 499] {
+            assert_eq!(addr::node_name(addr::client_ip(i)), format!("client{i}"));
+        }
+        assert_eq!(addr::node_name("10.9.9.9".parse().unwrap()), "10.9.9.9");
     }
 }

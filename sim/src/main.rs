@@ -38,8 +38,9 @@ enum Command {
         #[arg(long)]
         events: bool,
     },
-    /// Re-run one seed, write its trace to DIR/seed-SEED.jsonl and print its timeline (one column
-    /// per node), then the summary and verdict.
+    /// Re-run one seed, write its whole trace (messages and disk operations included) to
+    /// DIR/seed-SEED.jsonl and print its timeline (one column per node), then the summary and
+    /// verdict.
     Replay {
         /// The seed to replay.
         seed: u64,
@@ -48,6 +49,11 @@ enum Command {
         /// Directory for the trace file.
         #[arg(long, default_value = "traces")]
         out: std::path::PathBuf,
+        /// Also show these in the timeline (comma-separated): `messages` (every RPC sent,
+        /// delivered, answered or dropped), `disk` (page-cache writes, syncs, lost writes). The
+        /// trace file holds them either way.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        show: Vec<sim::trace::Shown>,
     },
     /// Run a scripted scenario (scenarios/NAME.toml or a path): print its timeline, its summary,
     /// and whether each of its expectations held.
@@ -57,6 +63,9 @@ enum Command {
         /// Where scenarios live.
         #[arg(long, default_value = "scenarios")]
         dir: std::path::PathBuf,
+        /// Also show these in the timeline (comma-separated): `messages`, `disk` (see `replay`).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        show: Vec<sim::trace::Shown>,
     },
     /// Sweep seeds in order until one fails; say how many it took and which check caught it.
     /// Usually with --bug NAME, to measure how fast the testbed finds a planted bug.
@@ -141,11 +150,16 @@ fn main() -> ExitCode {
             }
             run_one(seed, &opts, history, events)
         }
-        Command::Replay { seed, opts, out } => {
+        Command::Replay {
+            seed,
+            opts,
+            out,
+            show,
+        } => {
             if let Err(e) = opts.validate() {
                 return fail(&e);
             }
-            replay(seed, &opts, &out)
+            replay(seed, &opts, &out, &show)
         }
         Command::Diff { a, b } => diff(&a, &b),
         Command::Shrink {
@@ -188,7 +202,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Scenario { name, dir } => scenario(name.as_deref(), &dir),
+        Command::Scenario { name, dir, show } => scenario(name.as_deref(), &dir, &show),
         Command::Sweep { seeds, jobs, opts } => match sweep_jobs(jobs, &opts) {
             Ok(jobs) => run_sweep(seeds, jobs, &opts),
             Err(e) => fail(&e),
@@ -200,8 +214,38 @@ fn main() -> ExitCode {
     }
 }
 
-fn replay(seed: u64, opts: &RunOptions, dir: &std::path::Path) -> ExitCode {
-    let report = run_seed(seed, opts);
+/// What a timeline left out, and the flag that shows it.
+fn say_hidden(lines: &[sim::trace::TraceLine], show: &[sim::trace::Shown]) {
+    let hidden = sim::trace::hidden_counts(lines, show);
+    if hidden.is_empty() {
+        return;
+    }
+    let what: Vec<String> = hidden
+        .iter()
+        .map(|(g, n)| {
+            let what = match g {
+                sim::trace::Shown::Messages => "message",
+                sim::trace::Shown::Disk => "disk",
+            };
+            format!("{n} {what} lines")
+        })
+        .collect();
+    let names: Vec<&str> = hidden.iter().map(|(g, _)| g.name()).collect();
+    println!(
+        "not shown: {} (see them with --show {})",
+        what.join(", "),
+        names.join(",")
+    );
+}
+
+fn replay(
+    seed: u64,
+    opts: &RunOptions,
+    dir: &std::path::Path,
+    show: &[sim::trace::Shown],
+) -> ExitCode {
+    // Full detail changes what is recorded, not the run: the reproduce command stays the same.
+    let report = sim::run::run_seed_detailed(seed, opts, node::trace::Detail::Full);
     let lines = sim::trace::lines(&report);
     let path = dir.join(format!("seed-{seed}.jsonl"));
     if let Err(e) = std::fs::create_dir_all(dir)
@@ -214,13 +258,17 @@ fn replay(seed: u64, opts: &RunOptions, dir: &std::path::Path) -> ExitCode {
     }
     print!(
         "{}",
-        sim::trace::timeline(&lines, &sim::trace::nodes(&report))
+        sim::trace::timeline(
+            &sim::trace::shown(&lines, show),
+            &sim::trace::nodes(&report)
+        )
     );
     println!("trace: {} ({} lines)", path.display(), lines.len());
+    say_hidden(&lines, show);
     summarize(seed, opts, &report)
 }
 
-fn scenario(name: Option<&str>, dir: &std::path::Path) -> ExitCode {
+fn scenario(name: Option<&str>, dir: &std::path::Path, show: &[sim::trace::Shown]) -> ExitCode {
     let Some(name) = name else {
         for n in sim::scenario::list(dir) {
             println!("{n}");
@@ -232,7 +280,8 @@ fn scenario(name: Option<&str>, dir: &std::path::Path) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let report = sim::scenario::run(&loaded);
-    print!("{}", sim::scenario::snapshot_timeline(&report));
+    print!("{}", sim::scenario::timeline(&report, show));
+    say_hidden(&sim::trace::lines(&report), show);
     println!("scenario {}: {}", loaded.name, loaded.scenario.description);
     let verdict = summarize(report.seed, &loaded.options, &report);
     let results = sim::scenario::check(&loaded, &report);

@@ -212,6 +212,9 @@ impl Nemesis {
                 if torn {
                     event("write_torn", format!("node={node}"));
                 }
+                if let Some(d) = w.disk(*node) {
+                    d.crashed(&node.to_string());
+                }
             }
             What::Pause { node } => {
                 let id = w.node(*node);

@@ -27,7 +27,7 @@ use node::client::{Client, ClientStats};
 use node::disk::DiskFaults;
 use node::msg::{DumpChunks, ListReplicas, ReadReplica};
 use node::rpc::{call, call_result};
-use node::trace::{self, Event};
+use node::trace::{self, Detail, Event};
 use node::types::addr;
 use node::{chunkserver, master, ClusterConfig, ServerId};
 use std::collections::BTreeMap;
@@ -46,7 +46,11 @@ pub struct RunReport {
     pub options: RunOptions,
     pub history: Vec<OpRecord>,
     pub events: Vec<Event>,
+    /// How much of the run the events record: protocol events only, or messages and disk too.
+    pub detail: Detail,
     pub violations: Vec<Violation>,
+    /// Checks that ran and held, by name (empty if the run never reached its checks).
+    pub passed_checks: Vec<&'static str>,
     /// What the read-back phase saw (None if the run never got there).
     pub final_state: Option<FinalState>,
     /// A liveness failure: the workload did not finish, or the cluster did not converge.
@@ -345,6 +349,8 @@ async fn check_phase(
         .name("checker")
         .ip(addr::client_ip(checker_id))
         .build();
+    // The checker borrows the next client address; the trace should say who it is.
+    trace::name_node(addr::client_ip(checker_id), "checker");
     let (cfg, history) = (cfg.clone(), history.clone());
     node.spawn(async move {
         let ep = madsim::net::Endpoint::bind((addr::client_ip(checker_id), addr::PORT + 1))
@@ -488,13 +494,21 @@ pub fn check_inputs<'a>(report: &'a RunReport, state: &'a FinalState) -> Inputs<
     }
 }
 
-/// Runs `seed` with `opts` (which must be valid) and checks it.
+/// Runs `seed` with `opts` (which must be valid) and checks it, recording protocol events only
+/// (what sweeps need; see [`run_seed_detailed`]).
+pub fn run_seed(seed: u64, opts: &RunOptions) -> RunReport {
+    run_seed_detailed(seed, opts, Detail::Protocol)
+}
+
+/// Runs `seed` with `opts` (which must be valid) and checks it, recording events at `detail`.
+/// The detail changes only what is recorded, never the run: messages, disk operations and every
+/// protocol event are the same either way.
 ///
 /// The run gets an OS thread of its own. std's `HashMap` draws its hash keys once per thread and
 /// then increments them for every map; madsim makes them a function of the seed only when its
 /// runtime is the first thing on the thread to create a map. Madsim's internals do iterate such
 /// maps, so a run on a reused thread would not be repeatable.
-pub fn run_seed(seed: u64, opts: &RunOptions) -> RunReport {
+pub fn run_seed_detailed(seed: u64, opts: &RunOptions, detail: Detail) -> RunReport {
     let opts = opts.clone();
     // This thread is outside any simulation; it only hosts one.
     let runner = std::thread::Builder::new()
@@ -502,7 +516,7 @@ pub fn run_seed(seed: u64, opts: &RunOptions) -> RunReport {
         .spawn(move || {
             let plan = workload::generate(seed, &opts);
             let fault_plan = faults::plan(seed, &opts, boot_ms(&opts.cluster()));
-            run_on_fresh_thread(seed, &opts, plan, fault_plan)
+            run_on_fresh_thread(seed, &opts, plan, fault_plan, detail)
         })
         .expect("spawn a thread for the run");
     runner
@@ -511,17 +525,19 @@ pub fn run_seed(seed: u64, opts: &RunOptions) -> RunReport {
 }
 
 /// Runs a given workload and fault plan (a scripted scenario) under `seed`, which still drives
-/// every choice the simulator makes: scheduling, latencies, placement.
+/// every choice the simulator makes: scheduling, latencies, placement. Events are recorded at
+/// `detail`.
 pub fn run_plan(
     seed: u64,
     opts: &RunOptions,
     plan: Plan,
     fault_plan: faults::FaultPlan,
+    detail: Detail,
 ) -> RunReport {
     let opts = opts.clone();
     let runner = std::thread::Builder::new()
         .name(format!("scenario-{seed}"))
-        .spawn(move || run_on_fresh_thread(seed, &opts, plan, fault_plan))
+        .spawn(move || run_on_fresh_thread(seed, &opts, plan, fault_plan, detail))
         .expect("spawn a thread for the run");
     runner
         .join()
@@ -533,6 +549,7 @@ fn run_on_fresh_thread(
     opts: &RunOptions,
     plan: Plan,
     fault_plan: faults::FaultPlan,
+    detail: Detail,
 ) -> RunReport {
     // Created before anything else on this thread touches a HashMap (see `run_seed`).
     let rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
@@ -541,7 +558,7 @@ fn run_on_fresh_thread(
     let cfg = opts.cluster();
     cfg.validate().expect("options were validated");
     let history = History::default();
-    trace::install();
+    trace::install(detail);
     let h = history.clone();
     let opts2 = opts.clone();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -568,7 +585,9 @@ fn run_on_fresh_thread(
         options: opts.clone(),
         history,
         events,
+        detail,
         violations: Vec::new(),
+        passed_checks: Vec::new(),
         final_state: None,
         liveness: None,
         panic: None,
@@ -596,11 +615,24 @@ fn run_on_fresh_thread(
                     ));
                 }
                 Some(checked) => {
-                    report.violations = checks::run_all(&check_inputs(&report, &checked.state));
+                    let results = checks::run_each(&check_inputs(&report, &checked.state));
+                    for (name, violation) in results {
+                        match violation {
+                            Some(v) => report.violations.push(v),
+                            None => report.passed_checks.push(name),
+                        }
+                    }
                     if let Err(why) = checked.converged {
                         report.liveness = Some(why);
-                    } else if let Some(v) = checks::after_heal::check(&report.history) {
-                        report.liveness = Some(format!("{}: {}", v.check, v.report.trim_end()));
+                    } else {
+                        report.passed_checks.push(checks::converged::NAME);
+                        match checks::after_heal::check(&report.history) {
+                            Some(v) => {
+                                report.liveness =
+                                    Some(format!("{}: {}", v.check, v.report.trim_end()))
+                            }
+                            None => report.passed_checks.push(checks::after_heal::NAME),
+                        }
                     }
                     report.final_state = Some(checked.state);
                 }

@@ -557,13 +557,15 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
     })
 }
 
-/// Runs a loaded scenario.
+/// Runs a loaded scenario, recording everything (messages and disk operations too): a scenario is
+/// run to be read.
 pub fn run(loaded: &Loaded) -> RunReport {
     crate::run::run_plan(
         loaded.scenario.seed,
         &loaded.options,
         loaded.plan.clone(),
         loaded.faults.clone(),
+        node::trace::Detail::Full,
     )
 }
 
@@ -671,10 +673,16 @@ pub fn check(loaded: &Loaded, report: &RunReport) -> Vec<(bool, String)> {
     out
 }
 
-/// The timeline a scenario's snapshot holds: the trace without lease extensions, which only say
-/// that time passes.
+/// The timeline a scenario's snapshot holds: protocol events, faults, operations and verdicts,
+/// without lease extensions, which only say that time passes. Messages and disk operations stay
+/// out, so a snapshot is small enough to read and changes only when the protocol's story does.
 pub fn snapshot_timeline(report: &RunReport) -> String {
-    let lines: Vec<_> = crate::trace::lines(report)
+    timeline(report, &[])
+}
+
+/// [`snapshot_timeline`] with the groups in `show` (messages, disk operations) put back.
+pub fn timeline(report: &RunReport, show: &[crate::trace::Shown]) -> String {
+    let lines: Vec<_> = crate::trace::shown(&crate::trace::lines(report), show)
         .into_iter()
         .filter(|l| l.kind != "lease_extended")
         .collect();

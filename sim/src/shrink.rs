@@ -11,6 +11,7 @@ use crate::options::RunOptions;
 use crate::run::{boot_ms, run_plan, run_seed};
 use crate::sweep::failing_check;
 use crate::workload::{self, OpSpec, Plan};
+use node::trace::Detail;
 use std::fmt::Write;
 
 /// How big a failing run is.
@@ -72,7 +73,14 @@ pub fn shrink(
     let mut runs = 0u64;
     let fails = |p: &Plan, f: &FaultPlan, runs: &mut u64| -> bool {
         *runs += 1;
-        failing_check(&run_plan(seed, opts, p.clone(), f.clone())).as_deref()
+        failing_check(&run_plan(
+            seed,
+            opts,
+            p.clone(),
+            f.clone(),
+            Detail::Protocol,
+        ))
+        .as_deref()
             == Some(check.as_str())
     };
     if !fails(&plan, &fplan, &mut runs) {

@@ -5,6 +5,10 @@
 //! schema is in `traces/README.md`), and a timeline for people, one column per node, like a
 //! space-time diagram: you can follow a chunk's lease from grant to expiry down one column and see
 //! which node a fault hit. The same seed and options give byte-identical traces.
+//!
+//! A replay records at full detail: every message and disk operation as well. Those lines are
+//! most of a trace, so the timeline shows them only when asked ([`Shown`]); the file always holds
+//! everything.
 
 use crate::checks::describe;
 use crate::history::OpResult;
@@ -78,6 +82,14 @@ pub fn lines(report: &RunReport) -> Vec<TraceLine> {
     }
     out.sort_by_key(|l| l.t_ns); // stable: equal times keep their order
     let end = report.sim_time_ns;
+    for check in &report.passed_checks {
+        out.push(TraceLine {
+            t_ns: end,
+            node: "checker".into(),
+            kind: "check_passed".into(),
+            detail: format!("check={check}"),
+        });
+    }
     for v in &report.violations {
         let first = v.report.lines().next().unwrap_or_default().to_string();
         out.push(TraceLine {
@@ -127,20 +139,87 @@ pub fn nodes(report: &RunReport) -> Vec<String> {
     n
 }
 
+/// What a trace line is about, for choosing what a timeline shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Shown {
+    /// Messages: `msg_sent`, `msg_delivered`, `reply_delivered`, `msg_dropped`.
+    Messages,
+    /// Disk operations: `disk_write`, `disk_sync`, `disk_lost`.
+    Disk,
+}
+
+impl Shown {
+    /// The optional group a line's kind belongs to; `None`: protocol events, faults, operations
+    /// and verdicts, which every timeline shows.
+    pub fn of(kind: &str) -> Option<Shown> {
+        match kind {
+            "msg_sent" | "msg_delivered" | "reply_delivered" | "msg_dropped" => {
+                Some(Shown::Messages)
+            }
+            "disk_write" | "disk_sync" | "disk_lost" => Some(Shown::Disk),
+            _ => None,
+        }
+    }
+}
+
+impl Shown {
+    /// The group's name, as `--show` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shown::Messages => "messages",
+            Shown::Disk => "disk",
+        }
+    }
+}
+
+/// The lines a timeline shows: everything but messages and disk operations, plus the groups in
+/// `show`.
+pub fn shown(lines: &[TraceLine], show: &[Shown]) -> Vec<TraceLine> {
+    lines
+        .iter()
+        .filter(|l| Shown::of(&l.kind).is_none_or(|g| show.contains(&g)))
+        .cloned()
+        .collect()
+}
+
+/// How many lines of each optional group `lines` holds, for saying what a timeline left out.
+pub fn hidden_counts(lines: &[TraceLine], show: &[Shown]) -> Vec<(Shown, usize)> {
+    [Shown::Messages, Shown::Disk]
+        .into_iter()
+        .filter(|g| !show.contains(g))
+        .map(|g| {
+            (
+                g,
+                lines
+                    .iter()
+                    .filter(|l| Shown::of(&l.kind) == Some(g))
+                    .count(),
+            )
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
 /// The marker a line gets in its node's column: faults and failures stand out.
 fn marker(kind: &str) -> char {
     match kind {
-        "fault_injected" | "write_torn" | "bit_flipped" => '!',
+        "fault_injected" | "write_torn" | "bit_flipped" | "disk_lost" => '!',
         "fault_healed" | "all_healed" => '+',
         "check_failed" | "liveness_failed" | "panic" => 'X',
+        "check_passed" => 'v',
         "op_invoked" => '>',
         "op_completed" => '<',
+        "msg_dropped" => '~',
+        "msg_sent" | "msg_delivered" | "reply_delivered" => 'm',
+        "disk_write" | "disk_sync" => 'd',
         _ => '*',
     }
 }
 
 /// The timeline: simulated time, one column per node (`*` event, `>`/`<` an operation's start and
-/// end, `!` a fault, `+` a heal, `X` a failed check), then the node and what happened.
+/// end, `!` a fault, `+` a heal, `v` a passed check, `X` a failed one; with messages and disk
+/// shown, `m` a message sent, delivered or answered, `~` one dropped, `d` a disk write or sync),
+/// then the node and what happened.
 pub fn timeline(lines: &[TraceLine], nodes: &[String]) -> String {
     let mut out = String::new();
     let short = |n: &str| -> String {
@@ -213,5 +292,42 @@ mod tests {
         assert!(rows[1].contains("1.500   | * | |  cs0"), "{t}");
         assert!(rows[2].contains("2.000   | | | !  nemesis"), "{t}");
         assert!(to_jsonl(&lines).starts_with("{\"t_ns\":1500000,\"node\":\"cs0\""));
+    }
+
+    #[test]
+    fn messages_and_disk_are_shown_only_when_asked() {
+        let line = |kind: &str| TraceLine {
+            t_ns: 0,
+            node: "cs0".into(),
+            kind: kind.into(),
+            detail: String::new(),
+        };
+        let all: Vec<TraceLine> = ["msg_sent", "msg_dropped", "disk_sync", "lease_acquired"]
+            .into_iter()
+            .chain(["check_passed", "disk_lost"])
+            .map(line)
+            .collect();
+        let kinds = |show: &[Shown]| -> Vec<String> {
+            shown(&all, show).into_iter().map(|l| l.kind).collect()
+        };
+        assert_eq!(kinds(&[]), ["lease_acquired", "check_passed"]);
+        assert_eq!(
+            kinds(&[Shown::Messages]),
+            ["msg_sent", "msg_dropped", "lease_acquired", "check_passed"]
+        );
+        assert_eq!(
+            hidden_counts(&all, &[Shown::Messages]),
+            vec![(Shown::Disk, 2)]
+        );
+        let t = timeline(
+            &shown(&all, &[Shown::Messages, Shown::Disk]),
+            &["cs0".into()],
+        );
+        let markers: String = t
+            .lines()
+            .skip(1)
+            .map(|r| r.chars().nth(15).unwrap())
+            .collect();
+        assert_eq!(markers, "m~d*v!", "{t}");
     }
 }

@@ -244,3 +244,43 @@ fn table_prints_gfs_table_1_and_fails_on_a_forbidden_state() {
         "{stdout}"
     );
 }
+
+#[test]
+fn replay_shows_messages_and_disk_only_when_asked_but_always_writes_them() {
+    let dir = std::env::temp_dir().join(format!("gfs-sim-show-test-{}", std::process::id()));
+    let d = dir.to_str().unwrap();
+    let out = sim(&["replay", "7", "--out", d]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let jsonl = std::fs::read_to_string(dir.join("seed-7.jsonl")).unwrap();
+    let in_file = |kind: &str| jsonl.matches(&format!("\"kind\":\"{kind}\"")).count();
+    assert!(in_file("msg_sent") > 0 && in_file("disk_write") > 0);
+    assert!(!stdout.contains(" msg_sent ") && !stdout.contains(" disk_write "));
+    assert!(stdout.contains(" check_passed "), "{stdout}");
+    let messages = [
+        "msg_sent",
+        "msg_delivered",
+        "reply_delivered",
+        "msg_dropped",
+    ];
+    let n: usize = messages.iter().map(|k| in_file(k)).sum();
+    assert!(
+        stdout.contains(&format!("not shown: {n} message lines, "))
+            && stdout.contains("(see them with --show messages,disk)"),
+        "{stdout}"
+    );
+    let out = sim(&["replay", "7", "--out", d, "--show", "messages"]);
+    let shown = text(&out.stdout);
+    assert!(out.status.success());
+    assert_eq!(shown.matches(" msg_sent ").count(), in_file("msg_sent"));
+    assert!(!shown.contains(" disk_write "));
+    assert!(shown.contains("(see them with --show disk)"), "{shown}");
+    // The flag changes the printing, not the run: the file is the same.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("seed-7.jsonl")).unwrap(),
+        jsonl
+    );
+    let bad = sim(&["replay", "7", "--out", d, "--show", "packets"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -16,7 +16,7 @@ fn restarted_master_recovers_namespace_and_data() {
         ..ClusterConfig::default()
     };
     let rt = Runtime::with_seed_and_config(42, madsim::Config::default());
-    trace::install();
+    trace::install(trace::Detail::Protocol);
     let c = cfg.clone();
     rt.block_on(async move {
         let handle = Handle::current();

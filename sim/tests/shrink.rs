@@ -40,6 +40,7 @@ fn a_failing_seed_shrinks_to_a_small_scenario_that_fails_the_same_check() {
         &honest,
         loaded.plan.clone(),
         loaded.faults.clone(),
+        node::trace::Detail::Protocol,
     );
     assert!(r.passed(), "{:?}", r.failure_line());
     let _ = std::fs::remove_dir_all(&dir);

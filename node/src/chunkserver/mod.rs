@@ -19,7 +19,7 @@ use crate::config::ClusterConfig;
 use crate::disk::{Disk, DiskFaults};
 use crate::msg::*;
 use crate::now_ns;
-use crate::rpc::{call, call_result};
+use crate::rpc::{call, call_result, serve, Envelope};
 use crate::trace::emit;
 use crate::types::{addr, ChunkHandle, DataId, GfsError, ServerId};
 use madsim::net::Endpoint;
@@ -147,7 +147,9 @@ pub async fn run(id: ServerId, cfg: ClusterConfig, disk: Arc<DiskFaults>) {
 macro_rules! handler {
     ($cs:expr, $req:ty, $method:ident) => {{
         let cs = $cs.clone();
-        $cs.ep.add_rpc_handler(move |req: $req| {
+        // Requests arrive in an envelope naming the message, for the trace (see `rpc`).
+        $cs.ep.add_rpc_handler(move |env: Envelope<$req>| {
+            let req = serve(&cs.name, env);
             let cs = cs.clone();
             async move { cs.$method(req).await }
         });

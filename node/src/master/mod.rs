@@ -22,7 +22,7 @@ use crate::config::ClusterConfig;
 use crate::disk::{Disk, DiskFaults};
 use crate::msg::*;
 use crate::now_ns;
-use crate::rpc::call_result;
+use crate::rpc::{call_result, serve, Envelope};
 use crate::trace::emit;
 use crate::types::{addr, ChunkHandle, GfsError, ServerId};
 use madsim::net::Endpoint;
@@ -104,7 +104,9 @@ pub async fn run(cfg: ClusterConfig, disk: Arc<DiskFaults>) {
 macro_rules! handler {
     ($master:expr, $req:ty, $method:ident) => {{
         let m = $master.clone();
-        $master.ep.add_rpc_handler(move |req: $req| {
+        // Requests arrive in an envelope naming the message, for the trace (see `rpc`).
+        $master.ep.add_rpc_handler(move |env: Envelope<$req>| {
+            let req = serve("master", env);
             let m = m.clone();
             async move { m.$method(req).await }
         });

@@ -79,22 +79,62 @@ pub(crate) fn test_inputs<'a>(
     }
 }
 
+/// The checks [`run_all`] runs, by name, in its order.
+pub const NAMES: [&str; 10] = [
+    acked_readback::NAME,
+    acked_on_replicas::NAME,
+    replicas_identical::NAME,
+    acked_creates::NAME,
+    linearizable::NAME,
+    table1::NAME,
+    reads_not_invented::NAME,
+    records_readable::NAME,
+    single_primary::NAME,
+    versions_monotonic::NAME,
+];
+
+/// Runs every check, in the order of [`NAMES`]: each name with its violation, if any.
+pub fn run_each(inputs: &Inputs) -> Vec<(&'static str, Option<Violation>)> {
+    let exps = model::expectations(inputs.history);
+    let files: Vec<&str> = inputs.state.files.keys().map(String::as_str).collect();
+    let out = vec![
+        (acked_readback::NAME, acked_readback::check(inputs, &exps)),
+        (
+            acked_on_replicas::NAME,
+            acked_on_replicas::check(inputs, &exps),
+        ),
+        (replicas_identical::NAME, replicas_identical::check(inputs)),
+        (
+            acked_creates::NAME,
+            acked_creates::check(inputs.history, &files),
+        ),
+        (linearizable::NAME, linearizable::check(inputs.history)),
+        (table1::NAME, table1::check(inputs)),
+        (
+            reads_not_invented::NAME,
+            reads_not_invented::check(inputs.history),
+        ),
+        (records_readable::NAME, records_readable::check(inputs)),
+        (single_primary::NAME, single_primary::check(inputs.events)),
+        (
+            versions_monotonic::NAME,
+            versions_monotonic::check(inputs.events),
+        ),
+    ];
+    // The trace's check_passed lines list NAMES: the two lists must not drift apart.
+    assert!(
+        out.iter().map(|(n, _)| *n).eq(NAMES),
+        "checks::NAMES is out of date"
+    );
+    out
+}
+
 /// Runs every check; returns all violations.
 pub fn run_all(inputs: &Inputs) -> Vec<Violation> {
-    let exps = model::expectations(inputs.history);
-    let mut out = Vec::new();
-    out.extend(acked_readback::check(inputs, &exps));
-    out.extend(acked_on_replicas::check(inputs, &exps));
-    out.extend(replicas_identical::check(inputs));
-    let files: Vec<&str> = inputs.state.files.keys().map(String::as_str).collect();
-    out.extend(acked_creates::check(inputs.history, &files));
-    out.extend(linearizable::check(inputs.history));
-    out.extend(table1::check(inputs));
-    out.extend(reads_not_invented::check(inputs.history));
-    out.extend(records_readable::check(inputs));
-    out.extend(single_primary::check(inputs.events));
-    out.extend(versions_monotonic::check(inputs.events));
-    out
+    run_each(inputs)
+        .into_iter()
+        .filter_map(|(_, v)| v)
+        .collect()
 }
 
 /// The value of `key=value` in an event's detail.
