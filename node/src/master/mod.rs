@@ -45,6 +45,9 @@ struct Master {
     grant_locks: Mutex<BTreeMap<ChunkHandle, Arc<tokio::sync::Mutex<()>>>>,
     /// Chunks being copied right now (bounded by `max_concurrent_clones`).
     cloning: Mutex<BTreeSet<ChunkHandle>>,
+    /// Expired leases already reported in the trace, by chunk and version (at most one per
+    /// chunk): only for `lease_expired` events, never for decisions.
+    expired_reported: Mutex<BTreeSet<(ChunkHandle, u64)>>,
 }
 
 /// Runs a master until the node is killed. Panics only if its own disk is corrupt or fails, which
@@ -93,6 +96,7 @@ pub async fn run(cfg: ClusterConfig, disk: Arc<DiskFaults>) {
         core: tokio::sync::Mutex::new(Core { state, log }),
         grant_locks: Mutex::new(BTreeMap::new()),
         cloning: Mutex::new(BTreeSet::new()),
+        expired_reported: Mutex::new(BTreeSet::new()),
     });
     master.serve();
     loop {
@@ -127,6 +131,24 @@ impl Master {
 
     /// Periodic work: declare silent servers dead, reclaim deleted files past the GC delay
     /// (GFS §4.4), and start copies of under-replicated chunks (GFS §4.3).
+    /// Emits `lease_expired` once per expired lease; forgets leases a new grant replaced.
+    fn report_expired_leases(&self, expired: Vec<(ChunkHandle, state::Lease)>) {
+        let mut reported = self.expired_reported.lock().unwrap();
+        reported.retain(|(h, v)| expired.iter().any(|(eh, l)| eh == h && l.version == *v));
+        for (h, l) in expired {
+            if reported.insert((h, l.version)) {
+                emit("master", "lease_expired", || {
+                    format!(
+                        "chunk={h} version={} primary={} expired_ms={}",
+                        l.version,
+                        l.primary,
+                        l.expires_ns / MS
+                    )
+                });
+            }
+        }
+    }
+
     async fn background(self: &Arc<Self>) {
         let now = now_ns();
         let orders = {
@@ -135,6 +157,8 @@ impl Master {
             for dead in core.state.expire_servers(now, timeout) {
                 emit("master", "server_dead", || format!("server={dead}"));
             }
+            // GFS §3.1: a lease nobody extended runs out; report each once, when next noticed.
+            self.report_expired_leases(core.state.expired_leases(now));
             let mut recs = Vec::new();
             for hidden in core.state.reclaimable(now, self.cfg.gc_delay_ms * MS) {
                 recs.extend(core.state.reclaim(&hidden));

@@ -820,6 +820,16 @@ impl MasterState {
         Some(expires)
     }
 
+    /// Leases still on record that ran out at or before `now_ns` (GFS §3.1: only then may another
+    /// replica be granted one). Nothing is removed: the next grant replaces them.
+    pub fn expired_leases(&self, now_ns: u64) -> Vec<(ChunkHandle, Lease)> {
+        self.chunks
+            .iter()
+            .filter_map(|(h, m)| Some((*h, m.lease.as_ref()?.lease)))
+            .filter(|(_, l)| l.expires_ns <= now_ns)
+            .collect()
+    }
+
     /// Whether the lease `lease` on `handle` may be handed to clients: settled, committed, and
     /// taken by enough replicas.
     pub fn lease_usable(&self, handle: ChunkHandle, lease: &Lease) -> bool {
@@ -1290,8 +1300,10 @@ mod tests {
             assert!(!g.new && recs.is_empty());
             assert_eq!(g.lease, g1.lease);
         }
+        assert!(m.expired_leases(10 * MS + LEASE - 1).is_empty());
         // After expiry a new lease comes with a new version.
         let t = 10 * MS + LEASE;
+        assert_eq!(m.expired_leases(t), vec![(h, g1.lease)]);
         let (g2, recs) = grant_all(&mut m, h, t, &mut r);
         assert!(g2.new && !g2.create);
         assert_eq!(g2.lease.version, 2);
