@@ -25,9 +25,10 @@ replay SEED *FLAGS:
 diff A B:
     cargo run --release -p sim -- diff {{A}} {{B}}
 
-# Run a scripted scenario from scenarios/ and say whether its expectations held (no NAME: list them)
-scenario NAME="":
-    cargo run --release -p sim -- scenario {{NAME}}
+# Run a scripted scenario from scenarios/ and say whether its expectations held (no NAME: list
+# them), e.g. `just scenario primary_partitioned --show messages`
+scenario NAME="" *FLAGS:
+    cargo run --release -p sim -- scenario {{NAME}} {{FLAGS}}
 
 # Sweep seeds and print GFS Table 1 as observed, e.g. `just table 0..10000`
 table SEEDS="0..10000" *FLAGS:
