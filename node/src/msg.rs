@@ -23,7 +23,8 @@ fn data_id(d: &DataId) -> String {
     format!("client{}#{}", d.client, d.seq)
 }
 
-fn servers(s: &[ServerId]) -> String {
+/// Servers as the trace names them, `cs2,cs4`.
+pub fn servers(s: &[ServerId]) -> String {
     let names: Vec<String> = s.iter().map(ServerId::to_string).collect();
     names.join(",")
 }

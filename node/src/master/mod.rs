@@ -521,9 +521,10 @@ impl Master {
             secondaries.retain(|s| !failed.contains(s));
             emit("master", "lease_granted", || {
                 format!(
-                    "chunk={handle} version={} primary={} secondaries={secondaries:?} expires_ms={}",
+                    "chunk={handle} version={} primary={} secondaries=[{}] expires_ms={}",
                     lease.version,
                     lease.primary,
+                    crate::msg::servers(&secondaries),
                     lease.expires_ns / MS
                 )
             });
