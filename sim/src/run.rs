@@ -51,6 +51,10 @@ pub struct RunReport {
     pub violations: Vec<Violation>,
     /// Checks that ran and held, by name (empty if the run never reached its checks).
     pub passed_checks: Vec<&'static str>,
+    /// GFS Table 1 as this run observed it, and how many mutations left a forbidden state
+    /// (empty if the run never reached its checks).
+    pub table1: checks::table1::Table,
+    pub table1_forbidden: u64,
     /// What the read-back phase saw (None if the run never got there).
     pub final_state: Option<FinalState>,
     /// A liveness failure: the workload did not finish, or the cluster did not converge.
@@ -588,6 +592,8 @@ fn run_on_fresh_thread(
         detail,
         violations: Vec::new(),
         passed_checks: Vec::new(),
+        table1: Default::default(),
+        table1_forbidden: 0,
         final_state: None,
         liveness: None,
         panic: None,
@@ -615,8 +621,10 @@ fn run_on_fresh_thread(
                     ));
                 }
                 Some(checked) => {
-                    let results = checks::run_each(&check_inputs(&report, &checked.state));
-                    for (name, violation) in results {
+                    let verdicts = checks::run_each(&check_inputs(&report, &checked.state));
+                    report.table1 = verdicts.table1;
+                    report.table1_forbidden = verdicts.table1_forbidden;
+                    for (name, violation) in verdicts.results {
                         match violation {
                             Some(v) => report.violations.push(v),
                             None => report.passed_checks.push(name),

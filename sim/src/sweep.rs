@@ -8,7 +8,7 @@
 
 use crate::checks::table1;
 use crate::options::RunOptions;
-use crate::run::{check_inputs, run_seed, RunReport};
+use crate::run::{run_seed, RunReport};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -110,11 +110,6 @@ struct SeedResult {
 
 impl SeedResult {
     fn of(report: &RunReport) -> Self {
-        let (table1, forbidden) = report
-            .final_state
-            .as_ref()
-            .map(|state| table1::judge(&check_inputs(report, state)))
-            .unwrap_or_default();
         SeedResult {
             failure: report.failure_line().map(|reason| Failure {
                 seed: report.seed,
@@ -125,8 +120,8 @@ impl SeedResult {
             counters: report.counters(),
             messages: report.messages,
             sim_time_ns: report.sim_time_ns,
-            table1,
-            table1_forbidden: forbidden.len() as u64,
+            table1: report.table1.clone(),
+            table1_forbidden: report.table1_forbidden,
         }
     }
 }

@@ -93,9 +93,20 @@ pub const NAMES: [&str; 10] = [
     versions_monotonic::NAME,
 ];
 
-/// Runs every check, in the order of [`NAMES`]: each name with its violation, if any.
-pub fn run_each(inputs: &Inputs) -> Vec<(&'static str, Option<Violation>)> {
+/// Every check's verdict, and Table 1 as this run observed it.
+pub struct Verdicts {
+    /// Each check of [`NAMES`], in order, with its violation if any.
+    pub results: Vec<(&'static str, Option<Violation>)>,
+    /// The `table1` judgement's counts and forbidden findings, kept for `sim table` and sweeps
+    /// so they need not judge the run again.
+    pub table1: table1::Table,
+    pub table1_forbidden: u64,
+}
+
+/// Runs every check, in the order of [`NAMES`].
+pub fn run_each(inputs: &Inputs) -> Verdicts {
     let exps = model::expectations(inputs.history);
+    let judged = table1::judge_all(inputs);
     let files: Vec<&str> = inputs.state.files.keys().map(String::as_str).collect();
     let out = vec![
         (acked_readback::NAME, acked_readback::check(inputs, &exps)),
@@ -109,7 +120,7 @@ pub fn run_each(inputs: &Inputs) -> Vec<(&'static str, Option<Violation>)> {
             acked_creates::check(inputs.history, &files),
         ),
         (linearizable::NAME, linearizable::check(inputs.history)),
-        (table1::NAME, table1::check(inputs)),
+        (table1::NAME, table1::violation(&judged.forbidden)),
         (
             reads_not_invented::NAME,
             reads_not_invented::check(inputs.history),
@@ -126,12 +137,17 @@ pub fn run_each(inputs: &Inputs) -> Vec<(&'static str, Option<Violation>)> {
         out.iter().map(|(n, _)| *n).eq(NAMES),
         "checks::NAMES is out of date"
     );
-    out
+    Verdicts {
+        results: out,
+        table1_forbidden: judged.forbidden.len() as u64,
+        table1: judged.table,
+    }
 }
 
 /// Runs every check; returns all violations.
 pub fn run_all(inputs: &Inputs) -> Vec<Violation> {
     run_each(inputs)
+        .results
         .into_iter()
         .filter_map(|(_, v)| v)
         .collect()

@@ -550,7 +550,11 @@ fn region_state(
 }
 
 pub fn check(inputs: &Inputs) -> Option<Violation> {
-    let (_, forbidden) = judge(inputs);
+    violation(&judge(inputs).1)
+}
+
+/// The check's verdict on what [`judge_all`] found forbidden.
+pub fn violation(forbidden: &[String]) -> Option<Violation> {
     (!forbidden.is_empty()).then(|| {
         let mut report = format!(
             "{} mutations left a state GFS Table 1 forbids:\n",
