@@ -514,18 +514,11 @@ pub fn run_seed(seed: u64, opts: &RunOptions) -> RunReport {
 /// maps, so a run on a reused thread would not be repeatable.
 pub fn run_seed_detailed(seed: u64, opts: &RunOptions, detail: Detail) -> RunReport {
     let opts = opts.clone();
-    // This thread is outside any simulation; it only hosts one.
-    let runner = std::thread::Builder::new()
-        .name(format!("seed-{seed}"))
-        .spawn(move || {
-            let plan = workload::generate(seed, &opts);
-            let fault_plan = faults::plan(seed, &opts, boot_ms(&opts.cluster()));
-            run_on_fresh_thread(seed, &opts, plan, fault_plan, detail)
-        })
-        .expect("spawn a thread for the run");
-    runner
-        .join()
-        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    on_own_thread(format!("seed-{seed}"), move || {
+        let plan = workload::generate(seed, &opts);
+        let fault_plan = faults::plan(seed, &opts, boot_ms(&opts.cluster()));
+        run_on_fresh_thread(seed, &opts, plan, fault_plan, detail)
+    })
 }
 
 /// Runs a given workload and fault plan (a scripted scenario) under `seed`, which still drives
@@ -539,11 +532,18 @@ pub fn run_plan(
     detail: Detail,
 ) -> RunReport {
     let opts = opts.clone();
-    let runner = std::thread::Builder::new()
-        .name(format!("scenario-{seed}"))
-        .spawn(move || run_on_fresh_thread(seed, &opts, plan, fault_plan, detail))
-        .expect("spawn a thread for the run");
-    runner
+    on_own_thread(format!("scenario-{seed}"), move || {
+        run_on_fresh_thread(seed, &opts, plan, fault_plan, detail)
+    })
+}
+
+/// Runs `f` on a new OS thread named `name` and waits for it (see [`run_seed_detailed`] for why a
+/// run needs a thread of its own). The thread is outside any simulation; it only hosts one.
+fn on_own_thread(name: String, f: impl FnOnce() -> RunReport + Send + 'static) -> RunReport {
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(f)
+        .expect("spawn a thread for the run")
         .join()
         .unwrap_or_else(|p| std::panic::resume_unwind(p))
 }

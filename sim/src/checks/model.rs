@@ -64,7 +64,7 @@ fn placed(rec: &OpRecord) -> Option<Placed<'_>> {
 }
 
 /// Creates and deletes that may have changed the namespace (a refused one changed nothing).
-fn changes_namespace(rec: &OpRecord) -> bool {
+pub fn changes_namespace(rec: &OpRecord) -> bool {
     matches!(rec.op, OpSpec::Create { .. } | OpSpec::Delete { .. })
         && !matches!(&rec.outcome, Some(OpResult::Err { kind, .. }) if kind == "already_exists" || kind == "not_found")
 }

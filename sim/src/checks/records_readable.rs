@@ -12,6 +12,7 @@
 //! was either. Appends of raw bytes (chunks too small for the format, scripted scenarios) are not
 //! records and are not judged.
 
+use super::model::changes_namespace;
 use super::{context, describe, Inputs, Violation};
 use crate::history::{OpRecord, OpResult};
 use crate::records::{self, Scan};
@@ -20,12 +21,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 pub const NAME: &str = "records_readable";
-
-/// Creates and deletes that may have changed the namespace (a refused one changed nothing).
-fn changes_namespace(rec: &OpRecord) -> bool {
-    matches!(rec.op, OpSpec::Create { .. } | OpSpec::Delete { .. })
-        && !matches!(&rec.outcome, Some(OpResult::Err { kind, .. }) if kind == "already_exists" || kind == "not_found")
-}
 
 /// Whether the acknowledged append `rec` at `offset` must still be readable: nothing that began
 /// after it (or was still running when it began) deleted its file or wrote over its bytes.

@@ -232,9 +232,7 @@ pub fn judge_all(inputs: &Inputs) -> Judged {
     // file it wrote to must be the one read at the end.
     let namespace_later = |rec: &OpRecord, path: &str| {
         inputs.history.iter().any(|o| {
-            matches!(&o.op, OpSpec::Create { path: p } | OpSpec::Delete { path: p } if p == path)
-                && o.outcome.as_ref().is_none_or(|r| !matches!(r, OpResult::Err { kind, .. } if kind == "already_exists" || kind == "not_found"))
-                && !o.precedes(rec)
+            super::model::changes_namespace(o) && o.op.path() == Some(path) && !o.precedes(rec)
         })
     };
     // Whether a write that may have come after `rec` began covers part of `path[lo..hi]`.
