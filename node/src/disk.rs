@@ -28,6 +28,7 @@
 //! sync threw away a `disk_lost`. To name what a crash loses, [`DiskFaults`] keeps a summary of
 //! the page cache per file, at full detail only, since the cache itself dies with the node.
 
+use crate::trace::{DiskWrite, Event, LossCause, NodeName};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -88,11 +89,14 @@ impl DiskFaults {
 
     /// The node of this disk crashed: its page cache is gone. Records a `disk_lost` per file that
     /// had unsynced writes (full detail only). The harness calls it at the instant of the crash.
-    pub fn crashed(&self, node: &str) {
+    pub fn crashed(&self, node: NodeName) {
         let lost = std::mem::take(&mut *self.unsynced_by_file.lock().unwrap());
         for (file, (writes, bytes)) in lost {
-            crate::trace::emit_full(node, "disk_lost", || {
-                format!("file={file} writes={writes} bytes={bytes} why=crash")
+            crate::trace::emit_full(node, || Event::DiskLost {
+                file,
+                writes,
+                bytes,
+                why: LossCause::Crash,
             });
         }
     }
@@ -151,7 +155,7 @@ struct Inner {
     /// first open after a restart copies the durable content back in).
     open: BTreeMap<u64, madsim::fs::File>,
     faults: Arc<DiskFaults>,
-    node: String,
+    node: NodeName,
 }
 
 /// A node's disk. Cheap to clone; clones share the same page cache.
@@ -339,8 +343,10 @@ impl Inner {
             )
             .await?;
             faults.flips_applied.fetch_add(1, Ordering::Relaxed);
-            crate::trace::emit(&self.node, "bit_flipped", || {
-                format!("file={name} offset={at} bit={bit}")
+            crate::trace::emit(self.node, || Event::BitFlipped {
+                file: name,
+                offset: at,
+                bit,
             });
         }
         Ok(())
@@ -360,7 +366,7 @@ impl Inner {
 impl Disk {
     /// Opens the disk rooted at `root` on the current node, finding whatever a previous incarnation
     /// of the node synced there.
-    pub async fn open(root: &str, node: &str, faults: Arc<DiskFaults>) -> io::Result<Disk> {
+    pub async fn open(root: &str, node: NodeName, faults: Arc<DiskFaults>) -> io::Result<Disk> {
         // A new incarnation of the node: whatever was in the old page cache is gone.
         faults.unsynced_writes.store(0, Ordering::Relaxed);
         faults.unsynced_by_file.lock().unwrap().clear();
@@ -371,7 +377,7 @@ impl Disk {
             pending: BTreeMap::new(),
             open: BTreeMap::new(),
             faults,
-            node: node.to_string(),
+            node,
         };
         match madsim::fs::read(inner.dir_path()).await {
             Ok(bytes) => {
@@ -432,8 +438,12 @@ impl Disk {
         inner.ensure_exists(name).await?;
         inner.faults.unsynced_writes.fetch_add(1, Ordering::Relaxed);
         inner.faults.cached(name, data.len() as u64);
-        crate::trace::emit_full(&inner.node, "disk_write", || {
-            format!("file={name} offset={offset} len={}", data.len())
+        crate::trace::emit_full(inner.node, || Event::DiskWritten {
+            file: name.to_string(),
+            write: DiskWrite::Bytes {
+                offset,
+                len: data.len() as u64,
+            },
         });
         inner
             .pending
@@ -452,8 +462,9 @@ impl Disk {
         inner.ensure_exists(name).await?;
         inner.faults.unsynced_writes.fetch_add(1, Ordering::Relaxed);
         inner.faults.cached(name, 0);
-        crate::trace::emit_full(&inner.node, "disk_write", || {
-            format!("file={name} set_len={len}")
+        crate::trace::emit_full(inner.node, || Event::DiskWritten {
+            file: name.to_string(),
+            write: DiskWrite::SetLen { len },
         });
         inner
             .pending
@@ -496,12 +507,11 @@ impl Disk {
             faults
                 .unsynced_writes
                 .fetch_sub(ops.len() as u64, Ordering::Relaxed);
-            crate::trace::emit_full(&inner.node, "disk_lost", || {
-                format!(
-                    "file={name} writes={} bytes={} why=sync_lied",
-                    ops.len(),
-                    bytes_of(&ops)
-                )
+            crate::trace::emit_full(inner.node, || Event::DiskLost {
+                file: name.to_string(),
+                writes: ops.len() as u64,
+                bytes: bytes_of(&ops),
+                why: LossCause::SyncLied,
             });
             return Ok(()); // the writes are simply dropped
         }
@@ -510,12 +520,11 @@ impl Disk {
         faults
             .unsynced_writes
             .fetch_sub(ops.len() as u64, Ordering::Relaxed);
-        crate::trace::emit_full(&inner.node, "disk_sync", || {
-            format!(
-                "file={name} writes={} bytes={} took_us={latency_us}",
-                ops.len(),
-                bytes_of(&ops)
-            )
+        crate::trace::emit_full(inner.node, || Event::DiskSynced {
+            file: name.to_string(),
+            writes: ops.len() as u64,
+            bytes: bytes_of(&ops),
+            took_us: latency_us,
         });
         Ok(())
     }
@@ -602,7 +611,9 @@ mod tests {
         rt.block_on(async move {
             let faults = f1;
             node.spawn(async move {
-                let disk = Disk::open("/d", "n", faults.clone()).await.unwrap();
+                let disk = Disk::open("/d", NodeName::Master, faults.clone())
+                    .await
+                    .unwrap();
                 disk.write("a/x", 0, b"hello").await.unwrap();
                 disk.sync("a/x").await.unwrap();
                 disk.write("a/x", 5, b" world").await.unwrap();
@@ -625,7 +636,7 @@ mod tests {
             h.restart(id);
             let node = h.get_node(id).unwrap();
             node.spawn(async move {
-                let disk = Disk::open("/d", "n", f2).await.unwrap();
+                let disk = Disk::open("/d", NodeName::Master, f2).await.unwrap();
                 // The synced prefix survives; the unsynced suffix and contents are lost, the names
                 // (durable at creation) remain.
                 assert_eq!(disk.read_all("a/x").await.unwrap(), b"hello");
@@ -644,7 +655,7 @@ mod tests {
             h.get_node(id)
                 .unwrap()
                 .spawn(async move {
-                    let disk = Disk::open("/d", "n", f3).await.unwrap();
+                    let disk = Disk::open("/d", NodeName::Master, f3).await.unwrap();
                     assert_eq!(disk.read_all("b").await.unwrap(), b"hello\0\0!");
                     assert!(disk.read_all("a/x").await.is_err());
                 })

@@ -18,11 +18,6 @@ pub trait Traced {
     fn fields(&self) -> String;
 }
 
-/// `clientN#seq`, the way mutation events name pushed data.
-fn data_id(d: &DataId) -> String {
-    format!("client{}#{}", d.client, d.seq)
-}
-
 /// Servers as the trace names them, `cs2,cs4`.
 pub fn servers(s: &[ServerId]) -> String {
     let names: Vec<String> = s.iter().map(ServerId::to_string).collect();
@@ -335,7 +330,7 @@ traced! {
     RevokeLease => "revoke_lease", |m| format!("chunk={}", m.handle);
     PushData => "push_data", |m| format!(
         "data={} len={} forward=[{}]",
-        data_id(&m.id),
+        m.id,
         m.data.len(),
         servers(&m.forward)
     );
@@ -344,22 +339,22 @@ traced! {
         m.handle,
         m.version,
         m.offset,
-        data_id(&m.data),
+        m.data,
         servers(&m.secondaries)
     );
     AppendChunk => "append_chunk", |m| format!(
         "chunk={} version={} data={} secondaries=[{}]",
         m.handle,
         m.version,
-        data_id(&m.data),
+        m.data,
         servers(&m.secondaries)
     );
     ApplyMutation => "apply_mutation", |m| {
         let what = match &m.mutation {
-            Mutation::Write { offset, data } => format!("write offset={offset} data={}", data_id(data)),
+            Mutation::Write { offset, data } => format!("write offset={offset} data={}", data),
             Mutation::Pad { from } => format!("pad from={from}"),
             Mutation::WriteCut { offset, data, keep } => {
-                format!("write_cut offset={offset} data={} keep={keep}", data_id(data))
+                format!("write_cut offset={offset} data={} keep={keep}", data)
             }
         };
         format!("chunk={} version={} serial={} mutation={what}", m.handle, m.version, m.serial)

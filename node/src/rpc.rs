@@ -11,8 +11,8 @@
 //! network's behaviour nor its draws of randomness.
 
 use crate::msg::Traced;
-use crate::trace;
-use crate::types::GfsError;
+use crate::trace::{self, Event, Lost, MsgId};
+use crate::types::{GfsError, NodeName};
 use madsim::net::{rpc::Request, Endpoint};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -32,24 +32,15 @@ impl<R: Request> Request for Envelope<R> {
     const ID: u64 = R::ID;
 }
 
-impl<R> Envelope<R> {
-    /// The message's id in the trace: `client0#17`.
-    fn id(&self) -> String {
-        format!("{}#{}", trace::node_name(self.from), self.seq)
-    }
-}
-
 /// Unwraps a request at the handler of node `me`, recording its delivery in a full trace.
-pub fn serve<R: Traced>(me: &str, env: Envelope<R>) -> R {
+pub fn serve<R: Traced>(me: NodeName, env: Envelope<R>) -> R {
     if env.seq != 0 && trace::full() {
         trace::mark_delivered(env.from, env.seq);
-        trace::emit_full(me, "msg_delivered", || {
-            format!(
-                "msg={} from={} kind={}",
-                env.id(),
-                trace::node_name(env.from),
-                R::KIND
-            )
+        let from = trace::node_name(env.from);
+        trace::emit_full(me, || Event::MsgDelivered {
+            msg: MsgId { from, seq: env.seq },
+            from,
+            kind: R::KIND,
         });
     }
     env.body
@@ -75,14 +66,11 @@ pub async fn call<R: Request + Traced>(
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
         let seq = trace::next_message(from);
         let me = trace::node_name(from);
-        trace::emit_full(&me, "msg_sent", || {
-            let fields = req.fields();
-            format!(
-                "msg={me}#{seq} to={} kind={}{}{fields}",
-                trace::node_name(dst.ip()),
-                R::KIND,
-                if fields.is_empty() { "" } else { " " },
-            )
+        trace::emit_full(me, || Event::MsgSent {
+            msg: MsgId { from: me, seq },
+            to: trace::node_name(dst.ip()),
+            kind: R::KIND,
+            fields: req.fields(),
         });
         Sent {
             from,
@@ -103,26 +91,28 @@ pub async fn call<R: Request + Traced>(
     if let Some(s) = sent {
         let arrived = trace::settle(s.from, s.seq);
         let me = trace::node_name(s.from);
-        let to = trace::node_name(dst.ip());
-        let id = format!("{me}#{}", s.seq);
+        let other = trace::node_name(dst.ip());
+        let msg = MsgId {
+            from: me,
+            seq: s.seq,
+        };
         let took_us = (crate::now_ns() - s.at_ns) / 1_000;
         match &result {
-            Ok(_) => trace::emit_full(&me, "reply_delivered", || {
-                format!("msg={id} from={to} kind={} rtt_us={took_us}", R::KIND)
+            Ok(_) => trace::emit_full(me, || Event::ReplyDelivered {
+                msg,
+                from: other,
+                kind: R::KIND,
+                rtt_us: took_us,
             }),
-            Err(e) => trace::emit_full(&me, "msg_dropped", || {
-                // `reply`: the handler got the request, but no answer came back in time (it may
-                // have been slow rather than lost). `request`: the handler never got it so far.
-                let lost = if arrived { "reply" } else { "request" };
-                let why = if e.kind() == std::io::ErrorKind::TimedOut {
-                    "timeout".to_string()
-                } else {
-                    format!("{:?}", e.kind()).to_lowercase()
-                };
-                format!(
-                    "msg={id} to={to} kind={} lost={lost} why={why} after_us={took_us}",
-                    R::KIND
-                )
+            Err(e) => trace::emit_full(me, || Event::MsgDropped {
+                msg,
+                to: other,
+                kind: R::KIND,
+                // `Reply`: the handler got the request, but no answer came back in time (it may
+                // have been slow rather than lost). `Request`: the handler never got it so far.
+                lost: if arrived { Lost::Reply } else { Lost::Request },
+                why: e.kind(),
+                after_us: took_us,
             }),
         }
     }

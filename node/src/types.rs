@@ -39,6 +39,39 @@ pub struct DataId {
     pub seq: u64,
 }
 
+impl fmt::Display for DataId {
+    /// `client3#17`: the pushing client and its number there.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "client{}#{}", self.client, self.seq)
+    }
+}
+
+/// A node as traces name it: the master, a chunkserver, a client, or one of the harness's own
+/// nodes (the checker that reads everything back, the nemesis that injects faults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NodeName {
+    Master,
+    Cs(ServerId),
+    Client(u32),
+    Checker,
+    Nemesis,
+    /// An address that names none of the above.
+    Addr(std::net::IpAddr),
+}
+
+impl fmt::Display for NodeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeName::Master => f.write_str("master"),
+            NodeName::Cs(s) => write!(f, "{s}"),
+            NodeName::Client(i) => write!(f, "client{i}"),
+            NodeName::Checker => f.write_str("checker"),
+            NodeName::Nemesis => f.write_str("nemesis"),
+            NodeName::Addr(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
 /// Where each node listens. The simulated network is flat; addresses only name nodes.
 pub mod addr {
     use super::*;
@@ -65,18 +98,18 @@ pub mod addr {
     }
 
     /// The node an address belongs to, inverting the functions above (`master`, `cs2`,
-    /// `client7`); any other address is spelled as it is.
-    pub fn node_name(ip: IpAddr) -> String {
+    /// `client7`); any other address is named by itself.
+    pub fn node_name(ip: IpAddr) -> NodeName {
         match ip {
             IpAddr::V4(v4) => match v4.octets() {
-                [10, 0, 0, 1] => "master".to_string(),
-                [10, 0, 1, n] if n > 0 => format!("cs{}", n - 1),
+                [10, 0, 0, 1] => NodeName::Master,
+                [10, 0, 1, n] if n > 0 => NodeName::Cs(ServerId(n as u32 - 1)),
                 [10, 0, hi @ (2 | 3), lo] if lo > 0 => {
-                    format!("client{}", (hi as u32 - 2) * 250 + lo as u32 - 1)
+                    NodeName::Client((hi as u32 - 2) * 250 + lo as u32 - 1)
                 }
-                _ => ip.to_string(),
+                _ => NodeName::Addr(ip),
             },
-            IpAddr::V6(_) => ip.to_string(),
+            IpAddr::V6(_) => NodeName::Addr(ip),
         }
     }
 }
@@ -244,11 +277,12 @@ mod tests {
 
     #[test]
     fn node_names_invert_addresses() {
-        assert_eq!(addr::node_name(addr::master_ip()), "master");
-        assert_eq!(addr::node_name(addr::chunkserver_ip(ServerId(4))), "cs4");
+        let name = |ip| addr::node_name(ip).to_string();
+        assert_eq!(name(addr::master_ip()), "master");
+        assert_eq!(name(addr::chunkserver_ip(ServerId(4))), "cs4");
         for i in [0, 7, 249, 250, 499] {
-            assert_eq!(addr::node_name(addr::client_ip(i)), format!("client{i}"));
+            assert_eq!(name(addr::client_ip(i)), format!("client{i}"));
         }
-        assert_eq!(addr::node_name("10.9.9.9".parse().unwrap()), "10.9.9.9");
+        assert_eq!(name("10.9.9.9".parse().unwrap()), "10.9.9.9");
     }
 }

@@ -18,104 +18,32 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
-/// Every kind of fault the nemesis can inject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FaultKind {
-    /// Crash a chunkserver and restart it later; its unsynced writes are lost.
-    Crash,
-    /// Crash the master and restart it later; it recovers from checkpoint and log.
-    MasterCrash,
-    /// Freeze a chunkserver for longer than a lease: it may believe it is primary when it wakes.
-    Pause,
-    /// Cut one node off from every other.
-    Isolate,
-    /// Split the nodes into two groups that cannot reach each other.
-    Partition,
-    /// Drop every message in one direction of one link.
-    OneWay,
-    /// Raise message latency and jitter everywhere.
-    Delay,
-    /// Lose a fraction of all messages.
-    Loss,
-    /// Crash the faulty-disk chunkserver while a write may be half on disk.
-    TornWrite,
-    /// Flip a bit in a stored block on the faulty-disk chunkserver.
-    BitFlip,
-}
+/// Every kind of fault the nemesis can inject. The enum lives in `node::trace` beside the events
+/// that name it; the rates at which each strikes are the harness's business, here.
+pub use node::trace::FaultKind;
 
-pub const ALL_KINDS: [FaultKind; 10] = [
-    FaultKind::Crash,
-    FaultKind::MasterCrash,
-    FaultKind::Pause,
-    FaultKind::Isolate,
-    FaultKind::Partition,
-    FaultKind::OneWay,
-    FaultKind::Delay,
-    FaultKind::Loss,
-    FaultKind::TornWrite,
-    FaultKind::BitFlip,
-];
+/// Every fault kind, in a fixed order.
+pub const ALL_KINDS: [FaultKind; 10] = FaultKind::ALL;
 
-impl FaultKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            FaultKind::Crash => "crash",
-            FaultKind::MasterCrash => "master_crash",
-            FaultKind::Pause => "pause",
-            FaultKind::Isolate => "isolate",
-            FaultKind::Partition => "partition",
-            FaultKind::OneWay => "one_way",
-            FaultKind::Delay => "delay",
-            FaultKind::Loss => "loss",
-            FaultKind::TornWrite => "torn_write",
-            FaultKind::BitFlip => "bit_flip",
-        }
-    }
-
-    /// Default strikes per simulated second of the safety phase, in thousandths.
-    pub fn base_rate_milli(self) -> u32 {
-        match self {
-            FaultKind::Crash => 400,
-            FaultKind::MasterCrash => 150,
-            FaultKind::Pause => 200,
-            FaultKind::Isolate => 300,
-            FaultKind::Partition => 200,
-            FaultKind::OneWay => 300,
-            FaultKind::Delay => 300,
-            FaultKind::Loss => 300,
-            FaultKind::TornWrite => 300,
-            FaultKind::BitFlip => 600,
-        }
-    }
-
-    /// Kinds that need a faulty disk, hence at least two replicas to stay recoverable.
-    pub fn needs_faulty_disk(self) -> bool {
-        matches!(self, FaultKind::TornWrite | FaultKind::BitFlip)
+/// A kind's default strikes per simulated second of the safety phase, in thousandths.
+pub fn base_rate_milli(kind: FaultKind) -> u32 {
+    match kind {
+        FaultKind::Crash => 400,
+        FaultKind::MasterCrash => 150,
+        FaultKind::Pause => 200,
+        FaultKind::Isolate => 300,
+        FaultKind::Partition => 200,
+        FaultKind::OneWay => 300,
+        FaultKind::Delay => 300,
+        FaultKind::Loss => 300,
+        FaultKind::TornWrite => 300,
+        FaultKind::BitFlip => 600,
     }
 }
 
-impl fmt::Display for FaultKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for FaultKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim().replace('-', "_");
-        ALL_KINDS
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = ALL_KINDS.iter().map(|k| k.name()).collect();
-                format!(
-                    "unknown fault kind {s:?}; known kinds: {}",
-                    names.join(", ")
-                )
-            })
-    }
+/// Kinds that need a faulty disk, hence at least two replicas to stay recoverable.
+pub fn needs_faulty_disk(kind: FaultKind) -> bool {
+    matches!(kind, FaultKind::TornWrite | FaultKind::BitFlip)
 }
 
 /// Which faults a run may inject: `--faults swarm|all|none|KIND,KIND,...`.
@@ -202,6 +130,20 @@ pub enum Target {
     PrimaryOf(u32),
 }
 
+impl Target {
+    /// The node as traces name it. Only for resolved targets: a chunk's primary is resolved to a
+    /// chunkserver when the fault strikes.
+    pub fn node_name(self) -> node::trace::NodeName {
+        use node::trace::NodeName;
+        match self {
+            Target::Master => NodeName::Master,
+            Target::Chunkserver(i) => NodeName::Cs(node::ServerId(i)),
+            Target::Client(i) => NodeName::Client(i),
+            Target::PrimaryOf(_) => unreachable!("a chunk's primary is resolved before use"),
+        }
+    }
+}
+
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -285,7 +227,7 @@ pub fn plan(seed: u64, opts: &RunOptions, start_ms: u64) -> FaultPlan {
     match &opts.faults {
         FaultSpec::Kinds(kinds) => {
             for &k in kinds {
-                rates.insert(k, fixed.get(&k).copied().unwrap_or(k.base_rate_milli()));
+                rates.insert(k, fixed.get(&k).copied().unwrap_or(base_rate_milli(k)));
             }
         }
         FaultSpec::Swarm => {
@@ -297,7 +239,7 @@ pub fn plan(seed: u64, opts: &RunOptions, start_ms: u64) -> FaultPlan {
                         let rate = fixed
                             .get(&k)
                             .copied()
-                            .unwrap_or(k.base_rate_milli() * scale / 1000);
+                            .unwrap_or(base_rate_milli(k) * scale / 1000);
                         rates.insert(k, rate);
                     }
                 }
@@ -306,12 +248,12 @@ pub fn plan(seed: u64, opts: &RunOptions, start_ms: u64) -> FaultPlan {
     }
     // Torn writes and bit flips need a second replica to repair from.
     if opts.replication < 2 {
-        rates.retain(|k, _| !k.needs_faulty_disk());
+        rates.retain(|k, _| !needs_faulty_disk(*k));
     }
     rates.retain(|_, r| *r > 0);
     let faulty_disk = rates
         .keys()
-        .any(|k| k.needs_faulty_disk())
+        .any(|k| needs_faulty_disk(*k))
         .then(|| rng.gen_range(0..opts.chunkservers));
     let lease = opts.lease_ms;
     let mut nodes: Vec<Target> = vec![Target::Master];
@@ -454,7 +396,7 @@ mod tests {
                 if let What::Pause { .. } = f.what {
                     assert!(f.lasts_ms > opts.lease_ms, "a pause outlasts a lease");
                 }
-                if f.kind.needs_faulty_disk() {
+                if needs_faulty_disk(f.kind) {
                     let node = match f.what {
                         What::Crash { node } | What::BitFlip { node } => node,
                         _ => unreachable!(),
@@ -482,7 +424,7 @@ mod tests {
         assert!(plan(1, &single, 0)
             .rates
             .keys()
-            .all(|k| !k.needs_faulty_disk()));
+            .all(|k| !needs_faulty_disk(*k)));
         let none = RunOptions {
             faults: "none".parse().unwrap(),
             ..opts

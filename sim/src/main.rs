@@ -380,9 +380,9 @@ fn run_one(seed: u64, opts: &RunOptions, show_history: bool, show_events: bool) 
             println!(
                 "{:>12.3} ms  {:<8} {:<20} {}",
                 e.time_ns as f64 / 1e6,
-                e.node,
-                e.kind,
-                e.detail
+                e.node.to_string(),
+                e.event.kind(),
+                e.event
             );
         }
     }

@@ -14,7 +14,7 @@ use madsim::net::NetSim;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
 use node::disk::DiskFaults;
-use node::trace::emit;
+use node::trace::{Event, FaultOn, NodeName};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -104,26 +104,27 @@ struct Nemesis {
 
 /// The chunkserver that most recently took the lease of chunk `index` of `path`, from the trace.
 fn current_primary(path: &str, index: u64) -> Option<Target> {
-    node::trace::with_events(|events| {
-        let field = crate::checks::field;
-        let handle = events.iter().rev().find_map(|e| {
-            (e.kind == "chunk_allocated"
-                && field(&e.detail, "path") == Some(path)
-                && field(&e.detail, "index") == Some(&index.to_string()))
-            .then(|| field(&e.detail, "chunk").map(str::to_string))
-            .flatten()
+    node::trace::with_events(|entries| {
+        let handle = entries.iter().rev().find_map(|e| match &e.event {
+            Event::ChunkAllocated {
+                path: p,
+                index: i,
+                chunk,
+            } if p == path && *i == index => Some(*chunk),
+            _ => None,
         })?;
-        events.iter().rev().find_map(|e| {
-            let holds = e.kind == "lease_acquired" && field(&e.detail, "chunk") == Some(&handle);
-            let cs = e.node.strip_prefix("cs")?.parse().ok()?;
-            holds.then_some(Target::Chunkserver(cs))
+        entries.iter().rev().find_map(|e| match (&e.event, e.node) {
+            (Event::LeaseAcquired { chunk, .. }, NodeName::Cs(s)) if *chunk == handle => {
+                Some(Target::Chunkserver(s.0))
+            }
+            _ => None,
         })
     })
     .flatten()
 }
 
-fn event(kind: &'static str, detail: String) {
-    emit("nemesis", kind, || detail);
+fn event(event: Event) {
+    node::trace::emit(NodeName::Nemesis, || event);
 }
 
 impl Nemesis {
@@ -191,7 +192,12 @@ impl Nemesis {
     fn inject(&self, i: usize, f: &Fault) -> bool {
         let w = &self.world;
         let mut b = self.broken.lock().unwrap();
-        let detail = format!("kind={} {}", f.kind, describe(&f.what));
+        let on = fault_on(&f.what);
+        let injected = || Event::FaultInjected {
+            fault: f.kind,
+            on: on.clone(),
+            unsynced_writes_lost: None,
+        };
         match &f.what {
             What::Crash { node } => {
                 let id = w.node(*node);
@@ -205,15 +211,18 @@ impl Nemesis {
                     .map_or((0, false), |d| (d.unsynced_writes(), d.tear_in_flight()));
                 w.handle.kill(id);
                 b.down.insert(id, 1);
-                event(
-                    "fault_injected",
-                    format!("{detail} unsynced_writes_lost={lost}"),
-                );
+                event(Event::FaultInjected {
+                    fault: f.kind,
+                    on: on.clone(),
+                    unsynced_writes_lost: Some(lost),
+                });
                 if torn {
-                    event("write_torn", format!("node={node}"));
+                    event(Event::WriteTorn {
+                        node: node.node_name(),
+                    });
                 }
                 if let Some(d) = w.disk(*node) {
-                    d.crashed(&node.to_string());
+                    d.crashed(node.node_name());
                 }
             }
             What::Pause { node } => {
@@ -223,7 +232,7 @@ impl Nemesis {
                 }
                 w.handle.pause(id);
                 b.paused.insert(id, 1);
-                event("fault_injected", detail);
+                event(injected());
             }
             What::Isolate { node } => {
                 let id = w.node(*node);
@@ -232,33 +241,33 @@ impl Nemesis {
                 if *n == 1 {
                     self.net().clog_node(id);
                 }
-                event("fault_injected", detail);
+                event(injected());
             }
             What::Partition { side } => {
                 for (a, z) in w.cut_links(side) {
                     self.clog(&mut b, a, z);
                 }
-                event("fault_injected", detail);
+                event(injected());
             }
             What::OneWay { from, to } => {
                 self.clog(&mut b, w.node(*from), w.node(*to));
-                event("fault_injected", detail);
+                event(injected());
             }
             What::Delay { max_latency_ms } => {
                 b.delays.insert(i, *max_latency_ms);
                 self.apply_net_config(&b);
-                event("fault_injected", detail);
+                event(injected());
             }
             What::Loss { percent } => {
                 b.losses.insert(i, *percent);
                 self.apply_net_config(&b);
-                event("fault_injected", detail);
+                event(injected());
             }
             What::BitFlip { node } => {
                 if let Some(d) = w.disk(*node) {
                     d.request_bit_flip();
                 }
-                event("fault_injected", detail);
+                event(injected());
             }
         }
         true
@@ -267,20 +276,23 @@ impl Nemesis {
     fn heal(&self, i: usize, f: &Fault) {
         let w = &self.world;
         let mut b = self.broken.lock().unwrap();
-        let detail = format!("kind={} {}", f.kind, describe(&f.what));
+        let healed = || Event::FaultHealed {
+            fault: f.kind,
+            on: fault_on(&f.what),
+        };
         match &f.what {
             What::Crash { node } => {
                 let id = w.node(*node);
                 if b.down.remove(&id).is_some() {
                     w.handle.restart(id);
-                    event("fault_healed", detail);
+                    event(healed());
                 }
             }
             What::Pause { node } => {
                 let id = w.node(*node);
                 if b.paused.remove(&id).is_some() {
                     w.handle.resume(id);
-                    event("fault_healed", detail);
+                    event(healed());
                 }
             }
             What::Isolate { node } => {
@@ -291,28 +303,28 @@ impl Nemesis {
                         b.isolated.remove(&id);
                         self.net().unclog_node(id);
                     }
-                    event("fault_healed", detail);
+                    event(healed());
                 }
             }
             What::Partition { side } => {
                 for (a, z) in w.cut_links(side) {
                     self.unclog(&mut b, a, z);
                 }
-                event("fault_healed", detail);
+                event(healed());
             }
             What::OneWay { from, to } => {
                 self.unclog(&mut b, w.node(*from), w.node(*to));
-                event("fault_healed", detail);
+                event(healed());
             }
             What::Delay { .. } => {
                 b.delays.remove(&i);
                 self.apply_net_config(&b);
-                event("fault_healed", detail);
+                event(healed());
             }
             What::Loss { .. } => {
                 b.losses.remove(&i);
                 self.apply_net_config(&b);
-                event("fault_healed", detail);
+                event(healed());
             }
             What::BitFlip { .. } => {}
         }
@@ -337,25 +349,26 @@ impl Nemesis {
         b.delays.clear();
         b.losses.clear();
         self.apply_net_config(&b);
-        event("all_healed", String::new());
+        event(Event::AllHealed {});
     }
 }
 
-fn describe(w: &What) -> String {
+/// What a (resolved) fault hits, as its trace events name it.
+fn fault_on(w: &What) -> FaultOn {
     match w {
         What::Crash { node }
         | What::Pause { node }
         | What::Isolate { node }
-        | What::BitFlip { node } => {
-            format!("node={node}")
-        }
-        What::Partition { side } => {
-            let names: Vec<String> = side.iter().map(|t| t.to_string()).collect();
-            format!("side=[{}]", names.join(","))
-        }
-        What::OneWay { from, to } => format!("from={from} to={to}"),
-        What::Delay { max_latency_ms } => format!("max_latency_ms={max_latency_ms}"),
-        What::Loss { percent } => format!("loss_percent={percent}"),
+        | What::BitFlip { node } => FaultOn::Node(node.node_name()),
+        What::Partition { side } => FaultOn::Side(side.iter().map(|t| t.node_name()).collect()),
+        What::OneWay { from, to } => FaultOn::Link {
+            from: from.node_name(),
+            to: to.node_name(),
+        },
+        What::Delay { max_latency_ms } => FaultOn::Delay {
+            max_latency_ms: *max_latency_ms,
+        },
+        What::Loss { percent } => FaultOn::Loss { percent: *percent },
     }
 }
 
@@ -373,10 +386,7 @@ pub async fn run(world: Arc<World>, plan: FaultPlan) {
     for (i, f) in plan.faults.iter().enumerate() {
         madsim::time::sleep_until(at(f.at_ms)).await;
         let Some(f) = &nemesis.resolve(f) else {
-            event(
-                "fault_skipped",
-                format!("kind={} no current primary to hit", f.kind),
-            );
+            event(Event::FaultSkipped { fault: f.kind });
             continue;
         };
         if nemesis.inject(i, f) && f.lasts_ms > 0 {

@@ -27,7 +27,7 @@ use node::client::{Client, ClientStats};
 use node::disk::DiskFaults;
 use node::msg::{DumpChunks, ListReplicas, ReadReplica};
 use node::rpc::{call, call_result};
-use node::trace::{self, Detail, Event};
+use node::trace::{self, Detail, Entry, Event, NodeName};
 use node::types::addr;
 use node::{chunkserver, master, ClusterConfig, ServerId};
 use std::collections::BTreeMap;
@@ -45,7 +45,7 @@ pub struct RunReport {
     pub seed: u64,
     pub options: RunOptions,
     pub history: Vec<OpRecord>,
-    pub events: Vec<Event>,
+    pub events: Vec<Entry>,
     /// How much of the run the events record: protocol events only, or messages and disk too.
     pub detail: Detail,
     pub violations: Vec<Violation>,
@@ -100,29 +100,29 @@ impl RunReport {
     pub fn counters(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
         for e in &self.events {
-            let key = match e.kind {
-                "fault_injected" => {
-                    format!("fault {}", checks::field(&e.detail, "kind").unwrap_or("?"))
-                }
-                "write_torn" => "fault writes actually torn".to_string(),
-                "bit_flipped" => "fault bits actually flipped".to_string(),
-                "replica_cloned" => "recovery re-replication".to_string(),
-                "garbage_stale" => "recovery stale replica removal".to_string(),
-                "garbage_orphan" => "recovery orphan removal".to_string(),
-                "replica_corrupt" => "recovery checksum repair".to_string(),
-                "file_reclaimed" => "recovery lazy gc".to_string(),
-                "replica_trimmed" => "recovery excess replica removal".to_string(),
-                "master_recovered" => "recovery master restart".to_string(),
+            let key = match &e.event {
+                Event::FaultInjected { fault, .. } => format!("fault {fault}"),
+                Event::WriteTorn { .. } => "fault writes actually torn".to_string(),
+                Event::BitFlipped { .. } => "fault bits actually flipped".to_string(),
+                Event::ReplicaCloned { .. } => "recovery re-replication".to_string(),
+                Event::GarbageStale { .. } => "recovery stale replica removal".to_string(),
+                Event::GarbageOrphan { .. } => "recovery orphan removal".to_string(),
+                Event::ReplicaCorrupt { .. } => "recovery checksum repair".to_string(),
+                Event::FileReclaimed { .. } => "recovery lazy gc".to_string(),
+                Event::ReplicaTrimmed { .. } => "recovery excess replica removal".to_string(),
+                Event::MasterRecovered { .. } => "recovery master restart".to_string(),
                 _ => continue,
             };
             *out.entry(key).or_default() += 1;
         }
         for e in &self.events {
-            if e.kind == "fault_injected" {
-                if let Some(n) = checks::field(&e.detail, "unsynced_writes_lost") {
-                    *out.entry("fault unsynced writes lost".to_string())
-                        .or_default() += n.parse::<u64>().unwrap_or(0);
-                }
+            if let Event::FaultInjected {
+                unsynced_writes_lost: Some(n),
+                ..
+            } = e.event
+            {
+                *out.entry("fault unsynced writes lost".to_string())
+                    .or_default() += n;
             }
         }
         let (reads, stale) = checks::reads_not_invented::stale_reads(&self.history);
@@ -354,7 +354,7 @@ async fn check_phase(
         .ip(addr::client_ip(checker_id))
         .build();
     // The checker borrows the next client address; the trace should say who it is.
-    trace::name_node(addr::client_ip(checker_id), "checker");
+    trace::name_node(addr::client_ip(checker_id), NodeName::Checker);
     let (cfg, history) = (cfg.clone(), history.clone());
     node.spawn(async move {
         let ep = madsim::net::Endpoint::bind((addr::client_ip(checker_id), addr::PORT + 1))
@@ -486,7 +486,7 @@ pub fn check_inputs<'a>(report: &'a RunReport, state: &'a FinalState) -> Inputs<
     let partial = report
         .events
         .iter()
-        .filter(|e| e.kind == "mutation_partial");
+        .filter(|e| matches!(e.event, Event::MutationPartial { .. }));
     Inputs {
         history: &report.history,
         state,

@@ -483,7 +483,7 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
                 percent: f.percent.unwrap_or(20).min(100),
             },
         };
-        if kind.needs_faulty_disk() {
+        if crate::faults::needs_faulty_disk(kind) {
             match what {
                 What::Crash {
                     node: Target::Chunkserver(n),
@@ -515,6 +515,14 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
         end_ms: boot + options.safety_ms,
         primary_of: primaries,
     };
+    for kind in &scenario.expect.events {
+        if !node::trace::Event::KINDS.contains(&kind.as_str()) {
+            return Err(format!(
+                "{file}: [expect] events: unknown event kind {kind:?} (known: {})",
+                node::trace::Event::KINDS.join(", ")
+            ));
+        }
+    }
     for e in &scenario.expect.ops {
         if e.op == 0 || e.op > scenario.ops.len() {
             return Err(format!(
@@ -600,7 +608,11 @@ pub fn check(loaded: &Loaded, report: &RunReport) -> Vec<(bool, String)> {
         ));
     }
     for kind in &e.events {
-        let n = report.events.iter().filter(|ev| ev.kind == kind).count();
+        let n = report
+            .events
+            .iter()
+            .filter(|ev| ev.event.kind() == kind)
+            .count();
         out.push((n > 0, format!("event {kind} appears ({n} times)")));
     }
     // The n-th scripted op of a client is that client's n-th non-after-heal operation in the

@@ -54,9 +54,9 @@ pub fn lines(report: &RunReport) -> Vec<TraceLine> {
         .iter()
         .map(|e| TraceLine {
             t_ns: e.time_ns,
-            node: e.node.clone(),
-            kind: e.kind.to_string(),
-            detail: e.detail.clone(),
+            node: e.node.to_string(),
+            kind: e.event.kind().to_string(),
+            detail: e.event.to_string(),
         })
         .collect();
     for op in &report.history {
@@ -116,6 +116,14 @@ pub fn lines(report: &RunReport) -> Vec<TraceLine> {
         });
     }
     out
+}
+
+/// The value of `key=value` in a trace line's detail: for tools and tests that read trace files.
+/// Nothing in a run parses this text; the checks match on typed events.
+pub fn field<'a>(detail: &'a str, key: &str) -> Option<&'a str> {
+    detail
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
 /// The trace as JSON Lines.

@@ -83,7 +83,9 @@ fn runs_under_swarm_faults_are_repeatable() {
     for seed in 0..40 {
         let (a, b) = (run_seed(seed, &opts), run_seed(seed, &opts));
         assert!(
-            a.events.iter().any(|e| e.kind == "fault_injected"),
+            a.events
+                .iter()
+                .any(|e| matches!(e.event, node::trace::Event::FaultInjected { .. })),
             "seed {seed}: no fault struck"
         );
         if let Some((line, x, y)) = RunReport::first_difference(&a.record(), &b.record()) {

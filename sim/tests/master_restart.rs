@@ -105,17 +105,19 @@ fn restarted_master_recovers_namespace_and_data() {
             .unwrap();
     });
     let events = trace::take();
-    let count = |kind: &str| events.iter().filter(|e| e.kind == kind).count();
-    assert_eq!(count("master_started"), 1);
-    assert_eq!(count("master_recovered"), 1);
-    assert!(
-        count("checkpoint_written") >= 2,
-        "the log was checkpointed: {}",
-        count("checkpoint_written")
+    let count = |f: fn(&trace::Event) -> bool| events.iter().filter(|e| f(&e.event)).count();
+    assert_eq!(
+        count(|e| matches!(e, trace::Event::MasterStarted { .. })),
+        1
     );
-    let restarted = events
+    let checkpoints = count(|e| matches!(e, trace::Event::CheckpointWritten { .. }));
+    assert!(checkpoints >= 2, "the log was checkpointed: {checkpoints}");
+    let recovered: Vec<_> = events
         .iter()
-        .find(|e| e.kind == "master_recovered")
-        .unwrap();
-    assert!(restarted.detail.contains("files=5"), "{}", restarted.detail);
+        .filter_map(|e| match e.event {
+            trace::Event::MasterRecovered { files, .. } => Some(files),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(recovered, [5], "one recovery, with the five files");
 }

@@ -87,6 +87,11 @@ fn malformed_scenarios_get_one_line_errors_naming_file_and_field() {
             "[expect] op 1: unknown region \"shiny\"",
         ),
         (
+            "badevent",
+            "description = \"x\"\n[expect]\nevents = [\"lease_grnated\"]\n",
+            "[expect] events: unknown event kind \"lease_grnated\"",
+        ),
+        (
             "badrecord",
             "description = \"x\"\n[[op]]\nat_ms = 1\nclient = 0\nop = \"append\"\npath = \"/a\"\ndata = \"x\"\nrecord = 999999999\n",
             "op #1: `record` id 999999999 is above",

@@ -2,10 +2,9 @@
 //! recording them changes nothing about the run.
 
 use node::trace::Detail;
-use sim::checks::field;
 use sim::options::RunOptions;
 use sim::run::{run_seed, run_seed_detailed, RunReport};
-use sim::trace::{lines, shown, Shown, TraceLine};
+use sim::trace::{field, lines, shown, Shown, TraceLine};
 use std::collections::{BTreeMap, BTreeSet};
 
 fn full(seed: u64) -> RunReport {

@@ -20,7 +20,7 @@ use crate::disk::{Disk, DiskFaults};
 use crate::msg::*;
 use crate::now_ns;
 use crate::rpc::{call, call_result, serve, Envelope};
-use crate::trace::emit;
+use crate::trace::{emit, Event, NodeName, Role};
 use crate::types::{addr, ChunkHandle, DataId, GfsError, ServerId};
 use madsim::net::Endpoint;
 use rand::Rng;
@@ -74,7 +74,7 @@ impl PushBuffer {
 
 struct ChunkServer {
     id: ServerId,
-    name: String,
+    name: NodeName,
     cfg: ClusterConfig,
     ep: Endpoint,
     store: tokio::sync::Mutex<ChunkStore>,
@@ -91,21 +91,19 @@ struct ChunkServer {
 /// Runs chunkserver `id` until the node is killed.
 /// `disk` is the chunkserver's physical disk: it outlives restarts and may be faulty.
 pub async fn run(id: ServerId, cfg: ClusterConfig, disk: Arc<DiskFaults>) {
-    let name = id.to_string();
-    let disk = Disk::open("/chunkserver", &name, disk)
+    let name = NodeName::Cs(id);
+    let disk = Disk::open("/chunkserver", name, disk)
         .await
         .expect("chunkserver disk opens");
     let mut store = ChunkStore::load(disk, cfg.chunk_size_bytes, cfg.block_size_bytes)
         .await
         .unwrap_or_else(|e| panic!("{name} cannot load its chunks: {e}"));
-    emit(&name, "chunkserver_started", || {
-        format!("chunks={}", store.report().len())
+    emit(name, || Event::ChunkserverStarted {
+        chunks: store.report().len(),
     });
     store.set_verify(!cfg.has(Bug::NoChecksumVerify));
     for h in store.discarded() {
-        emit(&name, "replica_discarded", || {
-            format!("chunk={h} (header failed its checksum)")
-        });
+        emit(name, || Event::ReplicaDiscarded { chunk: *h });
     }
     let ep = Endpoint::bind(addr::chunkserver(id))
         .await
@@ -149,7 +147,7 @@ macro_rules! handler {
         let cs = $cs.clone();
         // Requests arrive in an envelope naming the message, for the trace (see `rpc`).
         $cs.ep.add_rpc_handler(move |env: Envelope<$req>| {
-            let req = serve(&cs.name, env);
+            let req = serve(cs.name, env);
             let cs = cs.clone();
             async move { cs.$method(req).await }
         });
@@ -176,9 +174,7 @@ impl ChunkServer {
     /// the replica is gone: a report can be lost, and a restarted master forgets it.
     fn report_bad(&self, h: ChunkHandle, version: u64) {
         if self.reported.lock().unwrap().insert((h, version)) {
-            emit(&self.name, "checksum_mismatch", || {
-                format!("chunk={h} version={version}")
-            });
+            emit(self.name, || Event::ChecksumMismatch { chunk: h, version });
         }
         let (ep, timeout, server) = (self.ep.clone(), self.cfg.rpc_timeout_ms, self.id);
         madsim::task::spawn(async move {
@@ -236,13 +232,11 @@ impl ChunkServer {
             .lock()
             .unwrap()
             .retain(|(h, _)| *h != req.handle);
-        emit(&self.name, "replica_copied", || {
-            format!(
-                "chunk={} version={version} from={} bytes={}",
-                req.handle,
-                req.source,
-                data.len()
-            )
+        emit(self.name, || Event::ReplicaCopied {
+            chunk: req.handle,
+            version,
+            from: req.source,
+            bytes: data.len() as u64,
         });
         Ok(())
     }
@@ -311,8 +305,10 @@ impl ChunkServer {
                 if let Some(l) = leases.get_mut(&h) {
                     if l.version == v && until > l.expires_ns {
                         l.expires_ns = until;
-                        emit(&self.name, "lease_extended", || {
-                            format!("chunk={h} version={v} until_ns={until}")
+                        emit(self.name, || Event::LeaseExtended {
+                            chunk: h,
+                            version: v,
+                            until_ns: until,
                         });
                     }
                 }
@@ -324,8 +320,9 @@ impl ChunkServer {
             if store.version(h) == Some(v) && store.remove(h).await.is_ok() {
                 self.leases.lock().unwrap().remove(&h);
                 self.applied.lock().unwrap().remove(&h);
-                emit(&self.name, "replica_deleted", || {
-                    format!("chunk={h} version={v}")
+                emit(self.name, || Event::ReplicaDeleted {
+                    chunk: h,
+                    version: v,
                 });
             }
         }
@@ -364,11 +361,10 @@ impl ChunkServer {
         let mut leases = self.leases.lock().unwrap(); // A grant delayed past its expiry makes this server a secondary, not a primary.
         match req.lease_expires_ns.filter(|&until| until > now_ns()) {
             Some(expires_ns) => {
-                emit(&self.name, "lease_acquired", || {
-                    format!(
-                        "chunk={} version={} until_ns={expires_ns}",
-                        req.handle, req.version
-                    )
+                emit(self.name, || Event::LeaseAcquired {
+                    chunk: req.handle,
+                    version: req.version,
+                    until_ns: expires_ns,
                 });
                 let lease = PrimaryLease {
                     version: req.version,
@@ -382,13 +378,14 @@ impl ChunkServer {
                 leases.remove(&req.handle);
             }
         }
-        emit(&self.name, "version_set", || {
-            let role = if req.lease_expires_ns.is_some() {
-                "primary"
+        emit(self.name, || Event::VersionSet {
+            chunk: req.handle,
+            version: req.version,
+            role: if req.lease_expires_ns.is_some() {
+                Role::Primary
             } else {
-                "secondary"
-            };
-            format!("chunk={} version={} role={role}", req.handle, req.version)
+                Role::Secondary
+            },
         });
         Ok(())
     }
@@ -397,8 +394,9 @@ impl ChunkServer {
         let lock = self.chunk_lock(req.handle);
         let _mutating = lock.lock().await; // let an in-flight mutation finish first
         if let Some(l) = self.leases.lock().unwrap().remove(&req.handle) {
-            emit(&self.name, "lease_released", || {
-                format!("chunk={} version={} revoked", req.handle, l.version)
+            emit(self.name, || Event::LeaseReleased {
+                chunk: req.handle,
+                version: l.version,
             });
         }
         Ok(())
@@ -458,13 +456,13 @@ impl ChunkServer {
             Mutation::Write { offset, data } => {
                 let bytes = self.data(data)?;
                 store.write(h, *offset, &bytes).await?;
-                emit(&self.name, "mutation_applied", || {
-                    format!(
-                        "chunk={h} version={version} serial={serial} offset={offset} len={} data=client{}#{}",
-                        bytes.len(),
-                        data.client,
-                        data.seq
-                    )
+                emit(self.name, || Event::MutationApplied {
+                    chunk: h,
+                    version,
+                    serial,
+                    offset: *offset,
+                    len: bytes.len() as u64,
+                    data: *data,
                 });
             }
             Mutation::Pad { from } => store.pad(h, *from).await?,
@@ -523,20 +521,21 @@ impl ChunkServer {
         for c in calls {
             let (s, result) = c.await.expect("forward task");
             if let Err(e) = result {
-                failed.push(format!("{s}: {e}"));
+                failed.push((s, e));
             }
         }
         if failed.is_empty() {
             Ok(())
         } else {
+            let why: Vec<String> = failed.iter().map(|(s, e)| format!("{s}: {e}")).collect();
             // Applied here but not everywhere: the region may now be inconsistent (GFS §3.1 step 7).
-            emit(&self.name, "mutation_partial", || {
-                format!(
-                    "chunk={h} version={version} serial={serial} failed=[{}]",
-                    failed.join("; ")
-                )
+            emit(self.name, || Event::MutationPartial {
+                chunk: h,
+                version,
+                serial,
+                failed,
             });
-            Err(GfsError::SecondaryFailed(failed.join("; ")))
+            Err(GfsError::SecondaryFailed(why.join("; ")))
         }
     }
 
@@ -598,11 +597,10 @@ impl ChunkServer {
             self.apply_local(req.handle, serial, &m).await?;
             self.forward(req.handle, req.version, serial, m, &req.secondaries)
                 .await?;
-            emit(&self.name, "chunk_padded", || {
-                format!(
-                    "chunk={} from={end} data=client{}#{}",
-                    req.handle, req.data.client, req.data.seq
-                )
+            emit(self.name, || Event::ChunkPadded {
+                chunk: req.handle,
+                from: end,
+                data: req.data,
             });
             return Err(GfsError::ChunkFull);
         }
@@ -631,11 +629,11 @@ impl ChunkServer {
         let last = self.applied.lock().unwrap().get(&req.handle).copied();
         if let Some((v, serial)) = last {
             if v == version && req.serial <= serial && !self.cfg.has(Bug::ArrivalOrder) {
-                emit(&self.name, "mutation_refused", || {
-                    format!(
-                        "chunk={} version={version} serial={} after_serial={serial}",
-                        req.handle, req.serial
-                    )
+                emit(self.name, || Event::MutationRefused {
+                    chunk: req.handle,
+                    version,
+                    serial: req.serial,
+                    after_serial: serial,
                 });
                 return Err(GfsError::Unavailable(format!(
                     "mutation {} of {} arrived after mutation {serial}",

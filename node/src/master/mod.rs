@@ -23,7 +23,7 @@ use crate::disk::{Disk, DiskFaults};
 use crate::msg::*;
 use crate::now_ns;
 use crate::rpc::{call_result, serve, Envelope};
-use crate::trace::emit;
+use crate::trace::{Event, NodeName};
 use crate::types::{addr, ChunkHandle, GfsError, ServerId};
 use madsim::net::Endpoint;
 use oplog::OpLog;
@@ -32,6 +32,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const MS: u64 = 1_000_000;
+
+/// Records an event of the master's.
+fn emit(event: impl FnOnce() -> Event) {
+    crate::trace::emit(NodeName::Master, event);
+}
 
 struct Core {
     state: MasterState,
@@ -54,7 +59,7 @@ struct Master {
 /// the master cannot work around (the paper replicates the log for that; see the roadmap).
 /// `disk` is the master's physical disk: it outlives restarts.
 pub async fn run(cfg: ClusterConfig, disk: Arc<DiskFaults>) {
-    let disk = Disk::open("/master", "master", disk)
+    let disk = Disk::open("/master", NodeName::Master, disk)
         .await
         .expect("master disk opens");
     let (log, mut state) = OpLog::recover(disk, cfg.checkpoint_every_records)
@@ -74,18 +79,21 @@ pub async fn run(cfg: ClusterConfig, disk: Arc<DiskFaults>) {
     state.set_bugs(cfg.bugs.clone());
     // A master that finds a log or checkpoint is recovering (GFS §2.6.3); one that finds nothing
     // is new.
-    let kind = if state.lsn() > 0 {
-        "master_recovered"
-    } else {
-        "master_started"
-    };
-    emit("master", kind, || {
-        format!(
-            "lsn={} files={} grace_until_ms={}",
-            state.lsn(),
-            state.list().len(),
-            grace_until / MS
-        )
+    emit(|| {
+        let (lsn, files, grace_until_ms) = (state.lsn(), state.list().len(), grace_until / MS);
+        if lsn > 0 {
+            Event::MasterRecovered {
+                lsn,
+                files,
+                grace_until_ms,
+            }
+        } else {
+            Event::MasterStarted {
+                lsn,
+                files,
+                grace_until_ms,
+            }
+        }
     });
     let ep = Endpoint::bind(addr::master())
         .await
@@ -110,7 +118,7 @@ macro_rules! handler {
         let m = $master.clone();
         // Requests arrive in an envelope naming the message, for the trace (see `rpc`).
         $master.ep.add_rpc_handler(move |env: Envelope<$req>| {
-            let req = serve("master", env);
+            let req = serve(NodeName::Master, env);
             let m = m.clone();
             async move { m.$method(req).await }
         });
@@ -137,13 +145,11 @@ impl Master {
         reported.retain(|(h, v)| expired.iter().any(|(eh, l)| eh == h && l.version == *v));
         for (h, l) in expired {
             if reported.insert((h, l.version)) {
-                emit("master", "lease_expired", || {
-                    format!(
-                        "chunk={h} version={} primary={} expired_ms={}",
-                        l.version,
-                        l.primary,
-                        l.expires_ns / MS
-                    )
+                emit(|| Event::LeaseExpired {
+                    chunk: h,
+                    version: l.version,
+                    primary: l.primary,
+                    expired_ms: l.expires_ns / MS,
                 });
             }
         }
@@ -155,21 +161,24 @@ impl Master {
             let mut core = self.core.lock().await;
             let timeout = self.cfg.server_timeout_ms * MS;
             for dead in core.state.expire_servers(now, timeout) {
-                emit("master", "server_dead", || format!("server={dead}"));
+                emit(|| Event::ServerDead { server: dead });
             }
             // GFS §3.1: a lease nobody extended runs out; report each once, when next noticed.
             self.report_expired_leases(core.state.expired_leases(now));
             let mut recs = Vec::new();
             for hidden in core.state.reclaimable(now, self.cfg.gc_delay_ms * MS) {
                 recs.extend(core.state.reclaim(&hidden));
-                emit("master", "file_reclaimed", || format!("hidden={hidden}"));
+                emit(|| Event::FileReclaimed {
+                    hidden: hidden.clone(),
+                });
             }
             Self::persist(&mut core, &recs).await;
             let quiet_ns = self.cfg.clone_quiet_ms() * MS;
             let target = self.cfg.replication as usize;
             for (h, s) in core.state.trim_excess(now, target, quiet_ns) {
-                emit("master", "replica_trimmed", || {
-                    format!("chunk={h} server={s}")
+                emit(|| Event::ReplicaTrimmed {
+                    chunk: h,
+                    server: s,
                 });
             }
             let busy = self.cloning.lock().unwrap().clone();
@@ -192,11 +201,12 @@ impl Master {
 
     /// Has `order.dest` copy the chunk from `order.source`, then records the new replica.
     async fn copy(&self, order: CloneOrder) {
-        emit("master", "clone_started", || {
-            format!(
-                "chunk={} version={} from={} to={} replicas={}",
-                order.handle, order.version, order.source, order.dest, order.replicas
-            )
+        emit(|| Event::CloneStarted {
+            chunk: order.handle,
+            version: order.version,
+            from: order.source,
+            to: order.dest,
+            replicas: order.replicas,
         });
         let msg = CloneChunk {
             handle: order.handle,
@@ -210,20 +220,14 @@ impl Master {
             Ok(()) => self.core.lock().await.state.finish_clone(&order, now_ns()),
             Err(_) => false,
         };
-        emit(
-            "master",
+        let (chunk, version, to) = (order.handle, order.version, order.dest);
+        emit(|| {
             if added {
-                "replica_cloned"
+                Event::ReplicaCloned { chunk, version, to }
             } else {
-                "clone_failed"
-            },
-            || {
-                format!(
-                    "chunk={} version={} to={}",
-                    order.handle, order.version, order.dest
-                )
-            },
-        );
+                Event::CloneFailed { chunk, version, to }
+            }
+        });
         self.cloning.lock().unwrap().remove(&order.handle);
     }
 
@@ -234,11 +238,10 @@ impl Master {
             .state
             .report_bad_replica(req.handle, req.server, req.version)
         {
-            emit("master", "replica_corrupt", || {
-                format!(
-                    "chunk={} version={} server={}",
-                    req.handle, req.version, req.server
-                )
+            emit(|| Event::ReplicaCorrupt {
+                chunk: req.handle,
+                version: req.version,
+                server: req.server,
             });
         }
     }
@@ -255,9 +258,7 @@ impl Master {
             .await
             .expect("master checkpoint")
         {
-            emit("master", "checkpoint_written", || {
-                format!("lsn={}", state.lsn())
-            });
+            emit(|| Event::CheckpointWritten { lsn: state.lsn() });
         }
     }
 
@@ -275,7 +276,9 @@ impl Master {
         };
         if !recs.is_empty() {
             Self::persist(&mut core, &recs).await;
-            emit("master", "file_created", || format!("path={}", req.path));
+            emit(|| Event::FileCreated {
+                path: req.path.clone(),
+            });
         }
         Ok(())
     }
@@ -326,8 +329,9 @@ impl Master {
             Self::persist(&mut core, &recs).await;
             break (live, held);
         };
-        emit("master", "file_deleted", || {
-            format!("path={} live_leases={}", req.path, live.len())
+        emit(|| Event::FileDeleted {
+            path: req.path.clone(),
+            live_leases: live.len(),
         });
         for (handle, lease) in live {
             let dst = addr::chunkserver(lease.primary);
@@ -342,8 +346,9 @@ impl Master {
                 let wait = lease.expires_ns.saturating_sub(now_ns());
                 madsim::time::sleep(Duration::from_nanos(wait)).await;
             }
-            emit("master", "lease_revoked", || {
-                format!("chunk={handle} primary={}", lease.primary)
+            emit(|| Event::LeaseRevoked {
+                chunk: handle,
+                primary: lease.primary,
             });
         }
         // Drop grant locks of chunks that no longer exist: the map stays bounded by the chunk table.
@@ -408,8 +413,10 @@ impl Master {
             } else {
                 let (handle, recs) = core.state.ensure_chunk(&req.path, index)?;
                 Self::persist(&mut core, &recs).await;
-                emit("master", "chunk_allocated", || {
-                    format!("path={} index={index} chunk={handle}", req.path)
+                emit(|| Event::ChunkAllocated {
+                    path: req.path.clone(),
+                    index,
+                    chunk: handle,
                 });
                 handle
             };
@@ -497,17 +504,17 @@ impl Master {
                 )));
             }
             if !recs.is_empty() {
-                emit("master", "version_bumped", || {
-                    format!("chunk={handle} version={}", lease.version)
+                emit(|| Event::VersionBumped {
+                    chunk: handle,
+                    version: lease.version,
                 });
             }
             for (server, why) in &failed {
-                emit("master", "replica_excluded", || {
-                    format!(
-                        "chunk={handle} version={} server={server} why={}",
-                        lease.version,
-                        why.kind()
-                    )
+                emit(|| Event::ReplicaExcluded {
+                    chunk: handle,
+                    version: lease.version,
+                    server: *server,
+                    why: why.clone(),
                 });
             }
             let failed: Vec<ServerId> = failed.into_iter().map(|(s, _)| s).collect();
@@ -519,14 +526,12 @@ impl Master {
                 )));
             }
             secondaries.retain(|s| !failed.contains(s));
-            emit("master", "lease_granted", || {
-                format!(
-                    "chunk={handle} version={} primary={} secondaries=[{}] expires_ms={}",
-                    lease.version,
-                    lease.primary,
-                    crate::msg::servers(&secondaries),
-                    lease.expires_ns / MS
-                )
+            emit(|| Event::LeaseGranted {
+                chunk: handle,
+                version: lease.version,
+                primary: lease.primary,
+                secondaries: secondaries.clone(),
+                expires_ms: lease.expires_ns / MS,
             });
         }
         Ok(PrimaryInfo {
@@ -548,19 +553,23 @@ impl Master {
             .heartbeat(req.server, now, req.snapshot_ns, &req.chunks, timeout);
         Self::persist(&mut core, &out.records).await;
         if out.new_server {
-            emit("master", "server_joined", || {
-                format!("server={} chunks={}", req.server, req.chunks.len())
+            emit(|| Event::ServerJoined {
+                server: req.server,
+                chunks: req.chunks.len(),
             });
         }
-        let stale = out.garbage.len() - out.orphans;
-        for (kind, n) in [("garbage_orphan", out.orphans), ("garbage_stale", stale)] {
-            for _ in 0..n {
-                emit("master", kind, || format!("server={}", req.server));
-            }
+        let server = req.server;
+        for _ in 0..out.orphans {
+            emit(|| Event::GarbageOrphan { server });
         }
-        for (h, v) in &out.adopted {
-            emit("master", "version_adopted", || {
-                format!("chunk={h} version={v} from={}", req.server)
+        for _ in out.orphans..out.garbage.len() {
+            emit(|| Event::GarbageStale { server });
+        }
+        for &(chunk, version) in &out.adopted {
+            emit(|| Event::VersionAdopted {
+                chunk,
+                version,
+                from: server,
             });
         }
         let lease_ns = self.cfg.lease_ms * MS;

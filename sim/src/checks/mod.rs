@@ -54,7 +54,7 @@ pub struct Inputs<'a> {
     /// Mutations a primary applied but could not get every secondary to apply.
     pub partial_mutations: u64,
     /// The run's protocol and fault events, in time order.
-    pub events: &'a [node::trace::Event],
+    pub events: &'a [node::trace::Entry],
     /// Client attempts that failed and were retried (a failed attempt may leave a partial region).
     pub failed_attempts: u64,
 }
@@ -151,13 +151,6 @@ pub fn run_all(inputs: &Inputs) -> Vec<Violation> {
         .into_iter()
         .filter_map(|(_, v)| v)
         .collect()
-}
-
-/// The value of `key=value` in an event's detail.
-pub fn field<'a>(detail: &'a str, key: &str) -> Option<&'a str> {
-    detail
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
 /// The master's chunks by (path, chunk index), for checks that look bytes up by file offset.

@@ -8,8 +8,9 @@
 //! `lease_extended`), cut short when the lease is revoked or the node crashes. Two intervals of
 //! different servers on one chunk must not overlap.
 
-use super::{field, Violation};
-use node::trace::Event;
+use super::Violation;
+use node::trace::{Entry, Event, FaultOn, NodeName, Role};
+use node::{ChunkHandle, ServerId};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -23,15 +24,16 @@ struct Held {
     version: u64,
 }
 
-pub fn check(events: &[Event]) -> Option<Violation> {
+pub fn check(events: &[Entry]) -> Option<Violation> {
     // (chunk, server) -> intervals, the last one possibly still open.
-    let mut held: BTreeMap<(String, String), Vec<Held>> = BTreeMap::new();
-    let cut = |held: &mut BTreeMap<(String, String), Vec<Held>>,
-               server: &str,
-               chunk: Option<&str>,
+    let mut held: BTreeMap<(ChunkHandle, ServerId), Vec<Held>> = BTreeMap::new();
+    // Ends the open interval of `server` on `chunk` (every chunk if None) at `t`.
+    let cut = |held: &mut BTreeMap<(ChunkHandle, ServerId), Vec<Held>>,
+               server: ServerId,
+               chunk: Option<ChunkHandle>,
                t: u64| {
         for ((c, s), list) in held.iter_mut() {
-            if s == server && chunk.is_none_or(|ch| ch == c) {
+            if *s == server && chunk.is_none_or(|ch| ch == *c) {
                 if let Some(last) = list.last_mut() {
                     last.end_ns = last.end_ns.min(t);
                 }
@@ -39,60 +41,60 @@ pub fn check(events: &[Event]) -> Option<Violation> {
         }
     };
     for (i, e) in events.iter().enumerate() {
-        let num = |k: &str| field(&e.detail, k).and_then(|v| v.parse::<u64>().ok());
-        match e.kind {
-            "lease_acquired" => {
-                let (Some(chunk), Some(until), Some(version)) =
-                    (field(&e.detail, "chunk"), num("until_ns"), num("version"))
-                else {
-                    continue;
-                };
+        // A crash of the node ends every lease it believed it held.
+        if let Event::FaultInjected {
+            fault,
+            on: FaultOn::Node(NodeName::Cs(server)),
+            ..
+        } = &e.event
+        {
+            if fault.kills_node() {
+                cut(&mut held, *server, None, e.time_ns);
+            }
+            continue;
+        }
+        let NodeName::Cs(server) = e.node else {
+            continue;
+        };
+        match e.event {
+            Event::LeaseAcquired {
+                chunk,
+                version,
+                until_ns,
+            } => {
                 let h = Held {
                     server_event: i,
                     start_ns: e.time_ns,
-                    end_ns: until,
+                    end_ns: until_ns,
                     version,
                 };
-                held.entry((chunk.to_string(), e.node.clone()))
-                    .or_default()
-                    .push(h);
+                held.entry((chunk, server)).or_default().push(h);
             }
-            "lease_extended" => {
-                let (Some(chunk), Some(until), Some(version)) =
-                    (field(&e.detail, "chunk"), num("until_ns"), num("version"))
-                else {
-                    continue;
-                };
-                if let Some(last) = held
-                    .get_mut(&(chunk.to_string(), e.node.clone()))
-                    .and_then(|l| l.last_mut())
-                {
+            Event::LeaseExtended {
+                chunk,
+                version,
+                until_ns,
+            } => {
+                if let Some(last) = held.get_mut(&(chunk, server)).and_then(|l| l.last_mut()) {
                     if last.version == version && last.end_ns > e.time_ns {
-                        last.end_ns = last.end_ns.max(until);
+                        last.end_ns = last.end_ns.max(until_ns);
                     }
                 }
             }
-            "lease_released" | "replica_deleted" => {
-                cut(&mut held, &e.node, field(&e.detail, "chunk"), e.time_ns)
-            }
-            "version_set" if field(&e.detail, "role") == Some("secondary") => {
-                cut(&mut held, &e.node, field(&e.detail, "chunk"), e.time_ns)
-            }
-            "fault_injected"
-                if field(&e.detail, "kind")
-                    .is_some_and(|k| k.contains("crash") || k == "torn_write") =>
-            {
-                if let Some(node) = field(&e.detail, "node") {
-                    cut(&mut held, node, None, e.time_ns);
-                }
-            }
+            Event::LeaseReleased { chunk, .. }
+            | Event::ReplicaDeleted { chunk, .. }
+            | Event::VersionSet {
+                chunk,
+                role: Role::Secondary,
+                ..
+            } => cut(&mut held, server, Some(chunk), e.time_ns),
             _ => {}
         }
     }
-    let mut by_chunk: BTreeMap<&str, Vec<(&str, Held)>> = BTreeMap::new();
+    let mut by_chunk: BTreeMap<ChunkHandle, Vec<(ServerId, Held)>> = BTreeMap::new();
     for ((chunk, server), list) in &held {
         for h in list {
-            by_chunk.entry(chunk).or_default().push((server, *h));
+            by_chunk.entry(*chunk).or_default().push((*server, *h));
         }
     }
     let mut report = String::new();
@@ -127,69 +129,59 @@ pub fn check(events: &[Event]) -> Option<Violation> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use node::trace::FaultKind;
 
-    fn ev(t_ms: u64, node: &str, kind: &'static str, detail: &str) -> Event {
-        Event {
+    fn ev(t_ms: u64, node: NodeName, event: Event) -> Entry {
+        Entry {
             time_ns: t_ms * 1_000_000,
-            node: node.into(),
-            kind,
-            detail: detail.into(),
+            node,
+            event,
+        }
+    }
+
+    fn cs(i: u32) -> NodeName {
+        NodeName::Cs(ServerId(i))
+    }
+
+    fn acquired(chunk: u64, version: u64, until_ms: u64) -> Event {
+        Event::LeaseAcquired {
+            chunk: ChunkHandle(chunk),
+            version,
+            until_ns: until_ms * 1_000_000,
         }
     }
 
     #[test]
     fn overlapping_leases_are_caught_and_handovers_pass() {
         let ok = vec![
-            ev(
-                0,
-                "cs1",
-                "lease_acquired",
-                "chunk=c1 version=1 until_ns=1000000000",
-            ),
+            ev(0, cs(1), acquired(1, 1, 1000)),
             ev(
                 500,
-                "cs1",
-                "lease_extended",
-                "chunk=c1 version=1 until_ns=1500000000",
+                cs(1),
+                Event::LeaseExtended {
+                    chunk: ChunkHandle(1),
+                    version: 1,
+                    until_ns: 1_500_000_000,
+                },
             ),
-            ev(
-                1500,
-                "cs2",
-                "lease_acquired",
-                "chunk=c1 version=2 until_ns=2500000000",
-            ),
+            ev(1500, cs(2), acquired(1, 2, 2500)),
             // A crash ends cs2's belief early; cs3 takes over after the master's expiry anyway.
             ev(
                 1600,
-                "nemesis",
-                "fault_injected",
-                "kind=crash node=cs2 unsynced_writes_lost=0",
+                NodeName::Nemesis,
+                Event::FaultInjected {
+                    fault: FaultKind::Crash,
+                    on: FaultOn::Node(cs(2)),
+                    unsynced_writes_lost: Some(0),
+                },
             ),
-            ev(
-                2500,
-                "cs3",
-                "lease_acquired",
-                "chunk=c1 version=3 until_ns=3500000000",
-            ),
-            ev(
-                2600,
-                "cs1",
-                "lease_acquired",
-                "chunk=c2 version=1 until_ns=3600000000",
-            ),
+            ev(2500, cs(3), acquired(1, 3, 3500)),
+            ev(2600, cs(1), acquired(2, 1, 3600)),
         ];
         assert_eq!(check(&ok), None);
         let mut bad = ok.clone();
         // cs3 is granted while cs1's extended lease still runs.
-        bad.insert(
-            2,
-            ev(
-                1200,
-                "cs3",
-                "lease_acquired",
-                "chunk=c1 version=2 until_ns=2200000000",
-            ),
-        );
+        bad.insert(2, ev(1200, cs(3), acquired(1, 2, 2200)));
         let v = check(&bad).expect("overlap caught");
         assert!(
             v.report
@@ -201,11 +193,33 @@ mod tests {
         let mut revoked = bad.clone();
         revoked.insert(
             2,
-            ev(1100, "cs1", "lease_released", "chunk=c1 version=1 revoked"),
+            ev(
+                1100,
+                cs(1),
+                Event::LeaseReleased {
+                    chunk: ChunkHandle(1),
+                    version: 1,
+                },
+            ),
         );
         assert!(
             check(&revoked).is_none_or(|v| !v.report.contains("cs1 held v1")),
             "{revoked:?}"
         );
+        // A pause is not a crash: the paused primary still believes it holds the lease.
+        let mut paused = bad.clone();
+        paused.insert(
+            2,
+            ev(
+                1100,
+                NodeName::Nemesis,
+                Event::FaultInjected {
+                    fault: FaultKind::Pause,
+                    on: FaultOn::Node(cs(1)),
+                    unsynced_writes_lost: None,
+                },
+            ),
+        );
+        assert!(check(&paused).is_some_and(|v| v.report.contains("cs1 held v1")));
     }
 }

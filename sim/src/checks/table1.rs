@@ -30,7 +30,7 @@
 //! inconsistent"). Failures may leave anything. The paper is silent on a write racing a
 //! record append over the same bytes; such an append is held to the concurrent-write rule.
 
-use super::{chunks_by_position, context, describe, field, Inputs, Violation};
+use super::{chunks_by_position, context, describe, Inputs, Violation};
 use crate::history::{OpRecord, OpResult};
 use crate::records;
 use crate::workload::OpSpec;
@@ -455,29 +455,18 @@ fn record_locations<'a>(inputs: &'a Inputs) -> BTreeMap<(&'a str, u32), Vec<Loca
 /// caused it (the one its client had in flight then; a client runs one operation at a time) and
 /// the offset the padding starts at.
 fn padding<'a>(inputs: &'a Inputs) -> Vec<(&'a OpRecord, &'a str, &'a ChunkDump, u64)> {
-    let by_handle: BTreeMap<String, &ChunkDump> = inputs
-        .state
-        .chunks
-        .iter()
-        .map(|c| (c.handle.to_string(), c))
-        .collect();
+    let by_handle: BTreeMap<node::ChunkHandle, &ChunkDump> =
+        inputs.state.chunks.iter().map(|c| (c.handle, c)).collect();
     let mut out = Vec::new();
-    for e in inputs.events.iter().filter(|e| e.kind == "chunk_padded") {
-        let Some(dump) = field(&e.detail, "chunk").and_then(|h| by_handle.get(h)) else {
+    for e in inputs.events {
+        let node::trace::Event::ChunkPadded { chunk, from, data } = e.event else {
             continue;
         };
-        let Some(from) = field(&e.detail, "from").and_then(|f| f.parse::<u64>().ok()) else {
+        let Some(dump) = by_handle.get(&chunk) else {
             continue;
         };
-        let client = field(&e.detail, "data").and_then(|d| {
-            d.strip_prefix("client")?
-                .split('#')
-                .next()?
-                .parse::<u32>()
-                .ok()
-        });
         let op = inputs.history.iter().find(|o| {
-            Some(o.client) == client
+            o.client == data.client
                 && matches!(&o.op, OpSpec::Append { path, .. } if *path == dump.path)
                 && o.invoke_ns <= e.time_ns
                 && o.complete_ns.is_none_or(|c| c >= e.time_ns)
@@ -812,11 +801,14 @@ mod tests {
             full
         };
         let padded = state_of(&[0; 4]);
-        let events = [node::trace::Event {
+        let events = [node::trace::Entry {
             time_ns: 5,
-            node: "cs0".into(),
-            kind: "chunk_padded",
-            detail: "chunk=c1 from=60 data=client0#0".into(),
+            node: node::trace::NodeName::Cs(ServerId(0)),
+            event: node::trace::Event::ChunkPadded {
+                chunk: node::ChunkHandle(1),
+                from: 60,
+                data: node::types::DataId { client: 0, seq: 0 },
+            },
         }];
         let h = [rec_append(0, b"x", (0, 10), failed())];
         let judge_with = |replicas: &[&[u8]]| {

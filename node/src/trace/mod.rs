@@ -1,13 +1,15 @@
 //! Protocol events, collected per simulation run.
 //!
 //! Nodes call [`emit`] at the moments a reader of a run cares about: a lease granted, a version
-//! bumped, a chunk allocated, a checkpoint written. The harness installs a sink before it starts a
-//! runtime and takes the events after; with no sink installed, [`emit`] is a cheap no-op.
+//! bumped, a chunk allocated, a checkpoint written. Each is a typed [`Event`] ([`event`]), stamped
+//! with the simulated time and the node ([`Entry`]). The harness installs a sink before it starts a
+//! runtime and takes the entries after; with no sink installed, [`emit`] is a cheap no-op that does
+//! not even build the event.
 //!
 //! Two levels of detail ([`Detail`]). Protocol events are few, and sweeps want them (the checks and
 //! the nemesis read some). Messages and disk operations are many: every RPC sent, delivered,
 //! answered or dropped and every page-cache write and sync. They go through [`emit_full`], which
-//! does nothing, not even build its text, unless the sink records [`Detail::Full`]: a replay pays
+//! does nothing, not even build its event, unless the sink records [`Detail::Full`]: a replay pays
 //! for them, a sweep does not. Recording them never changes a run: they draw no randomness, take
 //! no simulated time and feed no decision.
 //!
@@ -16,21 +18,21 @@
 //! same holds for the message bookkeeping kept here (per-node message counters, which messages
 //! have arrived), so message ids depend only on the run.
 
-use serde::Serialize;
+pub mod event;
+
+pub use crate::types::NodeName;
+pub use event::{DiskWrite, Event, FaultKind, FaultOn, LossCause, Lost, MsgId, Role};
+
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-/// One protocol event, stamped with simulated time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Event {
+/// One event, stamped with the simulated time and the node it happened on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
     pub time_ns: u64,
-    /// The node it happened on: `master`, `cs3`, `client1`, or `harness`.
-    pub node: String,
-    /// What happened, in snake_case: `lease_granted`, `version_bumped`, ...
-    pub kind: &'static str,
-    /// Key fields, already formatted (`chunk=c4 version=2 primary=cs1`).
-    pub detail: String,
+    pub node: NodeName,
+    pub event: Event,
 }
 
 /// How much a sink records.
@@ -52,11 +54,11 @@ struct Messages {
     /// Messages whose request reached its handler and whose caller has not yet settled.
     delivered: BTreeSet<(IpAddr, u64)>,
     /// Names given by the harness to addresses the default naming gets wrong (the checker).
-    names: BTreeMap<IpAddr, String>,
+    names: BTreeMap<IpAddr, NodeName>,
 }
 
 thread_local! {
-    static SINK: RefCell<Option<Vec<Event>>> = const { RefCell::new(None) };
+    static SINK: RefCell<Option<Vec<Entry>>> = const { RefCell::new(None) };
     static FULL: Cell<bool> = const { Cell::new(false) };
     static MESSAGES: RefCell<Messages> = RefCell::new(Messages::default());
 }
@@ -69,7 +71,7 @@ pub fn install(detail: Detail) {
 }
 
 /// Stops collecting and returns what was collected.
-pub fn take() -> Vec<Event> {
+pub fn take() -> Vec<Entry> {
     FULL.with(|f| f.set(false));
     MESSAGES.with(|m| *m.borrow_mut() = Messages::default());
     SINK.with(|s| s.borrow_mut().take()).unwrap_or_default()
@@ -77,19 +79,18 @@ pub fn take() -> Vec<Event> {
 
 /// Lets `f` look at the events collected so far on this thread (None if no sink is installed).
 /// The nemesis uses it to find a chunk's current primary, the way an operator reads logs.
-pub fn with_events<R>(f: impl FnOnce(&[Event]) -> R) -> Option<R> {
+pub fn with_events<R>(f: impl FnOnce(&[Entry]) -> R) -> Option<R> {
     SINK.with(|s| s.borrow().as_ref().map(|events| f(events)))
 }
 
-/// Records an event if a sink is installed. `detail` is only built when it is.
-pub fn emit(node: &str, kind: &'static str, detail: impl FnOnce() -> String) {
+/// Records the event `event` builds, on `node`, if a sink is installed; otherwise builds nothing.
+pub fn emit(node: NodeName, event: impl FnOnce() -> Event) {
     SINK.with(|s| {
-        if let Some(events) = s.borrow_mut().as_mut() {
-            events.push(Event {
+        if let Some(entries) = s.borrow_mut().as_mut() {
+            entries.push(Entry {
                 time_ns: crate::now_ns(),
-                node: node.to_string(),
-                kind,
-                detail: detail(),
+                node,
+                event: event(),
             });
         }
     });
@@ -101,22 +102,22 @@ pub fn full() -> bool {
 }
 
 /// Records a message or disk event, only at [`Detail::Full`]; otherwise builds nothing.
-pub fn emit_full(node: &str, kind: &'static str, detail: impl FnOnce() -> String) {
+pub fn emit_full(node: NodeName, event: impl FnOnce() -> Event) {
     if full() {
-        emit(node, kind, detail);
+        emit(node, event);
     }
 }
 
-/// The name of the node at `ip`, as the trace spells it (`master`, `cs2`, `client0`, `checker`).
-pub fn node_name(ip: IpAddr) -> String {
+/// The node at `ip`, as the trace names it (`master`, `cs2`, `client0`, `checker`).
+pub fn node_name(ip: IpAddr) -> NodeName {
     MESSAGES
-        .with(|m| m.borrow().names.get(&ip).cloned())
+        .with(|m| m.borrow().names.get(&ip).copied())
         .unwrap_or_else(|| crate::types::addr::node_name(ip))
 }
 
 /// Names the node at `ip` for the rest of the run (the harness's checker uses a client address).
-pub fn name_node(ip: IpAddr, name: &str) {
-    MESSAGES.with(|m| m.borrow_mut().names.insert(ip, name.to_string()));
+pub fn name_node(ip: IpAddr, name: NodeName) {
+    MESSAGES.with(|m| m.borrow_mut().names.insert(ip, name));
 }
 
 /// The next message number of the node at `from`, starting at 1 (0 means "not traced").
