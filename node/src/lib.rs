@@ -33,7 +33,7 @@ pub mod types;
 
 pub use bugs::Bug;
 pub use config::ClusterConfig;
-pub use types::{ChunkHandle, GfsError, ServerId};
+pub use types::{ChunkHandle, ErrorClass, GfsError, ServerId};
 
 /// Simulated time since the start of the run, in nanoseconds. Every node shares madsim's single
 /// clock, which is what makes lease expiry comparable across nodes (see `master::state`).

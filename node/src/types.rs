@@ -157,20 +157,55 @@ pub enum GfsError {
     RetriesExhausted { attempts: u32, last: Box<GfsError> },
 }
 
+/// What an error says about the system: the one classification that the client's retries and
+/// the harness's checks both use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ErrorClass {
+    /// A correct, final answer about the request itself: no such file, already exists, a bad path
+    /// or range, a record too large, no chunk at that index. Retrying cannot change it, and the
+    /// system did nothing wrong by giving it.
+    Refusal,
+    /// This attempt could not be served (the network, a stale or missing replica, no lease, a
+    /// checksum, a busy master): another attempt, with fresh locations, may succeed.
+    Transient,
+    /// The client gave up (retries exhausted) or cannot tell whether the operation took effect
+    /// (ambiguous): final, and the operation failed.
+    GaveUp,
+}
+
 impl GfsError {
+    /// The error's class (see [`ErrorClass`]).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            GfsError::NotFound(_)
+            | GfsError::AlreadyExists(_)
+            | GfsError::InvalidPath(_)
+            | GfsError::InvalidRange(_)
+            | GfsError::RecordTooLarge { .. }
+            | GfsError::NoSuchChunk => ErrorClass::Refusal,
+            GfsError::RetriesExhausted { .. } | GfsError::Ambiguous(_) => ErrorClass::GaveUp,
+            GfsError::ChunkFull
+            | GfsError::StaleVersion { .. }
+            | GfsError::NotPrimary
+            | GfsError::DataNotFound
+            | GfsError::ChecksumMismatch(_)
+            | GfsError::SecondaryFailed(_)
+            | GfsError::NoSuchReplica(_)
+            | GfsError::Unavailable(_)
+            | GfsError::Network(_)
+            | GfsError::Io(_) => ErrorClass::Transient,
+        }
+    }
+
     /// Errors worth retrying with fresh locations; the rest are final answers.
     pub fn is_retryable(&self) -> bool {
-        !matches!(
-            self,
-            GfsError::NotFound(_)
-                | GfsError::AlreadyExists(_)
-                | GfsError::InvalidPath(_)
-                | GfsError::InvalidRange(_)
-                | GfsError::RecordTooLarge { .. }
-                | GfsError::NoSuchChunk
-                | GfsError::RetriesExhausted { .. }
-                | GfsError::Ambiguous(_)
-        )
+        self.class() == ErrorClass::Transient
+    }
+
+    /// Whether an operation that ended in this error failed, as opposed to being correctly refused.
+    /// A failed operation may or may not have taken effect, in part or whole.
+    pub fn is_failure(&self) -> bool {
+        self.class() != ErrorClass::Refusal
     }
 
     /// A short stable name, used in summaries and traces.
@@ -273,6 +308,48 @@ mod tests {
             assert!(validate_path(bad).is_err(), "{bad:?} accepted");
         }
         assert!(validate_path(&format!("/{}", "x".repeat(300))).is_err());
+    }
+
+    #[test]
+    fn every_error_has_one_class() {
+        use ErrorClass::*;
+        let cases = [
+            (GfsError::NotFound("/a".into()), Refusal),
+            (GfsError::AlreadyExists("/a".into()), Refusal),
+            (GfsError::InvalidPath("x".into()), Refusal),
+            (GfsError::InvalidRange("x".into()), Refusal),
+            (
+                GfsError::RecordTooLarge {
+                    len_bytes: 9,
+                    max_bytes: 8,
+                },
+                Refusal,
+            ),
+            (GfsError::NoSuchChunk, Refusal),
+            (GfsError::ChunkFull, Transient),
+            (GfsError::StaleVersion { have: 1, want: 2 }, Transient),
+            (GfsError::NotPrimary, Transient),
+            (GfsError::DataNotFound, Transient),
+            (GfsError::ChecksumMismatch(ChunkHandle(1)), Transient),
+            (GfsError::SecondaryFailed("cs1".into()), Transient),
+            (GfsError::NoSuchReplica(ChunkHandle(1)), Transient),
+            (GfsError::Unavailable("x".into()), Transient),
+            (GfsError::Network("x".into()), Transient),
+            (GfsError::Io("x".into()), Transient),
+            (GfsError::Ambiguous("x".into()), GaveUp),
+            (
+                GfsError::RetriesExhausted {
+                    attempts: 6,
+                    last: Box::new(GfsError::NotPrimary),
+                },
+                GaveUp,
+            ),
+        ];
+        for (e, class) in cases {
+            assert_eq!(e.class(), class, "{e:?}");
+            assert_eq!(e.is_retryable(), class == Transient, "{e:?}");
+            assert_eq!(e.is_failure(), class != Refusal, "{e:?}");
+        }
     }
 
     #[test]

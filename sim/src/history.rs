@@ -7,7 +7,8 @@ use node::GfsError;
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 
-/// What an operation returned.
+/// What an operation returned. Errors are kept as the client returned them, so every reader
+/// classifies them the same way ([`GfsError::class`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum OpResult {
@@ -15,15 +16,12 @@ pub enum OpResult {
     Offset { offset: u64 },
     Data { data: Vec<u8> },
     Files { files: Vec<FileInfo> },
-    Err { kind: String, message: String },
+    Err { error: GfsError },
 }
 
 impl OpResult {
     pub fn from_err(e: &GfsError) -> Self {
-        OpResult::Err {
-            kind: e.kind().to_string(),
-            message: e.to_string(),
-        }
+        OpResult::Err { error: e.clone() }
     }
 
     pub fn is_ok(&self) -> bool {
@@ -33,22 +31,21 @@ impl OpResult {
     /// An error that says the system misbehaved or could not answer, as opposed to a correct
     /// refusal (no such file, already exists, record too large, ...).
     pub fn is_failure(&self) -> bool {
+        matches!(self, OpResult::Err { error } if error.is_failure())
+    }
+
+    /// The error, if the operation ended in one.
+    pub fn error(&self) -> Option<&GfsError> {
         match self {
-            OpResult::Err { kind, .. } => !matches!(
-                kind.as_str(),
-                "not_found"
-                    | "already_exists"
-                    | "invalid_path"
-                    | "invalid_range"
-                    | "record_too_large"
-            ),
-            _ => false,
+            OpResult::Err { error } => Some(error),
+            _ => None,
         }
     }
 
-    pub fn outcome_name(&self) -> &str {
+    /// `ok`, or the error's kind (`not_found`, `retries_exhausted`, ...).
+    pub fn outcome_name(&self) -> &'static str {
         match self {
-            OpResult::Err { kind, .. } => kind,
+            OpResult::Err { error } => error.kind(),
             _ => "ok",
         }
     }

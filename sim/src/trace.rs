@@ -43,7 +43,7 @@ fn outcome_text(o: &OpResult) -> String {
         OpResult::Offset { offset } => format!("ok offset={offset}"),
         OpResult::Data { data } => format!("ok bytes={}", data.len()),
         OpResult::Files { files } => format!("ok files={}", files.len()),
-        OpResult::Err { kind, .. } => format!("err={kind}"),
+        OpResult::Err { error } => format!("err={}", error.kind()),
     }
 }
 

@@ -8,6 +8,7 @@
 use super::{describe, Violation};
 use crate::history::{OpRecord, OpResult};
 use crate::workload::OpSpec;
+use node::GfsError;
 use std::fmt::Write;
 
 pub const NAME: &str = "acked_creates";
@@ -23,7 +24,12 @@ pub fn check(history: &[OpRecord], final_files: &[&str]) -> Option<Violation> {
         let deleted_later = history.iter().any(|d| {
             matches!(&d.op, OpSpec::Delete { path: p } if p == path)
                 && !d.precedes(create)
-                && !matches!(&d.outcome, Some(OpResult::Err { kind, .. }) if kind == "not_found")
+                && !matches!(
+                    &d.outcome,
+                    Some(OpResult::Err {
+                        error: GfsError::NotFound(_)
+                    })
+                )
         });
         if !deleted_later && !final_files.contains(&path.as_str()) {
             lost += 1;
@@ -68,10 +74,7 @@ mod tests {
             1,
             OpSpec::Delete { path: "/a".into() },
             (20, 30),
-            OpResult::Err {
-                kind: "not_found".into(),
-                message: String::new(),
-            },
+            OpResult::from_err(&node::GfsError::NotFound(String::new())),
         );
         assert!(check(&[create, refused], &[]).is_some());
     }

@@ -42,16 +42,13 @@ mod tests {
         op.after_heal = true;
         assert_eq!(check(&[op.clone()]), None);
         let mut refused = op.clone();
-        refused.outcome = Some(OpResult::Err {
-            kind: "not_found".into(),
-            message: String::new(),
-        });
+        refused.outcome = Some(OpResult::from_err(&node::GfsError::NotFound(String::new())));
         assert_eq!(check(&[refused]), None);
         let mut failed = op.clone();
-        failed.outcome = Some(OpResult::Err {
-            kind: "retries_exhausted".into(),
-            message: String::new(),
-        });
+        failed.outcome = Some(OpResult::from_err(&node::GfsError::RetriesExhausted {
+            attempts: 6,
+            last: Box::new(node::GfsError::Network(String::new())),
+        }));
         assert!(check(&[failed.clone()]).unwrap().report.contains("op #0"));
         failed.after_heal = false;
         assert_eq!(

@@ -19,6 +19,7 @@
 use super::{describe, Violation};
 use crate::history::{OpRecord, OpResult};
 use crate::workload::OpSpec;
+use node::GfsError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
@@ -58,11 +59,8 @@ fn is_failure(outcome: &Option<OpResult>) -> bool {
     outcome.as_ref().is_none_or(|o| o.is_failure())
 }
 
-fn err_kind(outcome: &Option<OpResult>) -> Option<&str> {
-    match outcome {
-        Some(OpResult::Err { kind, .. }) => Some(kind),
-        _ => None,
-    }
+fn error(outcome: &Option<OpResult>) -> Option<&GfsError> {
+    outcome.as_ref().and_then(OpResult::error)
 }
 
 /// Every path's events, from the history.
@@ -89,15 +87,15 @@ pub fn events(history: &[OpRecord]) -> BTreeMap<String, Vec<Event>> {
         let mut push =
             |path: &str, effect| out.entry(path.to_string()).or_default().push(ev(effect));
         match &op.op {
-            OpSpec::Create { path } => match (&op.outcome, err_kind(&op.outcome)) {
+            OpSpec::Create { path } => match (&op.outcome, error(&op.outcome)) {
                 (Some(OpResult::Ok), _) => push(path, Effect::Create),
-                (_, Some("already_exists")) => push(path, Effect::Present),
+                (_, Some(GfsError::AlreadyExists(_))) => push(path, Effect::Present),
                 (o, _) if is_failure(o) => push(path, Effect::MaybeCreate),
                 _ => {}
             },
-            OpSpec::Delete { path } => match (&op.outcome, err_kind(&op.outcome)) {
+            OpSpec::Delete { path } => match (&op.outcome, error(&op.outcome)) {
                 (Some(OpResult::Ok), _) => push(path, Effect::Delete),
-                (_, Some("not_found")) => push(path, Effect::Absent),
+                (_, Some(GfsError::NotFound(_))) => push(path, Effect::Absent),
                 (o, _) if is_failure(o) => push(path, Effect::MaybeDelete),
                 _ => {}
             },
@@ -119,8 +117,8 @@ pub fn events(history: &[OpRecord]) -> BTreeMap<String, Vec<Event>> {
             // always ask the master, count.)
             OpSpec::Append { path, .. }
             | OpSpec::Read { path, .. }
-            | OpSpec::Write { path, .. } => match (&op.op, &op.outcome, err_kind(&op.outcome)) {
-                (_, _, Some("not_found")) => push(path, Effect::Absent),
+            | OpSpec::Write { path, .. } => match (&op.op, &op.outcome, error(&op.outcome)) {
+                (_, _, Some(GfsError::NotFound(_))) => push(path, Effect::Absent),
                 (OpSpec::Append { .. }, Some(OpResult::Offset { .. }), _) => {
                     push(path, Effect::Present)
                 }

@@ -19,7 +19,7 @@ pub mod single_primary;
 pub mod table1;
 pub mod versions_monotonic;
 
-use crate::history::OpRecord;
+use crate::history::{OpRecord, OpResult};
 use node::msg::{ChunkDump, ReplicaContent};
 use node::ServerId;
 use std::collections::BTreeMap;
@@ -201,7 +201,14 @@ pub fn describe(op: &OpRecord) -> String {
     let outcome = op
         .outcome
         .as_ref()
-        .map_or("pending".to_string(), |o| format!("{o:?}"));
+        .map_or("pending".to_string(), |o| match o {
+            OpResult::Err { error } => format!(
+                "Err {{ kind: {:?}, message: {:?} }}",
+                error.kind(),
+                error.to_string()
+            ),
+            o => format!("{o:?}"),
+        });
     let outcome: String = outcome.chars().take(120).collect();
     format!(
         "op #{} client{} {args} invoked {:.3} ms, completed {done} -> {outcome}",

@@ -17,6 +17,7 @@
 
 use crate::history::{OpRecord, OpResult};
 use crate::workload::OpSpec;
+use node::GfsError;
 use std::collections::BTreeMap;
 
 /// One byte an acknowledged mutation wrote and the final values that keep the promise.
@@ -66,7 +67,12 @@ fn placed(rec: &OpRecord) -> Option<Placed<'_>> {
 /// Creates and deletes that may have changed the namespace (a refused one changed nothing).
 pub fn changes_namespace(rec: &OpRecord) -> bool {
     matches!(rec.op, OpSpec::Create { .. } | OpSpec::Delete { .. })
-        && !matches!(&rec.outcome, Some(OpResult::Err { kind, .. }) if kind == "already_exists" || kind == "not_found")
+        && !matches!(
+            &rec.outcome,
+            Some(OpResult::Err {
+                error: GfsError::AlreadyExists(_) | GfsError::NotFound(_)
+            })
+        )
 }
 
 /// Every judged byte of every acknowledged mutation in `history`.
@@ -163,10 +169,7 @@ pub(crate) mod tests {
             0,
             &[3],
             (35, 45),
-            OpResult::Err {
-                kind: "network".into(),
-                message: String::new(),
-            },
+            OpResult::from_err(&node::GfsError::Network(String::new())),
         );
         let exps = expectations(&[create, a, b, c]);
         let get = |op, off| {
@@ -205,10 +208,7 @@ pub(crate) mod tests {
             2,
             OpSpec::Create { path: "/f".into() },
             (15, 30),
-            OpResult::Err {
-                kind: "already_exists".into(),
-                message: String::new(),
-            },
+            OpResult::from_err(&node::GfsError::AlreadyExists(String::new())),
         );
         assert_eq!(expectations(&[create, w, refused]).len(), 1);
     }

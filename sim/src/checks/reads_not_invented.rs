@@ -213,10 +213,10 @@ mod tests {
             path: "/f".into(),
             data: data.to_vec(),
         };
-        let failed = OpResult::Err {
-            kind: "retries_exhausted".into(),
-            message: String::new(),
-        };
+        let failed = OpResult::from_err(&node::GfsError::RetriesExhausted {
+            attempts: 6,
+            last: Box::new(node::GfsError::Network(String::new())),
+        });
         rec(id, op, t, failed)
     }
 

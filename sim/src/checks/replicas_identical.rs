@@ -123,10 +123,7 @@ mod tests {
             0,
             b"x",
             (0, 10),
-            OpResult::Err {
-                kind: "network".into(),
-                message: String::new(),
-            },
+            OpResult::from_err(&node::GfsError::Network(String::new())),
         ));
         assert_eq!(check(&test_inputs(&history, &state, 64, 2, 0)), None);
         // Too few replicas is caught too.

@@ -35,6 +35,7 @@ use crate::history::{OpRecord, OpResult};
 use crate::records;
 use crate::workload::OpSpec;
 use node::msg::ChunkDump;
+use node::GfsError;
 use node::ServerId;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -352,8 +353,12 @@ pub fn judge_all(inputs: &Inputs) -> Judged {
             unreachable!("only appends are collected");
         };
         // The client refuses an oversized record unsent (GFS §3.3): nothing of it can land.
-        let refused =
-            matches!(&rec.outcome, Some(OpResult::Err { kind, .. }) if kind == "record_too_large");
+        let refused = matches!(
+            &rec.outcome,
+            Some(OpResult::Err {
+                error: GfsError::RecordTooLarge { .. }
+            })
+        );
         if refused {
             out.add(rec.id, Row::Failure, Column::RecordAppend, State::NotLanded);
             continue;
@@ -631,10 +636,10 @@ mod tests {
     }
 
     fn failed() -> OpResult {
-        OpResult::Err {
-            kind: "retries_exhausted".into(),
-            message: String::new(),
-        }
+        OpResult::from_err(&node::GfsError::RetriesExhausted {
+            attempts: 6,
+            last: Box::new(node::GfsError::Network(String::new())),
+        })
     }
 
     #[test]
