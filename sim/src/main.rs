@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use sim::failure::FailureClass;
 use sim::options::RunOptions;
 use sim::run::run_seed;
 use sim::sweep::{parse_seeds, sweep, SweepSummary};
@@ -187,11 +188,11 @@ fn main() -> ExitCode {
             );
             let h = sim::sweep::hunt(seeds, jobs, &opts, |_| {});
             let _ = std::panic::take_hook();
-            match (&h.found, &h.check) {
-                (Some(f), Some(check)) => {
+            match &h.found {
+                Some(f) => {
                     println!(
-                        "caught after {} seeds by {check}: seed {}: {}",
-                        h.tried, f.seed, f.reason
+                        "caught after {} seeds by {}: seed {}: {}",
+                        h.tried, f.check, f.seed, f.reason
                     );
                     println!("reproduce: {}", f.command);
                     ExitCode::SUCCESS
@@ -413,14 +414,11 @@ fn summarize(seed: u64, opts: &RunOptions, report: &sim::run::RunReport) -> Exit
         println!("verdict: PASS");
         return ExitCode::SUCCESS;
     }
-    if let Some(p) = &report.panic {
-        println!("verdict: FAIL (panic: {p})");
-    }
-    if let Some(s) = &report.liveness {
-        println!("verdict: FAIL (liveness: {s})");
-    }
-    for v in &report.violations {
-        println!("verdict: FAIL ({})\n{}", v.check, v.report);
+    for f in report.failures() {
+        match f.class {
+            FailureClass::Violation => println!("verdict: FAIL ({})\n{}", f.check, f.report),
+            _ => println!("verdict: FAIL ({}: {})", f.check, f.report),
+        }
     }
     println!("reproduce: {}", opts.reproduce_command(seed));
     ExitCode::FAILURE
@@ -460,7 +458,7 @@ fn table(seeds: std::ops::Range<u64>, jobs: usize, opts: &RunOptions) -> ExitCod
         for f in summary
             .failures
             .iter()
-            .filter(|f| f.reason.starts_with("table1"))
+            .filter(|f| f.check == sim::checks::table1::NAME)
         {
             println!(
                 "FAIL seed {}: {}\n  reproduce: {}",

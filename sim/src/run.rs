@@ -17,6 +17,7 @@
 //! liveness failure, reported apart from correctness violations.
 
 use crate::checks::{self, FinalState, Inputs, Violation};
+use crate::failure::{Failure, FailureClass};
 use crate::faults;
 use crate::history::{History, OpRecord, OpResult};
 use crate::nemesis::{self, World};
@@ -73,21 +74,42 @@ impl RunReport {
         self.violations.is_empty() && self.liveness.is_none() && self.panic.is_none()
     }
 
-    /// The first reason the run failed, in one line.
-    pub fn failure_line(&self) -> Option<String> {
+    /// Every way the run failed, in order of precedence ([`FailureClass`]): a panic, then each
+    /// violated check in the checks' order, then a liveness failure.
+    pub fn failures(&self) -> Vec<Failure> {
+        let mut out = Vec::new();
         if let Some(p) = &self.panic {
-            return Some(format!("panic: {}", p.lines().next().unwrap_or_default()));
+            out.push(Failure {
+                class: FailureClass::Panic,
+                check: "panic".into(),
+                report: p.clone(),
+            });
         }
-        if let Some(s) = &self.liveness {
-            return Some(format!("liveness: {s}"));
+        for v in &self.violations {
+            out.push(Failure {
+                class: FailureClass::Violation,
+                check: v.check.to_string(),
+                report: v.report.clone(),
+            });
         }
-        self.violations.first().map(|v| {
-            format!(
-                "{}: {}",
-                v.check,
-                v.report.lines().next().unwrap_or_default()
-            )
-        })
+        if let Some(l) = &self.liveness {
+            out.push(Failure {
+                class: FailureClass::Liveness,
+                check: "liveness".into(),
+                report: l.clone(),
+            });
+        }
+        out
+    }
+
+    /// The first way the run failed (see [`RunReport::failures`]), if it did.
+    pub fn failure(&self) -> Option<Failure> {
+        self.failures().into_iter().next()
+    }
+
+    /// The first way the run failed, in one line.
+    pub fn failure_line(&self) -> Option<String> {
+        self.failure().map(|f| f.line())
     }
 
     /// The run's record: its trace as JSON Lines (see [`crate::trace`]). The same seed and
@@ -649,4 +671,33 @@ fn run_on_fresh_thread(
     }
     report.wall = wall_start.elapsed();
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_come_in_one_order_whatever_was_recorded_first() {
+        let mut report = run_seed(0, &RunOptions::default());
+        assert!(report.passed() && report.failure().is_none());
+        report.liveness = Some("not converged 60 s after healing: c3 has 2 replicas".into());
+        report.violations.push(Violation {
+            check: checks::acked_readback::NAME,
+            report: "1 acknowledged bytes do not read back\n  op #4 ...".into(),
+        });
+        let classes: Vec<FailureClass> = report.failures().iter().map(|f| f.class).collect();
+        assert_eq!(classes, [FailureClass::Violation, FailureClass::Liveness]);
+        assert_eq!(
+            report.failure_line().unwrap(),
+            "acked_readback: 1 acknowledged bytes do not read back"
+        );
+        report.panic = Some("versions only grow".into());
+        let first = report.failure().unwrap();
+        assert_eq!(
+            (first.class, first.check.as_str()),
+            (FailureClass::Panic, "panic")
+        );
+        assert_eq!(report.failures().len(), 3);
+    }
 }

@@ -584,7 +584,7 @@ pub fn check(loaded: &Loaded, report: &RunReport) -> Vec<(bool, String)> {
     let mut out = Vec::new();
     let checks_ok = report.violations.is_empty() && report.panic.is_none();
     if let Some(check) = &e.fails {
-        let failed = crate::sweep::failing_check(report);
+        let failed = report.failure().map(|f| f.check);
         out.push((
             failed.as_deref() == Some(check.as_str()),
             format!("check {check} fails (first failure: {failed:?})"),

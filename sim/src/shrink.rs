@@ -9,7 +9,6 @@
 use crate::faults::{self, FaultPlan, What};
 use crate::options::RunOptions;
 use crate::run::{boot_ms, run_plan, run_seed};
-use crate::sweep::failing_check;
 use crate::workload::{self, OpSpec, Plan};
 use node::trace::Detail;
 use std::fmt::Write;
@@ -64,8 +63,10 @@ pub fn shrink(
     mut progress: impl FnMut(&str),
 ) -> Result<Shrunk, String> {
     let original = run_seed(seed, opts);
-    let check =
-        failing_check(&original).ok_or_else(|| format!("seed {seed} passes: nothing to shrink"))?;
+    let check = original
+        .failure()
+        .ok_or_else(|| format!("seed {seed} passes: nothing to shrink"))?
+        .check;
     let mut plan = workload::generate(seed, opts);
     let mut fplan = faults::plan(seed, opts, boot_ms(&opts.cluster()));
     let before = size(&plan, &fplan);
@@ -73,15 +74,9 @@ pub fn shrink(
     let mut runs = 0u64;
     let fails = |p: &Plan, f: &FaultPlan, runs: &mut u64| -> bool {
         *runs += 1;
-        failing_check(&run_plan(
-            seed,
-            opts,
-            p.clone(),
-            f.clone(),
-            Detail::Protocol,
-        ))
-        .as_deref()
-            == Some(check.as_str())
+        run_plan(seed, opts, p.clone(), f.clone(), Detail::Protocol)
+            .failure()
+            .is_some_and(|f| f.check == check)
     };
     if !fails(&plan, &fplan, &mut runs) {
         return Err(format!(

@@ -7,6 +7,7 @@
 //! that reproduces it.
 
 use crate::checks::table1;
+use crate::failure::FailureClass;
 use crate::options::RunOptions;
 use crate::run::{run_seed, RunReport};
 use std::collections::BTreeMap;
@@ -34,12 +35,29 @@ pub fn parse_seeds(s: &str) -> Result<Range<u64>, String> {
     Ok(a..b)
 }
 
-/// What a sweep keeps of each failing run.
+/// What a sweep keeps of each failing run: its first failure, in one line, and how to replay it.
 #[derive(Debug, Clone)]
-pub struct Failure {
+pub struct FailedSeed {
     pub seed: u64,
+    pub class: FailureClass,
+    /// The check that caught it (`panic` or `liveness` for those classes).
+    pub check: String,
+    /// The failure in one line (`check: first line of its report`).
     pub reason: String,
     pub command: String,
+}
+
+impl FailedSeed {
+    /// The run's first failure, if it failed.
+    pub fn of(report: &RunReport) -> Option<FailedSeed> {
+        report.failure().map(|f| FailedSeed {
+            seed: report.seed,
+            class: f.class,
+            reason: f.line(),
+            check: f.check,
+            command: report.options.reproduce_command(report.seed),
+        })
+    }
 }
 
 /// Totals over a sweep.
@@ -47,7 +65,7 @@ pub struct Failure {
 pub struct SweepSummary {
     pub seeds: u64,
     pub passed: u64,
-    pub failures: Vec<Failure>,
+    pub failures: Vec<FailedSeed>,
     pub outcomes: BTreeMap<(String, String), u64>,
     /// Faults injected and recovery paths run, summed over seeds.
     pub counters: BTreeMap<String, u64>,
@@ -99,7 +117,7 @@ impl SweepSummary {
 
 /// What a worker sends back for one seed: counts, not the full record.
 struct SeedResult {
-    failure: Option<Failure>,
+    failure: Option<FailedSeed>,
     outcomes: BTreeMap<(String, String), u64>,
     counters: BTreeMap<String, u64>,
     messages: u64,
@@ -111,11 +129,7 @@ struct SeedResult {
 impl SeedResult {
     fn of(report: &RunReport) -> Self {
         SeedResult {
-            failure: report.failure_line().map(|reason| Failure {
-                seed: report.seed,
-                reason,
-                command: report.options.reproduce_command(report.seed),
-            }),
+            failure: FailedSeed::of(report),
             outcomes: report.outcomes(),
             counters: report.counters(),
             messages: report.messages,
@@ -168,9 +182,7 @@ pub fn sweep(
 #[derive(Debug, Clone)]
 pub struct Hunt {
     pub tried: u64,
-    pub found: Option<Failure>,
-    /// The check that caught it (`liveness` or `panic` when those came first).
-    pub check: Option<String>,
+    pub found: Option<FailedSeed>,
 }
 
 /// Runs seeds of `seeds` in order until one fails (on `jobs` threads, in batches, so the first
@@ -196,17 +208,10 @@ pub fn hunt(
         });
         for r in reports {
             progress(r.seed - seeds.start + 1);
-            if let Some(reason) = r.failure_line() {
-                let check = failing_check(&r).expect("a failing run");
-                let failure = Failure {
-                    seed: r.seed,
-                    reason,
-                    command: r.options.reproduce_command(r.seed),
-                };
+            if let Some(found) = FailedSeed::of(&r) {
                 return Hunt {
                     tried: r.seed - seeds.start + 1,
-                    found: Some(failure),
-                    check: Some(check),
+                    found: Some(found),
                 };
             }
         }
@@ -215,17 +220,5 @@ pub fn hunt(
     Hunt {
         tried: seeds.end - seeds.start,
         found: None,
-        check: None,
-    }
-}
-
-/// The name of what failed first in a run: `panic`, a check's name, or `liveness`.
-pub fn failing_check(r: &RunReport) -> Option<String> {
-    if r.panic.is_some() {
-        Some("panic".into())
-    } else if let Some(v) = r.violations.first() {
-        Some(v.check.to_string())
-    } else {
-        r.liveness.as_ref().map(|_| "liveness".to_string())
     }
 }

@@ -15,11 +15,7 @@ fn caught_within(bug: Bug, opts: RunOptions, bound: u64) {
     let found = h
         .found
         .unwrap_or_else(|| panic!("{bug}: not caught in {bound} seeds"));
-    eprintln!(
-        "{bug}: caught after {} seeds by {}",
-        h.tried,
-        h.check.unwrap()
-    );
+    eprintln!("{bug}: caught after {} seeds by {}", h.tried, found.check);
     let honest = RunOptions {
         bugs: Vec::new(),
         ..opts.clone()

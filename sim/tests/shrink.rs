@@ -29,7 +29,7 @@ fn a_failing_seed_shrinks_to_a_small_scenario_that_fails_the_same_check() {
     let loaded = sim::scenario::load(&path).unwrap();
     let report = sim::scenario::run(&loaded);
     assert_eq!(
-        sim::sweep::failing_check(&report).as_deref(),
+        report.failure().map(|f| f.check).as_deref(),
         Some("single_primary")
     );
     // Without the bug the same scenario passes: the bug, not the scenario, is the failure.
