@@ -46,8 +46,9 @@ pub fn needs_faulty_disk(kind: FaultKind) -> bool {
     matches!(kind, FaultKind::TornWrite | FaultKind::BitFlip)
 }
 
-/// Which faults a run may inject: `--faults swarm|all|none|KIND,KIND,...`.
+/// Which faults a run may inject: `--faults swarm|all|none|KIND,KIND,...` (the same text in files).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum FaultSpec {
     /// Each seed draws its own subset of kinds and their rates.
     Swarm,
@@ -85,8 +86,10 @@ impl fmt::Display for FaultSpec {
     }
 }
 
-/// A fixed rate for one kind: `--rate crash=0.8` (strikes per simulated second).
+/// A fixed rate for one kind: `--rate crash=0.8` (strikes per simulated second; the same text in
+/// files).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct KindRate {
     pub kind: FaultKind,
     pub per_second_milli: u32,
@@ -118,6 +121,25 @@ impl fmt::Display for KindRate {
         write!(f, "{}={}", self.kind, self.per_second_milli as f64 / 1000.0)
     }
 }
+
+/// The text form of a value that parses from and prints to text, for serde.
+macro_rules! serde_as_text {
+    ($($t:ty),*) => {$(
+        impl TryFrom<String> for $t {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                s.parse()
+            }
+        }
+        impl From<$t> for String {
+            fn from(v: $t) -> String {
+                v.to_string()
+            }
+        }
+    )*};
+}
+
+serde_as_text!(FaultSpec, KindRate);
 
 /// A node a fault can hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

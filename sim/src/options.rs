@@ -1,5 +1,10 @@
 //! What shapes a run besides its seed: cluster configuration and workload size.
 //!
+//! [`RunOptions`] is the one schema for these: the same struct is the CLI's flags (clap), a
+//! scenario file's `[cluster]` table (serde), and the flags a reproduce command prints
+//! ([`RunOptions::flags`], derived from the other two). A flag `--chunk-size` is `chunk_size` in a
+//! file, so a new option is a new field here and its use, nothing else.
+//!
 //! A failing seed is only reproducible together with these, so [`RunOptions::reproduce_command`]
 //! prints every option that differs from its default next to the seed.
 
@@ -8,8 +13,10 @@ use clap::Args;
 use node::ClusterConfig;
 use serde::{Deserialize, Serialize};
 
-/// Options of one run; also the CLI flags shared by `run` and `sweep`.
+/// Options of one run; also the CLI flags shared by `run` and `sweep`, and a scenario's
+/// `[cluster]` table. Every serde name is its flag's long name with `_` for `-`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Args)]
+#[serde(default, deny_unknown_fields)]
 pub struct RunOptions {
     /// Number of chunkservers.
     #[arg(long, default_value_t = 5)]
@@ -19,9 +26,11 @@ pub struct RunOptions {
     pub replication: u32,
     /// Chunk size in bytes (8 bytes to 64 MiB).
     #[arg(long = "chunk-size", default_value_t = 64)]
+    #[serde(rename = "chunk_size")]
     pub chunk_size_bytes: u64,
     /// Checksum block size in bytes; at most the chunk size.
     #[arg(long = "block-size", default_value_t = 16)]
+    #[serde(rename = "block_size")]
     pub block_size_bytes: u64,
     /// Lease duration in milliseconds of simulated time.
     #[arg(long = "lease-ms", default_value_t = 1_000)]
@@ -34,33 +43,51 @@ pub struct RunOptions {
     pub clients: u32,
     /// Files the workload shares between its clients.
     #[arg(long, default_value_t = 4)]
+    #[serde(skip_serializing_if = "is_default_files")]
     pub files: u32,
     /// Operations each client performs.
     #[arg(long = "ops", default_value_t = 12)]
+    #[serde(rename = "ops", skip_serializing_if = "is_default_ops")]
     pub ops_per_client: u32,
-    /// Faults to inject: `swarm` (each seed draws its own kinds and rates), `all`, `none`, or a
-    /// list such as `crash,partition,bit_flip`. Kinds: crash, master_crash, pause, isolate,
-    /// partition, one_way, delay, loss, torn_write, bit_flip.
-    #[arg(long, default_value = "swarm")]
-    pub faults: FaultSpec,
-    /// Fix one kind's rate, in strikes per simulated second: `--rate crash=0.5` (repeatable).
-    #[arg(long = "rate", value_name = "KIND=PER_SECOND")]
-    pub rates: Vec<KindRate>,
     /// Length of the safety phase, in simulated milliseconds: faults strike only during it.
     #[arg(long = "safety-ms", default_value_t = 5_000)]
     pub safety_ms: u64,
     /// Upper bound of a disk sync's latency, in simulated microseconds.
     #[arg(long = "disk-latency-us", default_value_t = 500)]
     pub disk_latency_us: u64,
+    /// Faults to inject: `swarm` (each seed draws its own kinds and rates), `all`, `none`, or a
+    /// list such as `crash,partition,bit_flip`. Kinds: crash, master_crash, pause, isolate,
+    /// partition, one_way, delay, loss, torn_write, bit_flip.
+    #[arg(long, default_value = "swarm")]
+    #[serde(skip_serializing_if = "is_default_faults")]
+    pub faults: FaultSpec,
+    /// Fix one kind's rate, in strikes per simulated second: `--rate crash=0.5` (repeatable).
+    #[arg(long = "rate", value_name = "KIND=PER_SECOND")]
+    #[serde(rename = "rate", skip_serializing_if = "Vec::is_empty")]
+    pub rates: Vec<KindRate>,
     /// Switch on a planted bug (repeatable): ack_before_secondaries, arrival_order,
     /// no_version_bump, early_lease, stale_replicas_current, no_checksum_verify, unsynced_log,
     /// clone_from_stale, append_no_pad, gc_deletes_referenced, no_grace_after_restart.
     #[arg(long = "bug", value_name = "NAME")]
+    #[serde(rename = "bug", alias = "bugs", skip_serializing_if = "Vec::is_empty")]
     pub bugs: Vec<node::Bug>,
     /// Test only: chunkserver disks acknowledge syncs they never make durable (a broken disk model
     /// the checks must catch). Not a CLI flag; planted bugs get their own switches later.
     #[arg(skip)]
+    #[serde(skip)]
     pub lying_disks: bool,
+}
+
+// Options a scenario does not use (it scripts its operations and faults) are left out of files
+// that leave them at their defaults.
+fn is_default_files(n: &u32) -> bool {
+    *n == RunOptions::default().files
+}
+fn is_default_ops(n: &u32) -> bool {
+    *n == RunOptions::default().ops_per_client
+}
+fn is_default_faults(f: &FaultSpec) -> bool {
+    *f == RunOptions::default().faults
 }
 
 impl Default for RunOptions {
@@ -138,38 +165,32 @@ impl RunOptions {
         Ok(())
     }
 
-    /// The flags that differ from the defaults, as they would be typed.
+    /// The flags that differ from the defaults, as they would be typed, in `--help`'s order.
+    /// Derived from the two schemas above: each flag's long name (clap) is its field's serde
+    /// name with `-` for `_`, and a field's value is compared and printed through serde.
     pub fn flags(&self) -> String {
-        let d = RunOptions::default();
+        let table = |o: &RunOptions| toml::Table::try_from(o).expect("options serialize");
+        let (mine, defaults) = (table(self), table(&RunOptions::default()));
+        let cmd = RunOptions::augment_args(clap::Command::new("sim"));
         let mut out = String::new();
-        let mut flag = |name: &str, v: u64, dv: u64| {
-            if v != dv {
-                out.push_str(&format!(" --{name} {v}"));
+        for arg in cmd.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            let key = long.replace('-', "_");
+            let value = mine.get(&key);
+            if value == defaults.get(&key) {
+                continue;
             }
-        };
-        flag(
-            "chunkservers",
-            self.chunkservers as u64,
-            d.chunkservers as u64,
-        );
-        flag("replication", self.replication as u64, d.replication as u64);
-        flag("chunk-size", self.chunk_size_bytes, d.chunk_size_bytes);
-        flag("block-size", self.block_size_bytes, d.block_size_bytes);
-        flag("lease-ms", self.lease_ms, d.lease_ms);
-        flag("heartbeat-ms", self.heartbeat_ms, d.heartbeat_ms);
-        flag("clients", self.clients as u64, d.clients as u64);
-        flag("files", self.files as u64, d.files as u64);
-        flag("ops", self.ops_per_client as u64, d.ops_per_client as u64);
-        flag("safety-ms", self.safety_ms, d.safety_ms);
-        flag("disk-latency-us", self.disk_latency_us, d.disk_latency_us);
-        if self.faults != d.faults {
-            out.push_str(&format!(" --faults {}", self.faults));
-        }
-        for r in &self.rates {
-            out.push_str(&format!(" --rate {r}"));
-        }
-        for b in &self.bugs {
-            out.push_str(&format!(" --bug {b}"));
+            let values = match value {
+                Some(toml::Value::Array(items)) => items.clone(),
+                Some(v) => vec![v.clone()],
+                None => vec![], // skipped when serialized: at its default
+            };
+            for v in values {
+                match v {
+                    toml::Value::String(s) => out.push_str(&format!(" --{long} {s}")),
+                    v => out.push_str(&format!(" --{long} {v}")),
+                }
+            }
         }
         out
     }
@@ -180,5 +201,60 @@ impl RunOptions {
             "cargo run --release -p sim -- run --seed {seed}{}",
             self.flags()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        opts: RunOptions,
+    }
+
+    fn parse(flags: &str) -> RunOptions {
+        let args = std::iter::once("sim").chain(flags.split_whitespace());
+        Cli::try_parse_from(args).expect("flags parse").opts
+    }
+
+    #[test]
+    fn flags_print_what_differs_and_parse_back_to_the_same_options() {
+        assert_eq!(RunOptions::default().flags(), "");
+        let cases = [
+            " --replication 2 --chunk-size 8 --block-size 8",
+            " --chunkservers 3 --clients 8 --files 2 --ops 20",
+            " --lease-ms 500 --heartbeat-ms 50 --safety-ms 2000 --disk-latency-us 10",
+            " --faults none",
+            " --faults crash,partition --rate crash=0.5 --rate partition=2",
+            " --bug early_lease --bug unsynced_log",
+        ];
+        for flags in cases {
+            let opts = parse(flags);
+            assert_ne!(opts, RunOptions::default(), "{flags}");
+            assert_eq!(opts.flags(), flags);
+            assert_eq!(parse(&opts.flags()), opts);
+        }
+    }
+
+    #[test]
+    fn a_file_table_is_the_same_schema() {
+        let opts = parse(" --chunk-size 8 --block-size 8 --faults none --bug early_lease");
+        let text = toml::to_string(&opts).unwrap();
+        assert!(text.contains("chunk_size = 8") && text.contains("bug = [\"early_lease\"]"));
+        assert_eq!(toml::from_str::<RunOptions>(&text).unwrap(), opts);
+        // Unset keys take their defaults; `bugs` is accepted for `bug`; typos are errors.
+        let partial: RunOptions =
+            toml::from_str("replication = 2\nbugs = [\"early_lease\"]").unwrap();
+        assert_eq!(partial.replication, 2);
+        assert_eq!(partial.bugs, opts.bugs);
+        assert_eq!(partial.chunk_size_bytes, 64);
+        let typo = toml::from_str::<RunOptions>("chunk_sise = 8").unwrap_err();
+        assert!(
+            typo.to_string().contains("unknown field `chunk_sise`"),
+            "{typo}"
+        );
     }
 }

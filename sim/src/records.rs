@@ -86,6 +86,12 @@ pub fn id_of(data: &[u8]) -> Option<u32> {
     decode(data).and_then(|(id, len)| (len == data.len()).then_some(id))
 }
 
+/// `data` as exactly one record: its id and payload (what a scenario file writes for an append).
+pub fn whole(data: &[u8]) -> Option<(u32, &[u8])> {
+    let id = id_of(data)?;
+    Some((id, &data[1 + 2 + 4..data.len() - 4]))
+}
+
 /// One record a scan found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Found {

@@ -6,12 +6,12 @@
 //! removing pauses, keeping each change only if the run still fails the *same* check. What is left
 //! is written as a scenario file that `sim scenario` replays to the same failure.
 
-use crate::faults::{self, FaultPlan, What};
+use crate::faults::{self, FaultPlan};
 use crate::options::RunOptions;
 use crate::run::{boot_ms, run_plan, run_seed};
+use crate::scenario::Scenario;
 use crate::workload::{self, OpSpec, Plan};
 use node::trace::Detail;
-use std::fmt::Write;
 
 /// How big a failing run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,123 +193,22 @@ pub fn shrink(
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn quote(s: &str) -> String {
-    format!("{s:?}")
-}
-
-/// The shrunk run as a scenario file.
+/// The shrunk run as a scenario file (the format `sim scenario` reads, written by the same
+/// types), headed by a comment saying where it came from.
 pub fn to_scenario(seed: u64, opts: &RunOptions, s: &Shrunk) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# Found by `sim shrink {seed}{}`: {} -> {}.",
+    let mut scenario = Scenario::from_plans(
+        format!("seed {seed} shrunk: fails {}", s.check),
+        seed,
+        opts,
+        &s.plan,
+        &s.faults,
+    );
+    scenario.expect.fails = Some(s.check.clone());
+    format!(
+        "# Found by `sim shrink {seed}{}`: {} -> {}.\n{}",
         opts.flags(),
         s.before,
-        s.after
-    );
-    let _ = writeln!(
-        out,
-        "description = {}",
-        quote(&format!("seed {seed} shrunk: fails {}", s.check))
-    );
-    let _ = writeln!(out, "seed = {seed}");
-    if !opts.bugs.is_empty() {
-        let bugs: Vec<String> = opts.bugs.iter().map(|b| quote(b.name())).collect();
-        let _ = writeln!(out, "bugs = [{}]", bugs.join(", "));
-    }
-    if let Some(n) = s.faults.faulty_disk {
-        let _ = writeln!(out, "faulty_disk = \"cs{n}\"");
-    }
-    let files: Vec<String> = s.plan.files.iter().map(|f| quote(f)).collect();
-    let _ = writeln!(out, "files = [{}]", files.join(", "));
-    let _ = writeln!(out, "\n[cluster]");
-    let _ = writeln!(out, "chunkservers = {}", opts.chunkservers);
-    let _ = writeln!(out, "replication = {}", opts.replication);
-    let _ = writeln!(out, "chunk_size = {}", opts.chunk_size_bytes);
-    let _ = writeln!(out, "block_size = {}", opts.block_size_bytes);
-    let _ = writeln!(out, "lease_ms = {}", opts.lease_ms);
-    let _ = writeln!(out, "heartbeat_ms = {}", opts.heartbeat_ms);
-    let _ = writeln!(out, "clients = {}", opts.clients);
-    let _ = writeln!(out, "safety_ms = {}", opts.safety_ms);
-    let _ = writeln!(out, "disk_latency_us = {}", opts.disk_latency_us);
-    for script in &s.plan.clients {
-        for (after, op) in &script.steps {
-            let _ = writeln!(
-                out,
-                "\n[[op]]\nafter_ms = {after}\nclient = {}",
-                script.client
-            );
-            match op {
-                OpSpec::Create { path } => {
-                    let _ = writeln!(out, "op = \"create\"\npath = {}", quote(path));
-                }
-                OpSpec::Delete { path } => {
-                    let _ = writeln!(out, "op = \"delete\"\npath = {}", quote(path));
-                }
-                OpSpec::List => {
-                    let _ = writeln!(out, "op = \"list\"");
-                }
-                OpSpec::Read { path, offset, len } => {
-                    let _ = writeln!(
-                        out,
-                        "op = \"read\"\npath = {}\noffset = {offset}\nlen = {len}",
-                        quote(path)
-                    );
-                }
-                OpSpec::Write { path, offset, data } => {
-                    let _ = writeln!(
-                        out,
-                        "op = \"write\"\npath = {}\noffset = {offset}\ndata_hex = \"{}\"",
-                        quote(path),
-                        hex(data)
-                    );
-                }
-                OpSpec::Append { path, data } => {
-                    let _ = writeln!(
-                        out,
-                        "op = \"append\"\npath = {}\ndata_hex = \"{}\"",
-                        quote(path),
-                        hex(data)
-                    );
-                }
-            }
-        }
-    }
-    for f in &s.faults.faults {
-        let at = f.at_ms - s.faults.start_ms;
-        let _ = writeln!(
-            out,
-            "\n[[fault]]\nat_ms = {at}\nkind = \"{}\"\nlasts_ms = {}",
-            f.kind, f.lasts_ms
-        );
-        match &f.what {
-            What::Crash { node }
-            | What::Pause { node }
-            | What::Isolate { node }
-            | What::BitFlip { node } => {
-                if f.kind.name() != "master_crash" {
-                    let _ = writeln!(out, "node = \"{node}\"");
-                }
-            }
-            What::Partition { side } => {
-                let names: Vec<String> = side.iter().map(|t| format!("\"{t}\"")).collect();
-                let _ = writeln!(out, "side = [{}]", names.join(", "));
-            }
-            What::OneWay { from, to } => {
-                let _ = writeln!(out, "from = \"{from}\"\nto = \"{to}\"");
-            }
-            What::Delay { max_latency_ms } => {
-                let _ = writeln!(out, "max_latency_ms = {max_latency_ms}");
-            }
-            What::Loss { percent } => {
-                let _ = writeln!(out, "percent = {percent}");
-            }
-        }
-    }
-    let _ = writeln!(out, "\n[expect]\nfails = {}", quote(&s.check));
-    out
+        s.after,
+        scenario.to_toml()
+    )
 }

@@ -77,6 +77,16 @@ fn malformed_scenarios_get_one_line_errors_naming_file_and_field() {
             "[cluster]: replication 9 is above",
         ),
         (
+            "scriptedfaults",
+            "description = \"x\"\n[cluster]\nfaults = \"all\"\n",
+            "[cluster]: `faults` does not apply to a scenario",
+        ),
+        (
+            "badoption",
+            "description = \"x\"\n[cluster]\nchunk_sise = 8\n",
+            "badoption.toml:3:1: unknown field `chunk_sise`",
+        ),
+        (
             "badexpect",
             "description = \"x\"\n[expect]\nops = [{ op = 3, outcome = \"ok\" }]\n",
             "[expect]: op 3 but the file has 0 ops",
