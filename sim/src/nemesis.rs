@@ -3,82 +3,20 @@
 //! It runs as a task of the simulation's supervisor and uses madsim's own controls: `kill` and
 //! `restart` for crashes (a restarted node runs its `init` again, with its disk but without its
 //! memory), `pause`/`resume`, `clog`/`unclog` for nodes and links, the network configuration for
-//! latency and loss, and each chunkserver's [`DiskFaults`] for torn writes and bit flips.
+//! latency and loss, and each chunkserver's [`DiskFaults`](node::disk::DiskFaults) for torn writes and bit flips.
 //!
 //! Faults of one kind can overlap; the nemesis keeps counts so that healing one fault never heals
 //! another that is still due (a link cut by two faults stays cut until both are over). Every
 //! injection and heal is a trace event of node `nemesis`.
 
 use crate::faults::{Fault, FaultPlan, Target, What};
+use crate::run::World;
 use madsim::net::NetSim;
-use madsim::runtime::Handle;
 use madsim::task::NodeId;
-use node::disk::DiskFaults;
 use node::trace::{Event, FaultOn, NodeName};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// The simulated machines a fault can hit.
-pub struct World {
-    pub handle: Handle,
-    pub master: NodeId,
-    pub chunkservers: Vec<NodeId>,
-    pub clients: Vec<NodeId>,
-    pub master_disk: Arc<DiskFaults>,
-    pub chunkserver_disks: Vec<Arc<DiskFaults>>,
-}
-
-impl World {
-    fn node(&self, t: Target) -> NodeId {
-        match t {
-            Target::Master => self.master,
-            Target::Chunkserver(i) => self.chunkservers[i as usize],
-            Target::Client(i) => self.clients[i as usize],
-            Target::PrimaryOf(_) => unreachable!("resolved before use"),
-        }
-    }
-
-    fn disk(&self, t: Target) -> Option<&Arc<DiskFaults>> {
-        match t {
-            Target::Master => Some(&self.master_disk),
-            Target::Chunkserver(i) => self.chunkserver_disks.get(i as usize),
-            Target::Client(_) | Target::PrimaryOf(_) => None,
-        }
-    }
-
-    /// Every directed link between `side` and the nodes outside it.
-    fn cut_links(&self, side: &[Target]) -> Vec<(NodeId, NodeId)> {
-        let inside: Vec<NodeId> = side.iter().map(|t| self.node(*t)).collect();
-        let mut links = Vec::new();
-        for (_, a) in self.everyone() {
-            if !inside.contains(&a) {
-                for &z in &inside {
-                    links.push((a, z));
-                    links.push((z, a));
-                }
-            }
-        }
-        links
-    }
-
-    fn everyone(&self) -> Vec<(Target, NodeId)> {
-        let mut all = vec![(Target::Master, self.master)];
-        all.extend(
-            self.chunkservers
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (Target::Chunkserver(i as u32), *n)),
-        );
-        all.extend(
-            self.clients
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (Target::Client(i as u32), *n)),
-        );
-        all
-    }
-}
 
 /// What is broken right now, with counts so overlapping faults heal correctly.
 #[derive(Default)]
