@@ -9,6 +9,7 @@
 //! prints every option that differs from its default next to the seed.
 
 use crate::faults::{FaultSpec, KindRate};
+use crate::workload::Workload;
 use clap::Args;
 use node::ClusterConfig;
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,11 @@ pub struct RunOptions {
     /// Heartbeat interval in milliseconds of simulated time.
     #[arg(long = "heartbeat-ms", default_value_t = 200)]
     pub heartbeat_ms: u64,
+    /// What the clients do: `mixed` (the default: every operation on a few shared files), `hot`
+    /// (many clients on one chunk), `log` (producers appending, a consumer reading), `large`
+    /// (large sequential files) or `small_files`.
+    #[arg(long, value_enum, default_value_t = Workload::Mixed)]
+    pub workload: Workload,
     /// Concurrent workload clients.
     #[arg(long, default_value_t = 3)]
     pub clients: u32,
@@ -100,6 +106,7 @@ impl Default for RunOptions {
             block_size_bytes: c.block_size_bytes,
             lease_ms: c.lease_ms,
             heartbeat_ms: c.heartbeat_ms,
+            workload: Workload::Mixed,
             clients: 3,
             files: 4,
             ops_per_client: 12,

@@ -3,17 +3,22 @@
 //! The plan comes from its own ChaCha generator seeded with the run's seed, not from the simulator,
 //! so it is a plain value: printable, comparable, and later shrinkable into a scenario file.
 //!
-//! The mix is built to exercise the protocol's interesting paths on tiny chunks: writes that cross
-//! chunk boundaries and overlap each other, record appends that fill chunks and force padding,
-//! reads of ranges being written, deletes and re-creates of files others are using, and
-//! occasionally requests the client must refuse (an oversized record). Appended records are
-//! self-identifying ([`crate::records`]) whenever the chunk size leaves room for one.
+//! What the clients do is a [`Workload`] profile (`--workload`). The default, `mixed`, is built to
+//! exercise the protocol's interesting paths on tiny chunks: writes that cross chunk boundaries and
+//! overlap each other, record appends that fill chunks and force padding, reads of ranges being
+//! written, deletes and re-creates of files others are using, and occasionally requests the client
+//! must refuse (an oversized record). The other profiles ([`profiles`]) load the cluster the ways
+//! GFS was built for: many clients on one chunk, a shared log, large sequential files, many small
+//! files. Appended records are self-identifying ([`crate::records`]) whenever the chunk size leaves
+//! room for one.
+
+pub mod profiles;
 
 use crate::options::RunOptions;
 use crate::records;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One client operation with its arguments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -84,6 +89,30 @@ pub struct Plan {
     pub clients: Vec<ClientScript>,
 }
 
+/// What the clients of a run do (`--workload`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum Workload {
+    /// Creates, deletes, lists, reads, overlapping writes across chunk boundaries and record
+    /// appends, on a few files every client shares.
+    #[default]
+    Mixed,
+    /// Every client writes and appends a few bytes into the first chunk of one file, all starting
+    /// at once: the primary's serial order under load (GFS §3.1, §3.3).
+    Hot,
+    /// Producers record-append to one log file while a consumer reads it as it grows: the
+    /// producer-consumer queue of GFS §2.7.2.
+    Log,
+    /// Each client writes a file of its own sequentially in large pieces across many chunks, then
+    /// reads it back in large reads (GFS §2.1's large streaming workloads).
+    Large,
+    /// Each client creates, writes, reads, lists and deletes many small files of its own.
+    SmallFiles,
+}
+
 /// Largest write or record the workload generates, whatever the chunk size: with large chunks,
 /// writes still cross chunk boundaries because their offsets cluster near them.
 pub const MAX_PAYLOAD_BYTES: u64 = 4096;
@@ -93,8 +122,40 @@ fn payload(rng: &mut ChaCha8Rng, len: u64) -> Vec<u8> {
     (0..len).map(|_| rng.gen_range(1..=255u8)).collect()
 }
 
+/// The plan for `seed`: `opts.workload`'s profile, sized by `opts`.
 pub fn generate(seed: u64, opts: &RunOptions) -> Plan {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    match opts.workload {
+        Workload::Mixed => mixed(&mut rng, opts),
+        Workload::Hot => profiles::hot(&mut rng, opts),
+        Workload::Log => profiles::log(&mut rng, opts),
+        Workload::Large => profiles::large(&mut rng, opts),
+        Workload::SmallFiles => profiles::small_files(&mut rng, opts),
+    }
+}
+
+/// Numbers records uniquely within a run, and makes an append's data one when it fits.
+#[derive(Default)]
+pub(crate) struct Records {
+    next_id: u32,
+}
+
+impl Records {
+    /// A self-identifying record of `len` bytes or the shortest record, whichever is longer, when
+    /// a record fits in `max_record` bytes (GFS §2.7.2); the raw bytes otherwise.
+    pub(crate) fn wrap(&mut self, data: Vec<u8>, max_record: u64) -> Vec<u8> {
+        if max_record < records::OVERHEAD_BYTES as u64 {
+            return data;
+        }
+        let keep = data.len().saturating_sub(records::OVERHEAD_BYTES);
+        self.next_id += 1;
+        records::encode(self.next_id, &data[..keep])
+    }
+}
+
+/// The default profile (see [`Workload::Mixed`]).
+fn mixed(rng: &mut ChaCha8Rng, opts: &RunOptions) -> Plan {
+    let rng = &mut *rng;
     let files: Vec<String> = (0..opts.files).map(|i| format!("/f{i}")).collect();
     let cs = opts.chunk_size_bytes;
     let max_record = (cs / 4).max(1);
@@ -103,7 +164,7 @@ pub fn generate(seed: u64, opts: &RunOptions) -> Plan {
     let boundaries = if cs <= MAX_PAYLOAD_BYTES { 3 } else { 1 };
     let span = (4 * cs).min(4 * MAX_PAYLOAD_BYTES);
     // Record ids are unique within the run: one counter over every client's appends.
-    let mut next_record_id = 0u32;
+    let mut records = Records::default();
     let clients = (0..opts.clients)
         .map(|client| {
             let steps = (0..opts.ops_per_client)
@@ -130,7 +191,7 @@ pub fn generate(seed: u64, opts: &RunOptions) -> Plan {
                             OpSpec::Write {
                                 path,
                                 offset,
-                                data: payload(&mut rng, len),
+                                data: payload(rng, len),
                             }
                         }
                         _ => {
@@ -141,14 +202,7 @@ pub fn generate(seed: u64, opts: &RunOptions) -> Plan {
                                 OpSpec::Append { path, data }
                             } else {
                                 let len = rng.gen_range(1..=max_record.min(MAX_PAYLOAD_BYTES));
-                                let mut data = payload(&mut rng, len);
-                                // A self-identifying record when one fits (GFS §2.7.2), of the
-                                // drawn length or the shortest record; raw bytes otherwise.
-                                if max_record >= records::OVERHEAD_BYTES as u64 {
-                                    let keep = data.len().saturating_sub(records::OVERHEAD_BYTES);
-                                    next_record_id += 1;
-                                    data = records::encode(next_record_id, &data[..keep]);
-                                }
+                                let data = records.wrap(payload(rng, len), max_record);
                                 OpSpec::Append { path, data }
                             }
                         }
