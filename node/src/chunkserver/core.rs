@@ -33,7 +33,7 @@ pub struct PrimaryLease {
 
 /// Pushed data waiting for its mutation, bounded in entries and bytes; the oldest is evicted.
 #[derive(Debug)]
-pub struct PushBuffer {
+struct PushBuffer {
     entries: BTreeMap<DataId, Arc<Vec<u8>>>,
     /// Ids in insertion order, oldest first: the eviction order.
     order: VecDeque<DataId>,
@@ -43,7 +43,7 @@ pub struct PushBuffer {
 }
 
 impl PushBuffer {
-    pub fn new(max_entries: usize, max_bytes: usize) -> PushBuffer {
+    fn new(max_entries: usize, max_bytes: usize) -> PushBuffer {
         PushBuffer {
             entries: BTreeMap::new(),
             order: VecDeque::new(),
@@ -55,7 +55,7 @@ impl PushBuffer {
 
     /// Keeps `data` under `id` (replacing an earlier push with the same id, which becomes the
     /// newest), then evicts the oldest entries until both bounds hold again.
-    pub fn insert(&mut self, id: DataId, data: Vec<u8>) {
+    fn insert(&mut self, id: DataId, data: Vec<u8>) {
         if let Some(old) = self.entries.remove(&id) {
             self.bytes -= old.len();
             self.order.retain(|d| *d != id);
@@ -74,20 +74,8 @@ impl PushBuffer {
         self.assert_accounting();
     }
 
-    pub fn get(&self, id: &DataId) -> Option<Arc<Vec<u8>>> {
+    fn get(&self, id: &DataId) -> Option<Arc<Vec<u8>>> {
         self.entries.get(id).cloned()
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    pub fn bytes(&self) -> usize {
-        self.bytes
     }
 
     /// The byte count is the entries' sum, the eviction queue names each entry exactly once, and
@@ -176,11 +164,6 @@ impl ChunkServerCore {
         }
     }
 
-    /// The lease held on `h`, expired or not.
-    pub fn lease(&self, h: ChunkHandle) -> Option<PrimaryLease> {
-        self.leases.get(&h).copied()
-    }
-
     /// GFS §4.5: the replica now stores `version`. Serials start over at the new version; with a
     /// lease that has not expired by `now_ns` this server becomes primary, otherwise (no lease, or
     /// a grant delayed past its expiry) it is a secondary and holds no lease. Returns the expiry of
@@ -267,11 +250,6 @@ impl ChunkServerCore {
     /// Mutation `serial` was applied to the replica stored at `version`.
     pub fn applied(&mut self, h: ChunkHandle, version: u64, serial: u64) {
         self.applied.insert(h, (version, serial));
-    }
-
-    /// The last serial applied to `h`, with its version.
-    pub fn last_applied(&self, h: ChunkHandle) -> Option<(u64, u64)> {
-        self.applied.get(&h).copied()
     }
 
     /// GFS §4.3: a whole replica at `version` was copied in, replacing any local one. It starts
@@ -428,7 +406,7 @@ mod tests {
                 "{}",
                 c.name
             );
-            let lease = core.lease(H).unwrap();
+            let lease = core.leases[&H];
             // Only a granted serial advances the counter and marks the lease for extension.
             assert_eq!(lease.mutated, c.want.is_ok(), "{}", c.name);
             assert_eq!(lease.next_serial, 1 + c.want.is_ok() as u64, "{}", c.name);
@@ -452,10 +430,10 @@ mod tests {
                 held,
                 "{sent:?} at {now_ns}"
             );
-            assert_eq!(core.lease(H).map(|l| l.expires_ns), held);
-            assert_eq!(core.lease(H).map(|l| l.version), held.map(|_| 3));
+            assert_eq!(core.leases.get(&H).map(|l| l.expires_ns), held);
+            assert_eq!(core.leases.get(&H).map(|l| l.version), held.map(|_| 3));
             // Serials start over at the new version.
-            assert_eq!(core.last_applied(H), Some((3, 0)));
+            assert_eq!(core.applied.get(&H).copied(), Some((3, 0)));
         }
     }
 
@@ -548,7 +526,7 @@ mod tests {
             let got = core.extend_leases(&[offer]);
             assert_eq!(got, if applies { vec![offer] } else { vec![] }, "{offer:?}");
             let want_until = if applies { offer.2 } else { 1_000 };
-            assert_eq!(core.lease(H).unwrap().expires_ns, want_until, "{offer:?}");
+            assert_eq!(core.leases[&H].expires_ns, want_until, "{offer:?}");
         }
     }
 
@@ -685,8 +663,8 @@ mod tests {
             }
             let kept: Vec<u64> = (1..=4).filter(|&s| core.data(&id(s)).is_ok()).collect();
             assert_eq!(kept, c.kept, "{}", c.name);
-            assert_eq!(core.buffer.len(), c.kept.len(), "{}", c.name);
-            assert_eq!(core.buffer.bytes(), c.bytes, "{}", c.name);
+            assert_eq!(core.buffer.entries.len(), c.kept.len(), "{}", c.name);
+            assert_eq!(core.buffer.bytes, c.bytes, "{}", c.name);
         }
         // Whatever the configured bound, two whole chunks fit.
         let tiny = ClusterConfig {
@@ -707,14 +685,14 @@ mod tests {
         assert!(core.note_corrupt(H, 2));
         assert!(!core.note_corrupt(H, 2), "traced once");
         core.replica_copied(H, 3);
-        assert_eq!(core.lease(H), None);
-        assert_eq!(core.last_applied(H), Some((3, 0)));
+        assert_eq!(core.leases.get(&H), None);
+        assert_eq!(core.applied.get(&H).copied(), Some((3, 0)));
         assert!(core.note_corrupt(H, 2), "a copied replica is judged afresh");
         core.version_set(H, 4, Some(100), 0);
         assert_eq!(core.revoke(H).map(|l| l.version), Some(4));
         assert_eq!(core.revoke(H), None);
         core.replica_deleted(H);
-        assert_eq!(core.last_applied(H), None);
+        assert_eq!(core.applied.get(&H).copied(), None);
     }
 
     #[test]
