@@ -87,6 +87,17 @@ impl DiskFaults {
         self.unsynced_writes.load(Ordering::Relaxed)
     }
 
+    /// `n` writes left the page cache (synced, dropped by a lying sync, or gone with their file).
+    /// The count never goes below zero: the check comes before the subtraction, in one step.
+    fn forget_unsynced(&self, n: u64) {
+        let counted =
+            self.unsynced_writes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| w.checked_sub(n));
+        if let Err(w) = counted {
+            panic!("disk: {n} writes leave a page cache that counts {w} unsynced writes");
+        }
+    }
+
     /// The node of this disk crashed: its page cache is gone. Records a `disk_lost` per file that
     /// had unsynced writes (full detail only). The harness calls it at the instant of the crash.
     pub fn crashed(&self, node: NodeName) {
@@ -504,9 +515,7 @@ impl Disk {
         madsim::time::sleep(Duration::from_micros(latency_us)).await;
         faults.uncached(name);
         if faults.lies_about_sync.load(Ordering::Relaxed) {
-            faults
-                .unsynced_writes
-                .fetch_sub(ops.len() as u64, Ordering::Relaxed);
+            faults.forget_unsynced(ops.len() as u64);
             crate::trace::emit_full(inner.node, || Event::DiskLost {
                 file: name.to_string(),
                 writes: ops.len() as u64,
@@ -517,9 +526,7 @@ impl Disk {
         }
         inner.write_durable(id, &ops).await?;
         faults.tear_in_flight.store(false, Ordering::Relaxed);
-        faults
-            .unsynced_writes
-            .fetch_sub(ops.len() as u64, Ordering::Relaxed);
+        faults.forget_unsynced(ops.len() as u64);
         crate::trace::emit_full(inner.node, || Event::DiskSynced {
             file: name.to_string(),
             writes: ops.len() as u64,
@@ -538,10 +545,7 @@ impl Disk {
             .remove(name)
             .ok_or_else(|| not_found(name))?;
         let dropped = inner.pending.remove(name).map_or(0, |ops| ops.len() as u64);
-        inner
-            .faults
-            .unsynced_writes
-            .fetch_sub(dropped, Ordering::Relaxed);
+        inner.faults.forget_unsynced(dropped);
         inner.faults.uncached(name);
         inner.open.remove(&id);
         inner.persist_dir().await?;
@@ -562,10 +566,7 @@ impl Disk {
         let replaced = inner.dir.files.insert(to.to_string(), id);
         let ops = inner.pending.remove(from);
         let dropped = inner.pending.remove(to).map_or(0, |ops| ops.len() as u64);
-        inner
-            .faults
-            .unsynced_writes
-            .fetch_sub(dropped, Ordering::Relaxed);
+        inner.faults.forget_unsynced(dropped);
         inner.faults.uncached(to);
         if let Some(moved) = inner.faults.uncached(from) {
             inner

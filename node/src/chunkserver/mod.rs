@@ -11,7 +11,12 @@
 //!
 //! Secondaries never apply an older serial after a newer one: a mutation delayed past a later one
 //! is refused, so every replica applies mutations in the primary's order (some may miss one).
+//!
+//! The protocol state and its decisions (leases, serials, the push buffer, the record-append
+//! choice, heartbeat bookkeeping) are plain data in [`core::ChunkServerCore`]; this module is the
+//! async shell around it that does the disk I/O, the RPCs, the sleeps and the trace events.
 
+pub mod core;
 pub mod store;
 
 use crate::bugs::Bug;
@@ -24,53 +29,12 @@ use crate::trace::{emit, Event, NodeName, Role};
 use crate::types::{addr, ChunkHandle, DataId, GfsError, ServerId};
 use madsim::net::Endpoint;
 use rand::Rng;
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use store::ChunkStore;
 
-/// The lease this server holds as primary of a chunk.
-#[derive(Debug, Clone, Copy)]
-struct PrimaryLease {
-    version: u64,
-    expires_ns: u64,
-    next_serial: u64,
-    /// Mutated since the last heartbeat: ask the master to extend (GFS §3.1).
-    mutated: bool,
-}
-
-/// Pushed data waiting for its mutation, bounded in entries and bytes; the oldest is evicted.
-struct PushBuffer {
-    entries: BTreeMap<DataId, Arc<Vec<u8>>>,
-    order: VecDeque<DataId>,
-    bytes: usize,
-    max_entries: usize,
-    max_bytes: usize,
-}
-
-impl PushBuffer {
-    fn insert(&mut self, id: DataId, data: Vec<u8>) {
-        if let Some(old) = self.entries.remove(&id) {
-            self.bytes -= old.len();
-            self.order.retain(|d| *d != id);
-        }
-        self.bytes += data.len();
-        self.entries.insert(id, Arc::new(data));
-        self.order.push_back(id);
-        while self.entries.len() > self.max_entries || self.bytes > self.max_bytes {
-            let Some(oldest) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(d) = self.entries.remove(&oldest) {
-                self.bytes -= d.len();
-            }
-        }
-    }
-
-    fn get(&self, id: &DataId) -> Option<Arc<Vec<u8>>> {
-        self.entries.get(id).cloned()
-    }
-}
+use self::core::{AppendPlan, ChunkServerCore, OutOfOrder};
 
 struct ChunkServer {
     id: ServerId,
@@ -78,14 +42,10 @@ struct ChunkServer {
     cfg: ClusterConfig,
     ep: Endpoint,
     store: tokio::sync::Mutex<ChunkStore>,
-    buffer: Mutex<PushBuffer>,
-    leases: Mutex<BTreeMap<ChunkHandle, PrimaryLease>>,
-    /// Last serial applied per chunk, at the version it was applied under.
-    applied: Mutex<BTreeMap<ChunkHandle, (u64, u64)>>,
+    /// Leases, serials, pushed data, reports: never locked across an await.
+    core: Mutex<ChunkServerCore>,
     /// Serializes mutations of one chunk at its primary.
     chunk_locks: Mutex<BTreeMap<ChunkHandle, Arc<tokio::sync::Mutex<()>>>>,
-    /// Corrupt replicas already reported to the master, as (chunk, version).
-    reported: Mutex<std::collections::BTreeSet<(ChunkHandle, u64)>>,
 }
 
 /// Runs chunkserver `id` until the node is killed.
@@ -108,25 +68,14 @@ pub async fn run(id: ServerId, cfg: ClusterConfig, disk: Arc<DiskFaults>) {
     let ep = Endpoint::bind(addr::chunkserver(id))
         .await
         .expect("chunkserver binds its address");
-    // The buffer always fits at least two whole chunks, whatever the configured bound.
-    let max_bytes = cfg.push_buffer_bytes.max(2 * cfg.chunk_size_bytes as usize);
     let cs = Arc::new(ChunkServer {
         id,
         name,
-        buffer: Mutex::new(PushBuffer {
-            entries: BTreeMap::new(),
-            order: VecDeque::new(),
-            bytes: 0,
-            max_entries: cfg.push_buffer_entries,
-            max_bytes,
-        }),
+        core: Mutex::new(ChunkServerCore::new(&cfg)),
         cfg,
         ep,
         store: tokio::sync::Mutex::new(store),
-        leases: Mutex::new(BTreeMap::new()),
-        applied: Mutex::new(BTreeMap::new()),
         chunk_locks: Mutex::new(BTreeMap::new()),
-        reported: Mutex::new(std::collections::BTreeSet::new()),
     });
     cs.serve();
     let scrubber = cs.clone();
@@ -155,6 +104,11 @@ macro_rules! handler {
 }
 
 impl ChunkServer {
+    /// The protocol state. The guard must be dropped before the next await.
+    fn core(&self) -> MutexGuard<'_, ChunkServerCore> {
+        self.core.lock().unwrap()
+    }
+
     fn serve(self: &Arc<Self>) {
         handler!(self, SetVersion, set_version);
         handler!(self, RevokeLease, revoke_lease);
@@ -173,7 +127,7 @@ impl ChunkServer {
     /// Tells the master a replica failed its checksum (GFS §5.2). Repeated at every scrub until
     /// the replica is gone: a report can be lost, and a restarted master forgets it.
     fn report_bad(&self, h: ChunkHandle, version: u64) {
-        if self.reported.lock().unwrap().insert((h, version)) {
+        if self.core().note_corrupt(h, version) {
             emit(self.name, || Event::ChecksumMismatch { chunk: h, version });
         }
         let (ep, timeout, server) = (self.ep.clone(), self.cfg.rpc_timeout_ms, self.id);
@@ -223,15 +177,7 @@ impl ChunkServer {
         }
         store.install(req.handle, version, &data).await?;
         drop(store);
-        self.leases.lock().unwrap().remove(&req.handle);
-        self.applied
-            .lock()
-            .unwrap()
-            .insert(req.handle, (version, 0));
-        self.reported
-            .lock()
-            .unwrap()
-            .retain(|(h, _)| *h != req.handle);
+        self.core().replica_copied(req.handle, version);
         emit(self.name, || Event::ReplicaCopied {
             chunk: req.handle,
             version,
@@ -279,17 +225,7 @@ impl ChunkServer {
             let store = self.store.lock().await;
             (now_ns(), store.report())
         };
-        let extend: Vec<(ChunkHandle, u64)> = {
-            let mut leases = self.leases.lock().unwrap();
-            leases
-                .iter_mut()
-                .filter(|(_, l)| l.mutated && l.expires_ns > snapshot_ns)
-                .map(|(h, l)| {
-                    l.mutated = false;
-                    (*h, l.version)
-                })
-                .collect()
-        };
+        let extend = self.core().leases_to_extend(snapshot_ns);
         let msg = Heartbeat {
             server: self.id,
             snapshot_ns,
@@ -299,27 +235,19 @@ impl ChunkServer {
         let Ok(reply) = call(&self.ep, addr::master(), msg, self.cfg.rpc_timeout_ms).await else {
             return; // the master is unreachable; try again next interval
         };
-        {
-            let mut leases = self.leases.lock().unwrap();
-            for (h, v, until) in reply.extended {
-                if let Some(l) = leases.get_mut(&h) {
-                    if l.version == v && until > l.expires_ns {
-                        l.expires_ns = until;
-                        emit(self.name, || Event::LeaseExtended {
-                            chunk: h,
-                            version: v,
-                            until_ns: until,
-                        });
-                    }
-                }
-            }
+        let extended = self.core().extend_leases(&reply.extended);
+        for (h, v, until) in extended {
+            emit(self.name, || Event::LeaseExtended {
+                chunk: h,
+                version: v,
+                until_ns: until,
+            });
         }
         for (h, v) in reply.garbage {
             let mut store = self.store.lock().await;
             // Only if nothing changed since the report the master judged.
             if store.version(h) == Some(v) && store.remove(h).await.is_ok() {
-                self.leases.lock().unwrap().remove(&h);
-                self.applied.lock().unwrap().remove(&h);
+                self.core().replica_deleted(h);
                 emit(self.name, || Event::ReplicaDeleted {
                     chunk: h,
                     version: v,
@@ -354,29 +282,16 @@ impl ChunkServer {
             None => return Err(GfsError::NoSuchReplica(req.handle)),
         }
         drop(store);
-        self.applied
-            .lock()
-            .unwrap()
-            .insert(req.handle, (req.version, 0));
-        let mut leases = self.leases.lock().unwrap(); // A grant delayed past its expiry makes this server a secondary, not a primary.
-        match req.lease_expires_ns.filter(|&until| until > now_ns()) {
-            Some(expires_ns) => {
-                emit(self.name, || Event::LeaseAcquired {
-                    chunk: req.handle,
-                    version: req.version,
-                    until_ns: expires_ns,
-                });
-                let lease = PrimaryLease {
-                    version: req.version,
-                    expires_ns,
-                    next_serial: 1,
-                    mutated: false,
-                };
-                leases.insert(req.handle, lease);
-            }
-            None => {
-                leases.remove(&req.handle);
-            }
+        // A grant delayed past its expiry makes this server a secondary, not a primary.
+        let taken =
+            self.core()
+                .version_set(req.handle, req.version, req.lease_expires_ns, now_ns());
+        if let Some(expires_ns) = taken {
+            emit(self.name, || Event::LeaseAcquired {
+                chunk: req.handle,
+                version: req.version,
+                until_ns: expires_ns,
+            });
         }
         emit(self.name, || Event::VersionSet {
             chunk: req.handle,
@@ -393,7 +308,8 @@ impl ChunkServer {
     async fn revoke_lease(&self, req: RevokeLease) -> Result<(), GfsError> {
         let lock = self.chunk_lock(req.handle);
         let _mutating = lock.lock().await; // let an in-flight mutation finish first
-        if let Some(l) = self.leases.lock().unwrap().remove(&req.handle) {
+        let revoked = self.core().revoke(req.handle);
+        if let Some(l) = revoked {
             emit(self.name, || Event::LeaseReleased {
                 chunk: req.handle,
                 version: l.version,
@@ -404,7 +320,7 @@ impl ChunkServer {
 
     /// GFS §3.2: keep the data, then pass it down the chain.
     async fn push_data(&self, req: PushData) -> Result<(), GfsError> {
-        self.buffer.lock().unwrap().insert(req.id, req.data.clone());
+        self.core().push(req.id, req.data.clone());
         if let Some((&next, rest)) = req.forward.split_first() {
             let fwd = PushData {
                 id: req.id,
@@ -422,59 +338,51 @@ impl ChunkServer {
         Ok(())
     }
 
-    /// Checks that this server holds a live lease at `version` and returns the next serial.
-    fn take_serial(&self, h: ChunkHandle, version: u64) -> Result<u64, GfsError> {
-        let mut leases = self.leases.lock().unwrap();
-        let lease = leases.get_mut(&h).ok_or(GfsError::NotPrimary)?;
-        if lease.expires_ns <= now_ns() {
-            return Err(GfsError::NotPrimary);
-        }
-        if lease.version != version {
-            return Err(GfsError::StaleVersion {
-                have: lease.version,
-                want: version,
-            });
-        }
-        let serial = lease.next_serial;
-        lease.next_serial += 1;
-        lease.mutated = true;
-        Ok(serial)
-    }
-
     fn data(&self, id: &DataId) -> Result<Arc<Vec<u8>>, GfsError> {
-        self.buffer
-            .lock()
-            .unwrap()
-            .get(id)
-            .ok_or(GfsError::DataNotFound)
+        self.core().data(id)
     }
 
     async fn apply_local(&self, h: ChunkHandle, serial: u64, m: &Mutation) -> Result<(), GfsError> {
         let mut store = self.store.lock().await;
         let version = store.version(h).ok_or(GfsError::NoSuchReplica(h))?;
+        self.core().assert_lease_matches(h, version, now_ns());
+        let len = self.write_mutation(&mut store, h, m).await?;
+        if let Mutation::Write { offset, data } = m {
+            emit(self.name, || Event::MutationApplied {
+                chunk: h,
+                version,
+                serial,
+                offset: *offset,
+                len,
+                data: *data,
+            });
+        }
+        self.core().applied(h, version, serial);
+        Ok(())
+    }
+
+    /// Writes mutation `m` to the replica of `h`; returns the length of the pushed data it used.
+    async fn write_mutation(
+        &self,
+        store: &mut ChunkStore,
+        h: ChunkHandle,
+        m: &Mutation,
+    ) -> Result<u64, GfsError> {
         match m {
             Mutation::Write { offset, data } => {
                 let bytes = self.data(data)?;
                 store.write(h, *offset, &bytes).await?;
-                emit(self.name, || Event::MutationApplied {
-                    chunk: h,
-                    version,
-                    serial,
-                    offset: *offset,
-                    len: bytes.len() as u64,
-                    data: *data,
-                });
+                Ok(bytes.len() as u64)
             }
-            Mutation::Pad { from } => store.pad(h, *from).await?,
+            Mutation::Pad { from } => store.pad(h, *from).await.map(|()| 0),
             Mutation::WriteCut { offset, data, keep } => {
                 let bytes = self.data(data)?;
                 store
                     .write(h, *offset, &bytes[..(*keep as usize).min(bytes.len())])
                     .await?;
+                Ok(bytes.len() as u64)
             }
         }
-        self.applied.lock().unwrap().insert(h, (version, serial));
-        Ok(())
     }
 
     /// Forwards mutation `serial` to every secondary at once; `Err` names those that failed.
@@ -550,7 +458,7 @@ impl ChunkServer {
         }
         let lock = self.chunk_lock(req.handle);
         let mut mutating = Some(lock.lock().await);
-        let serial = self.take_serial(req.handle, req.version)?;
+        let serial = self.core().take_serial(req.handle, req.version, now_ns())?;
         let m = Mutation::Write {
             offset: req.offset,
             data: req.data,
@@ -571,7 +479,7 @@ impl ChunkServer {
         let len = self.data(&req.data)?.len() as u64;
         let lock = self.chunk_lock(req.handle);
         let _mutating = lock.lock().await;
-        let serial = self.take_serial(req.handle, req.version)?;
+        let serial = self.core().take_serial(req.handle, req.version, now_ns())?;
         let end = {
             let store = self.store.lock().await;
             store
@@ -579,39 +487,22 @@ impl ChunkServer {
                 .ok_or(GfsError::NoSuchReplica(req.handle))?
                 .len_bytes
         };
-        if end + len > self.cfg.chunk_size_bytes && self.cfg.has(Bug::AppendNoPad) {
-            // Bug: no padding; the record is cut at the chunk's end and reported as appended.
-            let keep = self.cfg.chunk_size_bytes - end;
-            let m = Mutation::WriteCut {
-                offset: end,
-                data: req.data,
-                keep,
-            };
-            self.apply_local(req.handle, serial, &m).await?;
-            self.forward(req.handle, req.version, serial, m, &req.secondaries)
-                .await?;
-            return Ok(end);
-        }
-        if end + len > self.cfg.chunk_size_bytes {
-            let m = Mutation::Pad { from: end };
-            self.apply_local(req.handle, serial, &m).await?;
-            self.forward(req.handle, req.version, serial, m, &req.secondaries)
-                .await?;
-            emit(self.name, || Event::ChunkPadded {
-                chunk: req.handle,
-                from: end,
-                data: req.data,
-            });
-            return Err(GfsError::ChunkFull);
-        }
-        let m = Mutation::Write {
-            offset: end,
-            data: req.data,
-        };
+        let plan = self.core().plan_append(end, len);
+        let m = plan.mutation(req.data);
         self.apply_local(req.handle, serial, &m).await?;
         self.forward(req.handle, req.version, serial, m, &req.secondaries)
             .await?;
-        Ok(end)
+        match plan {
+            AppendPlan::Fits { offset } | AppendPlan::Cut { offset, .. } => Ok(offset),
+            AppendPlan::Pad { from } => {
+                emit(self.name, || Event::ChunkPadded {
+                    chunk: req.handle,
+                    from,
+                    data: req.data,
+                });
+                Err(GfsError::ChunkFull)
+            }
+        }
     }
 
     /// GFS §3.1 step 5, at a secondary: apply in serial order, never an older after a newer one.
@@ -626,42 +517,22 @@ impl ChunkServer {
                 want: req.version,
             });
         }
-        let last = self.applied.lock().unwrap().get(&req.handle).copied();
-        if let Some((v, serial)) = last {
-            if v == version && req.serial <= serial && !self.cfg.has(Bug::ArrivalOrder) {
-                emit(self.name, || Event::MutationRefused {
-                    chunk: req.handle,
-                    version,
-                    serial: req.serial,
-                    after_serial: serial,
-                });
-                return Err(GfsError::Unavailable(format!(
-                    "mutation {} of {} arrived after mutation {serial}",
-                    req.serial, req.handle
-                )));
-            }
+        let admitted = self.core().admit(req.handle, version, req.serial);
+        if let Err(OutOfOrder { after_serial }) = admitted {
+            emit(self.name, || Event::MutationRefused {
+                chunk: req.handle,
+                version,
+                serial: req.serial,
+                after_serial,
+            });
+            return Err(GfsError::Unavailable(format!(
+                "mutation {} of {} arrived after mutation {after_serial}",
+                req.serial, req.handle
+            )));
         }
-        match &req.mutation {
-            Mutation::Write { offset, data } => {
-                let bytes = self.data(data)?;
-                store.write(req.handle, *offset, &bytes).await?;
-            }
-            Mutation::Pad { from } => store.pad(req.handle, *from).await?,
-            Mutation::WriteCut { offset, data, keep } => {
-                let bytes = self.data(data)?;
-                store
-                    .write(
-                        req.handle,
-                        *offset,
-                        &bytes[..(*keep as usize).min(bytes.len())],
-                    )
-                    .await?;
-            }
-        }
-        self.applied
-            .lock()
-            .unwrap()
-            .insert(req.handle, (version, req.serial));
+        self.write_mutation(&mut store, req.handle, &req.mutation)
+            .await?;
+        self.core().applied(req.handle, version, req.serial);
         Ok(())
     }
 

@@ -6,7 +6,14 @@
 //! error. Writes that cross chunk boundaries are split into one mutation per chunk, so they are not
 //! atomic as a whole (GFS §3.1); record appends are atomic and land at an offset the primary picks
 //! (GFS §3.3).
+//!
+//! The decisions are plain data in [`core`]: splitting ranges into chunk pieces, the caches, and
+//! the one retry policy every operation goes through (`Client::retrying`). This module is the
+//! async shell that sends, sleeps and draws the backoff jitter.
 
+pub mod core;
+
+use self::core::{pieces, ChunkCache, Failure, RetryPolicy, Verdict};
 use crate::config::ClusterConfig;
 use crate::msg::*;
 use crate::now_ns;
@@ -14,7 +21,7 @@ use crate::rpc::call_result;
 use crate::types::{addr, validate_path, DataId, GfsError, RequestId, ServerId};
 use madsim::net::Endpoint;
 use rand::Rng;
-use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -46,8 +53,9 @@ pub struct Client {
     id: u32,
     cfg: ClusterConfig,
     ep: Endpoint,
-    locations: Mutex<BTreeMap<(String, u64), (ChunkLocation, u64)>>,
-    primaries: Mutex<BTreeMap<(String, u64), (PrimaryInfo, u64)>>,
+    retry: RetryPolicy,
+    locations: Mutex<ChunkCache<ChunkLocation>>,
+    primaries: Mutex<ChunkCache<PrimaryInfo>>,
     next_data: AtomicU64,
     next_request: AtomicU64,
     stats: Mutex<ClientStats>,
@@ -63,10 +71,11 @@ impl Client {
         let ep = Endpoint::bind(SocketAddr::new(addr::client_ip(id), addr::PORT)).await?;
         Ok(Client {
             id,
+            retry: RetryPolicy::new(cfg.client_max_attempts, cfg.rpc_timeout_ms),
             cfg,
             ep,
-            locations: Mutex::new(BTreeMap::new()),
-            primaries: Mutex::new(BTreeMap::new()),
+            locations: Mutex::default(),
+            primaries: Mutex::default(),
             next_data: AtomicU64::new(0),
             // Request numbers start at the simulated time this instance starts, so two instances
             // with the same id (a client that restarts) never reuse each other's request ids,
@@ -88,17 +97,27 @@ impl Client {
         }
     }
 
-    /// Waits before attempt `attempt` (1-based retries): linear backoff with jitter.
-    async fn backoff(&self, attempt: u32) {
-        let base = self.cfg.rpc_timeout_ms / 4 + 1;
-        let jitter = madsim::rand::thread_rng().gen_range(0..=base);
-        madsim::time::sleep(Duration::from_millis(base * attempt as u64 + jitter)).await;
-    }
-
-    fn give_up(&self, last: Option<GfsError>) -> GfsError {
-        GfsError::RetriesExhausted {
-            attempts: self.cfg.client_max_attempts,
-            last: Box::new(last.unwrap_or_else(|| GfsError::Unavailable("no attempt made".into()))),
+    /// Runs `op` until it succeeds or the retry policy says stop, backing off before every
+    /// attempt but the first. Every operation's retries go through here.
+    async fn retrying<T, F>(&self, op: impl Fn() -> F) -> Result<T, GfsError>
+    where
+        F: Future<Output = Result<T, Failure>>,
+    {
+        let mut n = 0;
+        loop {
+            if n > 0 {
+                let jitter_ms =
+                    madsim::rand::thread_rng().gen_range(0..=self.retry.max_jitter_ms());
+                let wait_ms = self.retry.backoff_ms(n, jitter_ms);
+                madsim::time::sleep(Duration::from_millis(wait_ms)).await;
+            }
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(failure) => match self.retry.decide(n, failure) {
+                    Verdict::Retry => n += 1,
+                    Verdict::GiveUp(e) | Verdict::Return(e) => return Err(e),
+                },
+            }
         }
     }
 
@@ -122,18 +141,9 @@ impl Client {
             client: self.id,
             seq: self.next_request.fetch_add(1, Ordering::Relaxed),
         };
-        let mut last = None;
-        for attempt in 0..self.cfg.client_max_attempts {
-            if attempt > 0 {
-                self.backoff(attempt).await;
-            }
-            match self.master(req(request)).await {
-                Ok(()) => return Ok(()),
-                Err(e) if !e.is_retryable() => return Err(e),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(self.give_up(last))
+        let req = &req;
+        self.retrying(|| async move { self.master(req(request)).await.map_err(Failure::Checked) })
+            .await
     }
 
     pub async fn create(&self, path: &str) -> Result<(), GfsError> {
@@ -158,24 +168,15 @@ impl Client {
     }
 
     fn forget(&self, path: &str) {
-        self.locations.lock().unwrap().retain(|(p, _), _| p != path);
-        self.primaries.lock().unwrap().retain(|(p, _), _| p != path);
+        self.locations.lock().unwrap().forget_path(path);
+        self.primaries.lock().unwrap().forget_path(path);
     }
 
     /// Every file with its size (which needs the last chunk's length from one of its replicas).
     pub async fn list(&self) -> Result<Vec<FileInfo>, GfsError> {
-        let mut last = None;
-        'attempts: for attempt in 0..self.cfg.client_max_attempts {
-            if attempt > 0 {
-                self.backoff(attempt).await;
-            }
-            let entries = match self.master(ListFiles).await {
-                Ok(entries) => entries,
-                Err(e) => {
-                    last = Some(e);
-                    continue;
-                }
-            };
+        // Any error, even a final one, is retried (`Failure::Any`): as `list` always did.
+        self.retrying(|| async move {
+            let entries = self.master(ListFiles).await.map_err(Failure::Any)?;
             let mut out = Vec::with_capacity(entries.len());
             for e in entries {
                 let n = e.chunks.len() as u64;
@@ -187,13 +188,9 @@ impl Client {
                             handle,
                             version: e.last_chunk_version,
                         };
-                        match self.ask_replicas(&e.last_chunk_replicas, req).await {
-                            Ok(len) => len,
-                            Err(err) => {
-                                last = Some(err);
-                                continue 'attempts;
-                            }
-                        }
+                        self.ask_replicas(&e.last_chunk_replicas, req)
+                            .await
+                            .map_err(Failure::Any)?
                     }
                 };
                 let size = n.saturating_sub(1) * self.cfg.chunk_size_bytes + last_len;
@@ -203,9 +200,9 @@ impl Client {
                     chunks: n,
                 });
             }
-            return Ok(out);
-        }
-        Err(self.give_up(last))
+            Ok(out)
+        })
+        .await
     }
 
     /// Asks the replicas in turn, starting at a random one, until one answers.
@@ -231,12 +228,9 @@ impl Client {
     }
 
     async fn location(&self, path: &str, index: u64) -> Result<ChunkLocation, GfsError> {
-        let key = (path.to_string(), index);
         let now = now_ns();
-        if let Some((loc, until)) = self.locations.lock().unwrap().get(&key) {
-            if *until > now {
-                return Ok(loc.clone());
-            }
+        if let Some(loc) = self.locations.lock().unwrap().get(path, index, now) {
+            return Ok(loc.clone());
         }
         let loc = self
             .master(FindChunk {
@@ -248,7 +242,7 @@ impl Client {
         self.locations
             .lock()
             .unwrap()
-            .insert(key, (loc.clone(), until));
+            .insert(path, index, loc.clone(), until);
         Ok(loc)
     }
 
@@ -261,87 +255,70 @@ impl Client {
                 "read of {len} bytes is above the limit of {MAX_READ_BYTES}"
             )));
         }
-        let end = offset
+        offset
             .checked_add(len)
             .filter(|e| *e <= MAX_FILE_BYTES)
             .ok_or_else(|| {
                 GfsError::InvalidRange(format!("offset {offset} + {len} is past 1 TiB"))
             })?;
-        let cs_bytes = self.cfg.chunk_size_bytes;
         let mut out = Vec::with_capacity(len as usize);
-        let mut pos = offset;
-        while pos < end {
-            let (index, within) = (pos / cs_bytes, pos % cs_bytes);
-            let n = (cs_bytes - within).min(end - pos);
-            let (bytes, chunk_count) = match self.read_piece(path, index, within, n).await {
+        for p in pieces(offset, len, self.cfg.chunk_size_bytes) {
+            let read = self.read_piece(path, p.index, p.chunk_offset, p.len_bytes);
+            let (bytes, chunk_count) = match read.await {
                 Ok(r) => r,
                 Err(GfsError::NoSuchChunk) => break, // past the last chunk
                 Err(e) => return Err(e),
             };
-            let short = (bytes.len() as u64) < n;
+            let short = (bytes.len() as u64) < p.len_bytes;
             out.extend_from_slice(&bytes);
             if short {
-                if index + 1 >= chunk_count {
+                if p.index + 1 >= chunk_count {
                     break; // the end of the file
                 }
-                out.resize(out.len() + (n as usize - bytes.len()), 0); // a hole
+                // A hole: never written, reads as zeros.
+                out.resize(out.len() + (p.len_bytes as usize - bytes.len()), 0);
             }
-            pos += n;
         }
         Ok(out)
     }
 
+    /// Reads `len_bytes` at `chunk_offset` of chunk `index`, with the file's chunk count then.
     async fn read_piece(
         &self,
         path: &str,
         index: u64,
-        within: u64,
-        n: u64,
+        chunk_offset: u64,
+        len_bytes: u64,
     ) -> Result<(Vec<u8>, u64), GfsError> {
-        let mut last = None;
-        for attempt in 0..self.cfg.client_max_attempts {
-            if attempt > 0 {
-                self.backoff(attempt).await;
-            }
-            let loc = match self.location(path, index).await {
-                Ok(loc) => loc,
-                Err(e) if !e.is_retryable() => return Err(e),
-                Err(e) => {
-                    last = Some(e);
-                    continue;
-                }
-            };
+        self.retrying(|| async move {
+            let loc = self.location(path, index).await.map_err(Failure::Checked)?;
             if loc.version == 0 {
                 return Ok((Vec::new(), loc.chunk_count)); // allocated, never written
             }
             let req = ReadChunk {
                 handle: loc.handle,
                 version: loc.version,
-                offset: within,
-                len: n,
+                offset: chunk_offset,
+                len: len_bytes,
             };
             match self.ask_replicas(&loc.replicas, req).await {
-                Ok(bytes) => return Ok((bytes, loc.chunk_count)),
+                Ok(bytes) => Ok((bytes, loc.chunk_count)),
+                // Any replica error is retried, with fresh locations (`Failure::Any`): as reads
+                // always did.
                 Err(e) => {
-                    self.locations
-                        .lock()
-                        .unwrap()
-                        .remove(&(path.to_string(), index));
-                    last = Some(e);
+                    self.locations.lock().unwrap().forget(path, index);
+                    Err(Failure::Any(e))
                 }
             }
-        }
-        Err(self.give_up(last))
+        })
+        .await
     }
 
     async fn primary(&self, path: &str, index: Option<u64>) -> Result<PrimaryInfo, GfsError> {
         let now = now_ns();
         if let Some(i) = index {
-            if let Some((info, until)) = self.primaries.lock().unwrap().get(&(path.to_string(), i))
-            {
-                if *until > now {
-                    return Ok(info.clone());
-                }
+            if let Some(info) = self.primaries.lock().unwrap().get(path, i, now) {
+                return Ok(info.clone());
             }
         }
         let info = self
@@ -357,7 +334,7 @@ impl Client {
         self.primaries
             .lock()
             .unwrap()
-            .insert((path.to_string(), info.index), (info.clone(), until));
+            .insert(path, info.index, info.clone(), until);
         Ok(info)
     }
 
@@ -382,7 +359,7 @@ impl Client {
     /// Writes `data` at `offset`, one mutation per chunk it touches.
     pub async fn write(&self, path: &str, offset: u64, data: &[u8]) -> Result<(), GfsError> {
         validate_path(path)?;
-        let end = offset
+        offset
             .checked_add(data.len() as u64)
             .filter(|e| *e <= MAX_FILE_BYTES)
             .ok_or_else(|| {
@@ -391,14 +368,9 @@ impl Client {
                     data.len()
                 ))
             })?;
-        let cs_bytes = self.cfg.chunk_size_bytes;
-        let mut pos = offset;
-        while pos < end {
-            let (index, within) = (pos / cs_bytes, pos % cs_bytes);
-            let n = (cs_bytes - within).min(end - pos);
-            let piece = &data[(pos - offset) as usize..(pos - offset + n) as usize];
-            self.write_piece(path, index, within, piece).await?;
-            pos += n;
+        for p in pieces(offset, data.len() as u64, self.cfg.chunk_size_bytes) {
+            self.write_piece(path, p.index, p.chunk_offset, &data[p.data])
+                .await?;
         }
         Ok(())
     }
@@ -407,28 +379,20 @@ impl Client {
         &self,
         path: &str,
         index: u64,
-        within: u64,
+        chunk_offset: u64,
         data: &[u8],
     ) -> Result<(), GfsError> {
-        let mut last = None;
-        for attempt in 0..self.cfg.client_max_attempts {
-            if attempt > 0 {
-                self.backoff(attempt).await;
-            }
-            let info = match self.primary(path, Some(index)).await {
-                Ok(info) => info,
-                Err(e) if !e.is_retryable() => return Err(e),
-                Err(e) => {
-                    last = Some(e);
-                    continue;
-                }
-            };
+        self.retrying(|| async move {
+            let info = self
+                .primary(path, Some(index))
+                .await
+                .map_err(Failure::Checked)?;
             let result = async {
                 let data = self.push(&info, data).await?;
                 let msg = WriteChunk {
                     handle: info.handle,
                     version: info.version,
-                    offset: within,
+                    offset: chunk_offset,
                     data,
                     secondaries: info.secondaries.clone(),
                 };
@@ -437,21 +401,12 @@ impl Client {
                 r
             }
             .await;
-            match result {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    self.primaries
-                        .lock()
-                        .unwrap()
-                        .remove(&(path.to_string(), index));
-                    if !e.is_retryable() {
-                        return Err(e);
-                    }
-                    last = Some(e);
-                }
-            }
-        }
-        Err(self.give_up(last))
+            result.map_err(|e| {
+                self.primaries.lock().unwrap().forget(path, index);
+                Failure::Checked(e)
+            })
+        })
+        .await
     }
 
     /// GFS record append: appends `data` atomically at least once and returns the file offset the
@@ -470,25 +425,20 @@ impl Client {
                 "an empty record cannot be appended".into(),
             ));
         }
-        let mut last = None;
-        for attempt in 0..self.cfg.client_max_attempts {
-            if attempt > 0 {
-                self.backoff(attempt).await;
-            }
+        // One attempt may hop over up to MAX_CHUNK_HOPS full chunks; running out of hops
+        // (`ChunkFull`) fails the attempt like any retryable error.
+        self.retrying(|| async move {
             let mut index = None; // the file's last chunk
             let mut hops = 0;
-            let outcome = loop {
-                let info = match self
+            loop {
+                let info = self
                     .master(GetPrimary {
                         path: path.to_string(),
                         index,
                         allocate: true,
                     })
                     .await
-                {
-                    Ok(info) => info,
-                    Err(e) => break Err(e),
-                };
+                    .map_err(Failure::Checked)?;
                 let result = async {
                     let id = self.push(&info, data).await?;
                     let msg = AppendChunk {
@@ -504,20 +454,15 @@ impl Client {
                 }
                 .await;
                 match result {
-                    Ok(within) => break Ok(info.index * self.cfg.chunk_size_bytes + within),
+                    Ok(within) => return Ok(info.index * self.cfg.chunk_size_bytes + within),
                     Err(GfsError::ChunkFull) if hops < MAX_CHUNK_HOPS => {
                         hops += 1;
                         index = Some(info.index + 1);
                     }
-                    Err(e) => break Err(e),
+                    Err(e) => return Err(Failure::Checked(e)),
                 }
-            };
-            match outcome {
-                Ok(offset) => return Ok(offset),
-                Err(e) if !e.is_retryable() => return Err(e),
-                Err(e) => last = Some(e),
             }
-        }
-        Err(self.give_up(last))
+        })
+        .await
     }
 }
