@@ -16,121 +16,28 @@
 //! Names may contain `/`, so callers can spread files over "subdirectories"; [`Disk::list`] lists
 //! by prefix.
 //!
-//! **Faults** live in a [`DiskFaults`] shared with the harness and kept across restarts, like the
-//! hardware it stands for. A sync takes a random time (so a crash can land in the middle of one);
-//! a disk with torn writes first puts a random prefix of the sync's writes on disk, so a crash
-//! before the sync completes leaves the file torn, while a completed sync is always whole; and the
-//! harness can ask for bits to flip in stored bytes. Without torn writes, a sync is all or
-//! nothing, which is what lets a chunkserver update a chunk atomically.
+//! **Faults** live in a [`DiskFaults`] (`faults.rs`) shared with the harness and kept across
+//! restarts, like the hardware it stands for; this file applies them where they strike (a sync, a
+//! read). Without torn writes, a sync is all or nothing, which is what lets a chunkserver update a
+//! chunk atomically.
 //!
 //! **Trace.** In a full trace ([`crate::trace::Detail::Full`]) every page-cache write is a
 //! `disk_write`, every sync a `disk_sync` (what it made durable), and writes a crash or a lying
 //! sync threw away a `disk_lost`. To name what a crash loses, [`DiskFaults`] keeps a summary of
 //! the page cache per file, at full detail only, since the cache itself dies with the node.
 
+mod faults;
+
+pub use faults::DiskFaults;
+
 use crate::trace::{DiskWrite, Event, LossCause, NodeName};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{self, ErrorKind};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The physical disk's behaviour: timing and faults. Shared by the node's [`Disk`] and the harness.
-#[derive(Debug, Default)]
-pub struct DiskFaults {
-    /// Upper bound of a sync's latency, in microseconds (each sync takes a uniform 0..=max).
-    pub sync_latency_us: AtomicU64,
-    /// A sync first writes a random prefix of its writes.
-    pub torn_writes: AtomicBool,
-    /// A broken disk, for proving the checks: a sync reports success but nothing reaches the disk,
-    /// so a crash loses writes that were acknowledged as durable.
-    pub lies_about_sync: AtomicBool,
-    /// Names starting with this are eligible for bit flips (empty: none are).
-    flip_prefix: std::sync::Mutex<String>,
-    pending_flips: AtomicU64,
-    flips_applied: AtomicU64,
-    tear_in_flight: AtomicBool,
-    unsynced_writes: AtomicU64,
-    /// Unsynced (writes, bytes) per file, mirroring the page cache; kept only at full detail.
-    unsynced_by_file: std::sync::Mutex<BTreeMap<String, (u64, u64)>>,
-}
-
-impl DiskFaults {
-    pub fn new(sync_latency_us: u64, torn_writes: bool, flip_prefix: &str) -> Arc<DiskFaults> {
-        let f = DiskFaults {
-            sync_latency_us: AtomicU64::new(sync_latency_us),
-            torn_writes: AtomicBool::new(torn_writes),
-            ..DiskFaults::default()
-        };
-        *f.flip_prefix.lock().unwrap() = flip_prefix.to_string();
-        Arc::new(f)
-    }
-
-    /// Asks for one bit to flip in a stored file; applied at the disk's next operation.
-    pub fn request_bit_flip(&self) {
-        self.pending_flips.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn flips_applied(&self) -> u64 {
-        self.flips_applied.load(Ordering::Relaxed)
-    }
-
-    /// True while a torn prefix is on disk and its sync has not completed: a crash now tears.
-    pub fn tear_in_flight(&self) -> bool {
-        self.tear_in_flight.load(Ordering::Relaxed)
-    }
-
-    /// Writes in the page cache, which a crash now would lose.
-    pub fn unsynced_writes(&self) -> u64 {
-        self.unsynced_writes.load(Ordering::Relaxed)
-    }
-
-    /// `n` writes left the page cache (synced, dropped by a lying sync, or gone with their file).
-    /// The count never goes below zero: the check comes before the subtraction, in one step.
-    fn forget_unsynced(&self, n: u64) {
-        let counted =
-            self.unsynced_writes
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| w.checked_sub(n));
-        if let Err(w) = counted {
-            panic!("disk: {n} writes leave a page cache that counts {w} unsynced writes");
-        }
-    }
-
-    /// The node of this disk crashed: its page cache is gone. Records a `disk_lost` per file that
-    /// had unsynced writes (full detail only). The harness calls it at the instant of the crash.
-    pub fn crashed(&self, node: NodeName) {
-        let lost = std::mem::take(&mut *self.unsynced_by_file.lock().unwrap());
-        for (file, (writes, bytes)) in lost {
-            crate::trace::emit_full(node, || Event::DiskLost {
-                file,
-                writes,
-                bytes,
-                why: LossCause::Crash,
-            });
-        }
-    }
-
-    /// Mirrors a page-cache write into the per-file summary (full detail only).
-    fn cached(&self, name: &str, bytes: u64) {
-        if crate::trace::full() {
-            let mut by_file = self.unsynced_by_file.lock().unwrap();
-            let e = by_file.entry(name.to_string()).or_default();
-            e.0 += 1;
-            e.1 += bytes;
-        }
-    }
-
-    /// Drops a file's entry from the per-file summary: synced, removed or renamed over.
-    fn uncached(&self, name: &str) -> Option<(u64, u64)> {
-        if crate::trace::full() {
-            self.unsynced_by_file.lock().unwrap().remove(name)
-        } else {
-            None
-        }
-    }
-}
 
 /// The bytes a batch of page-cache operations writes (a length change counts none).
 fn bytes_of(ops: &[Pending]) -> u64 {
