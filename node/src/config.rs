@@ -161,6 +161,13 @@ impl ClusterConfig {
         2 * self.rpc_timeout_ms
     }
 
+    /// How long a secondary holds a mutation that arrived ahead of an earlier serial before giving
+    /// the earlier one up (GFS §3.1: replicas apply mutations in serial order). A third of an RPC
+    /// timeout, so a held mutation is still answered before its primary gives up on it.
+    pub fn serial_hold_ms(&self) -> u64 {
+        (self.rpc_timeout_ms / 3).max(1)
+    }
+
     /// How long a freshly started master waits before granting leases: long enough for every lease
     /// granted by a previous incarnation to expire and for every live chunkserver to report in.
     pub fn master_grace_ms(&self) -> u64 {

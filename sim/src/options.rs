@@ -43,6 +43,7 @@ pub struct RunOptions {
     /// (many clients on one chunk), `log` (producers appending, a consumer reading), `large`
     /// (large sequential files) or `small_files`.
     #[arg(long, value_enum, default_value_t = Workload::Mixed)]
+    #[serde(skip_serializing_if = "is_default_workload")]
     pub workload: Workload,
     /// Concurrent workload clients.
     #[arg(long, default_value_t = 3)]
@@ -91,6 +92,9 @@ fn is_default_files(n: &u32) -> bool {
 }
 fn is_default_ops(n: &u32) -> bool {
     *n == RunOptions::default().ops_per_client
+}
+fn is_default_workload(w: &Workload) -> bool {
+    *w == Workload::default()
 }
 fn is_default_faults(f: &FaultSpec) -> bool {
     *f == RunOptions::default().faults

@@ -189,9 +189,15 @@ fn an_isolated_primary_loses_the_requests_it_sends() {
 
 #[test]
 fn a_crash_loses_in_the_trace_exactly_the_unsynced_writes_it_counts() {
+    // Frequent crashes, so some land while writes wait in a page cache.
+    let crashy = RunOptions {
+        faults: "crash".parse().unwrap(),
+        rates: vec!["crash=5".parse().unwrap()],
+        ..RunOptions::default()
+    };
     let mut lost_somewhere = 0;
     for seed in 0..40 {
-        let ls = lines(&full(seed));
+        let ls = lines(&run_seed_detailed(seed, &crashy, Detail::Full));
         for f in ls.iter().filter(|l| l.kind == "fault_injected") {
             let Some(n) = field(&f.detail, "unsynced_writes_lost") else {
                 continue;

@@ -126,12 +126,23 @@ impl AppendPlan {
     }
 }
 
-/// A mutation refused at a secondary because a newer one of the same lease was applied first.
+/// What a secondary does with a mutation that arrives (GFS §3.1 step 5: every replica applies
+/// mutations in the primary's serial order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutOfOrder {
-    /// The serial already applied.
-    pub after_serial: u64,
+pub enum Admission {
+    /// Apply it now: it is the next serial, or the earlier ones are given up on.
+    Apply,
+    /// Hold it: an earlier serial has not arrived yet (the primary pipelines its mutations, and
+    /// the network may reorder them). Ask again a little later.
+    Hold,
+    /// Refuse it: a newer serial of the same lease was applied already.
+    Refuse { after_serial: u64 },
+    /// Refuse it: too many later mutations of this chunk are held already.
+    Full,
 }
+
+/// Bound on mutations of one chunk a secondary holds for an earlier serial at once.
+pub const MAX_HELD_PER_CHUNK: usize = 64;
 
 /// A chunkserver's protocol state. See the module comment.
 #[derive(Debug)]
@@ -144,6 +155,10 @@ pub struct ChunkServerCore {
     leases: BTreeMap<ChunkHandle, PrimaryLease>,
     /// Last serial applied per chunk, at the version it was applied under.
     applied: BTreeMap<ChunkHandle, (u64, u64)>,
+    /// Mutations held for an earlier serial, per chunk: (version, serial) of each.
+    held: BTreeMap<ChunkHandle, BTreeSet<(u64, u64)>>,
+    /// How long a secondary holds a mutation for the serials before it.
+    hold_ns: u64,
     buffer: PushBuffer,
     /// Corrupt replicas already reported to the master, as (chunk, version).
     reported: BTreeSet<(ChunkHandle, u64)>,
@@ -159,6 +174,8 @@ impl ChunkServerCore {
             arrival_order: cfg.has(Bug::ArrivalOrder),
             leases: BTreeMap::new(),
             applied: BTreeMap::new(),
+            held: BTreeMap::new(),
+            hold_ns: cfg.serial_hold_ms() * 1_000_000,
             buffer: PushBuffer::new(cfg.push_buffer_entries, max_bytes),
             reported: BTreeSet::new(),
         }
@@ -236,14 +253,57 @@ impl ChunkServerCore {
         }
     }
 
-    /// GFS §3.1 step 5, at a secondary: may mutation `serial` of `version` be applied now? Never
-    /// after a newer serial of the same version (but for bug `arrival_order`).
-    pub fn admit(&self, h: ChunkHandle, version: u64, serial: u64) -> Result<(), OutOfOrder> {
-        match self.applied.get(&h) {
-            Some(&(v, last)) if v == version && serial <= last && !self.arrival_order => {
-                Err(OutOfOrder { after_serial: last })
+    /// GFS §3.1 step 5, at a secondary: what to do with mutation `serial` of `version`, which
+    /// arrived `waited_ns` ago. Never apply it after a newer serial of the same version (but for
+    /// bug `arrival_order`). A mutation that arrives ahead of an earlier serial is held until
+    /// that one is applied; after the hold time, the earliest held one goes ahead, and a late
+    /// earlier serial will be refused. A held mutation must be [`ChunkServerCore::unhold`] when
+    /// its request ends, whatever the outcome.
+    pub fn admit(
+        &mut self,
+        h: ChunkHandle,
+        version: u64,
+        serial: u64,
+        waited_ns: u64,
+    ) -> Admission {
+        if self.arrival_order {
+            return Admission::Apply;
+        }
+        let last = match self.applied.get(&h) {
+            Some(&(v, last)) if v == version => last,
+            // Nothing known at this version (a restart forgot it): nothing to order against.
+            _ => return Admission::Apply,
+        };
+        if serial <= last {
+            return Admission::Refuse { after_serial: last };
+        }
+        let held = self.held.entry(h).or_default();
+        let earliest_held = held
+            .iter()
+            .filter(|(v, _)| *v == version)
+            .map(|(_, s)| *s)
+            .next();
+        let next = serial == last + 1;
+        let gives_up = waited_ns >= self.hold_ns && earliest_held.is_none_or(|e| serial <= e);
+        if next || gives_up {
+            return Admission::Apply;
+        }
+        if !held.contains(&(version, serial)) {
+            if held.len() >= MAX_HELD_PER_CHUNK {
+                return Admission::Full;
             }
-            _ => Ok(()),
+            held.insert((version, serial));
+        }
+        Admission::Hold
+    }
+
+    /// The request of mutation `serial` of `version` ended: it is no longer held.
+    pub fn unhold(&mut self, h: ChunkHandle, version: u64, serial: u64) {
+        if let Some(held) = self.held.get_mut(&h) {
+            held.remove(&(version, serial));
+            if held.is_empty() {
+                self.held.remove(&h);
+            }
         }
     }
 
@@ -439,65 +499,111 @@ mod tests {
 
     #[test]
     fn serial_order_at_secondaries() {
+        const HOLD: u64 = 100_000_000; // serial_hold_ms of the test config, in ns
         struct Case {
             name: &'static str,
             bugs: &'static [Bug],
             /// Already applied: (version, serial).
             last: Option<(u64, u64)>,
-            /// Arriving: (version, serial).
-            arriving: (u64, u64),
-            want: Result<(), OutOfOrder>,
+            /// Serials of version 2 already held.
+            held: &'static [u64],
+            /// Arriving: (version, serial, waited so far in ns).
+            arriving: (u64, u64, u64),
+            want: Admission,
         }
-        let refused = |after_serial| Err(OutOfOrder { after_serial });
         let cases = [
             Case {
                 name: "nothing applied yet",
                 bugs: &[],
                 last: None,
-                arriving: (2, 1),
-                want: Ok(()),
+                held: &[],
+                arriving: (2, 1, 0),
+                want: Admission::Apply,
             },
             Case {
                 name: "the next serial",
                 bugs: &[],
                 last: Some((2, 3)),
-                arriving: (2, 4),
-                want: Ok(()),
+                held: &[],
+                arriving: (2, 4, 0),
+                want: Admission::Apply,
             },
             Case {
-                name: "a gap is fine: a missed mutation is not waited for",
+                name: "ahead of an earlier serial: held",
                 bugs: &[],
                 last: Some((2, 3)),
-                arriving: (2, 6),
-                want: Ok(()),
+                held: &[],
+                arriving: (2, 6, 0),
+                want: Admission::Hold,
+            },
+            Case {
+                name: "still held just before the hold time",
+                bugs: &[],
+                last: Some((2, 3)),
+                held: &[6],
+                arriving: (2, 6, HOLD - 1),
+                want: Admission::Hold,
+            },
+            Case {
+                name: "after the hold time the earliest held goes ahead",
+                bugs: &[],
+                last: Some((2, 3)),
+                held: &[5, 6],
+                arriving: (2, 5, HOLD),
+                want: Admission::Apply,
+            },
+            Case {
+                name: "a later one waits for the earliest held, even past its hold time",
+                bugs: &[],
+                last: Some((2, 3)),
+                held: &[5, 6],
+                arriving: (2, 6, 3 * HOLD),
+                want: Admission::Hold,
+            },
+            Case {
+                name: "too many held already",
+                bugs: &[],
+                last: Some((2, 0)),
+                held: &[
+                    2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
+                    24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43,
+                    44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63,
+                    64, 65,
+                ],
+                arriving: (2, 70, 0),
+                want: Admission::Full,
             },
             Case {
                 name: "the same serial again",
                 bugs: &[],
                 last: Some((2, 3)),
-                arriving: (2, 3),
-                want: refused(3),
+                held: &[],
+                arriving: (2, 3, 0),
+                want: Admission::Refuse { after_serial: 3 },
             },
             Case {
                 name: "an older serial after a newer one",
                 bugs: &[],
                 last: Some((2, 3)),
-                arriving: (2, 1),
-                want: refused(3),
+                held: &[],
+                arriving: (2, 1, 0),
+                want: Admission::Refuse { after_serial: 3 },
             },
             Case {
                 name: "serials of a new version start over",
                 bugs: &[],
                 last: Some((2, 3)),
-                arriving: (3, 1),
-                want: Ok(()),
+                held: &[],
+                arriving: (3, 1, 0),
+                want: Admission::Apply,
             },
             Case {
                 name: "bug arrival_order applies the older one",
                 bugs: &[Bug::ArrivalOrder],
                 last: Some((2, 3)),
-                arriving: (2, 1),
-                want: Ok(()),
+                held: &[],
+                arriving: (2, 1, 0),
+                want: Admission::Apply,
             },
         ];
         for c in cases {
@@ -505,8 +611,25 @@ mod tests {
             if let Some((v, s)) = c.last {
                 core.applied(H, v, s);
             }
-            let (v, s) = c.arriving;
-            assert_eq!(core.admit(H, v, s), c.want, "{}", c.name);
+            for &s in c.held {
+                core.held.entry(H).or_default().insert((2, s));
+            }
+            let (v, s, waited) = c.arriving;
+            assert_eq!(core.admit(H, v, s, waited), c.want, "{}", c.name);
+            // A held mutation is registered until its request ends.
+            let registered = core.held.get(&H).is_some_and(|h| h.contains(&(v, s)));
+            assert_eq!(
+                registered,
+                c.want == Admission::Hold || c.held.contains(&s),
+                "{}",
+                c.name
+            );
+            core.unhold(H, v, s);
+            assert!(
+                core.held.get(&H).is_none_or(|h| !h.contains(&(v, s))),
+                "{}",
+                c.name
+            );
         }
     }
 

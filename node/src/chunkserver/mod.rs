@@ -9,8 +9,14 @@
 //! applied it; otherwise the client sees an error and the region may be inconsistent, exactly the
 //! weakness the paper's consistency model admits (GFS §2.7, §3.1 step 7).
 //!
-//! Secondaries never apply an older serial after a newer one: a mutation delayed past a later one
-//! is refused, so every replica applies mutations in the primary's order (some may miss one).
+//! The primary pipelines mutations from many clients (GFS §3.1, §3.3): it holds a chunk only while
+//! it numbers a mutation, applies it locally and sends it on, not while the secondaries answer, so
+//! mutations of one chunk are in flight together and may overtake each other on the way.
+//! Secondaries restore the order: one that arrives ahead of an earlier serial is held (for at most
+//! a third of an RPC timeout, and at most 64 per chunk) until the earlier one is applied. A
+//! secondary never applies an older serial after a newer one: an earlier mutation given up on and
+//! arriving late is refused, so every replica applies mutations in the primary's order (some may
+//! miss one).
 //!
 //! The protocol state and its decisions (leases, serials, the push buffer, the record-append
 //! choice, heartbeat bookkeeping) are plain data in [`core::ChunkServerCore`]; this module is the
@@ -34,7 +40,32 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use store::ChunkStore;
 
-use self::core::{AppendPlan, ChunkServerCore, OutOfOrder};
+use self::core::{Admission, AppendPlan, ChunkServerCore};
+
+/// How often a held mutation asks again whether its turn has come.
+const SERIAL_POLL: Duration = Duration::from_micros(500);
+
+/// A mutation forwarded to the secondaries: the calls in flight.
+struct Forwarded {
+    h: ChunkHandle,
+    version: u64,
+    serial: u64,
+    calls: Vec<madsim::task::JoinHandle<(ServerId, Result<(), GfsError>)>>,
+}
+
+/// Unholds a mutation when its request ends, however it ends (see [`ChunkServerCore::admit`]).
+struct Held<'a> {
+    cs: &'a ChunkServer,
+    h: ChunkHandle,
+    version: u64,
+    serial: u64,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.cs.core().unhold(self.h, self.version, self.serial);
+    }
+}
 
 struct ChunkServer {
     id: ServerId,
@@ -385,15 +416,16 @@ impl ChunkServer {
         }
     }
 
-    /// Forwards mutation `serial` to every secondary at once; `Err` names those that failed.
-    async fn forward(
+    /// Sends mutation `serial` to every secondary at once; [`ChunkServer::settle`] waits for the
+    /// answers. Called with the chunk locked, so mutations leave in serial order.
+    fn forward(
         &self,
         h: ChunkHandle,
         version: u64,
         serial: u64,
         mutation: Mutation,
         secondaries: &[ServerId],
-    ) -> Result<(), GfsError> {
+    ) -> Forwarded {
         let calls: Vec<_> = secondaries
             .iter()
             .map(|&s| {
@@ -422,6 +454,22 @@ impl ChunkServer {
                 })
             })
             .collect();
+        Forwarded {
+            h,
+            version,
+            serial,
+            calls,
+        }
+    }
+
+    /// Waits for every secondary's answer to a forwarded mutation; `Err` names those that failed.
+    async fn settle(&self, forwarded: Forwarded) -> Result<(), GfsError> {
+        let Forwarded {
+            h,
+            version,
+            serial,
+            calls,
+        } = forwarded;
         if self.cfg.has(Bug::AckBeforeSecondaries) {
             return Ok(()); // bug: the secondaries' answers are not waited for
         }
@@ -447,7 +495,8 @@ impl ChunkServer {
         }
     }
 
-    /// GFS §3.1 steps 4-7, at the primary.
+    /// GFS §3.1 steps 4-7, at the primary. The chunk is held only while the mutation is numbered,
+    /// applied here and sent on (see the module comment).
     async fn write_chunk(&self, req: WriteChunk) -> Result<(), GfsError> {
         let len = self.data(&req.data)?.len() as u64;
         if req.offset + len > self.cfg.chunk_size_bytes {
@@ -457,41 +506,41 @@ impl ChunkServer {
             )));
         }
         let lock = self.chunk_lock(req.handle);
-        let mut mutating = Some(lock.lock().await);
-        let serial = self.core().take_serial(req.handle, req.version, now_ns())?;
-        let m = Mutation::Write {
-            offset: req.offset,
-            data: req.data,
+        let forwarded = {
+            let _mutating = lock.lock().await;
+            let serial = self.core().take_serial(req.handle, req.version, now_ns())?;
+            let m = Mutation::Write {
+                offset: req.offset,
+                data: req.data,
+            };
+            self.apply_local(req.handle, serial, &m).await?;
+            self.forward(req.handle, req.version, serial, m, &req.secondaries)
         };
-        self.apply_local(req.handle, serial, &m).await?;
-        if self.cfg.has(Bug::ArrivalOrder) {
-            mutating.take(); // bug: the next mutation may be forwarded before this one
-        }
-        let result = self
-            .forward(req.handle, req.version, serial, m, &req.secondaries)
-            .await;
-        drop(mutating);
-        result
+        self.settle(forwarded).await
     }
 
-    /// GFS §3.3: the primary picks the offset, or pads the chunk and sends the client on.
+    /// GFS §3.3: the primary picks the offset, or pads the chunk and sends the client on. Appends
+    /// are pipelined like writes: each is placed at the end the previous one left.
     async fn append_chunk(&self, req: AppendChunk) -> Result<u64, GfsError> {
         let len = self.data(&req.data)?.len() as u64;
         let lock = self.chunk_lock(req.handle);
-        let _mutating = lock.lock().await;
-        let serial = self.core().take_serial(req.handle, req.version, now_ns())?;
-        let end = {
-            let store = self.store.lock().await;
-            store
-                .info(req.handle)
-                .ok_or(GfsError::NoSuchReplica(req.handle))?
-                .len_bytes
+        let (plan, forwarded) = {
+            let _mutating = lock.lock().await;
+            let serial = self.core().take_serial(req.handle, req.version, now_ns())?;
+            let end = {
+                let store = self.store.lock().await;
+                store
+                    .info(req.handle)
+                    .ok_or(GfsError::NoSuchReplica(req.handle))?
+                    .len_bytes
+            };
+            let plan = self.core().plan_append(end, len);
+            let m = plan.mutation(req.data);
+            self.apply_local(req.handle, serial, &m).await?;
+            let forwarded = self.forward(req.handle, req.version, serial, m, &req.secondaries);
+            (plan, forwarded)
         };
-        let plan = self.core().plan_append(end, len);
-        let m = plan.mutation(req.data);
-        self.apply_local(req.handle, serial, &m).await?;
-        self.forward(req.handle, req.version, serial, m, &req.secondaries)
-            .await?;
+        self.settle(forwarded).await?;
         match plan {
             AppendPlan::Fits { offset } | AppendPlan::Cut { offset, .. } => Ok(offset),
             AppendPlan::Pad { from } => {
@@ -505,35 +554,62 @@ impl ChunkServer {
         }
     }
 
-    /// GFS §3.1 step 5, at a secondary: apply in serial order, never an older after a newer one.
+    /// GFS §3.1 step 5, at a secondary: apply in serial order, holding a mutation that arrived
+    /// ahead of an earlier serial (bounded; see [`ChunkServerCore::admit`]), never applying an
+    /// older one after a newer one.
     async fn apply_mutation(&self, req: ApplyMutation) -> Result<(), GfsError> {
-        let mut store = self.store.lock().await;
-        let version = store
-            .version(req.handle)
-            .ok_or(GfsError::NoSuchReplica(req.handle))?;
-        if version != req.version {
-            return Err(GfsError::StaleVersion {
-                have: version,
-                want: req.version,
-            });
+        let arrived_ns = now_ns();
+        let _held = Held {
+            cs: self,
+            h: req.handle,
+            version: req.version,
+            serial: req.serial,
+        };
+        loop {
+            let mut store = self.store.lock().await;
+            let version = store
+                .version(req.handle)
+                .ok_or(GfsError::NoSuchReplica(req.handle))?;
+            if version != req.version {
+                return Err(GfsError::StaleVersion {
+                    have: version,
+                    want: req.version,
+                });
+            }
+            let waited_ns = now_ns() - arrived_ns;
+            let admission = self
+                .core()
+                .admit(req.handle, version, req.serial, waited_ns);
+            match admission {
+                Admission::Apply => {
+                    self.write_mutation(&mut store, req.handle, &req.mutation)
+                        .await?;
+                    self.core().applied(req.handle, version, req.serial);
+                    return Ok(());
+                }
+                Admission::Refuse { after_serial } => {
+                    emit(self.name, || Event::MutationRefused {
+                        chunk: req.handle,
+                        version,
+                        serial: req.serial,
+                        after_serial,
+                    });
+                    return Err(GfsError::Unavailable(format!(
+                        "mutation {} of {} arrived after mutation {after_serial}",
+                        req.serial, req.handle
+                    )));
+                }
+                Admission::Full => {
+                    return Err(GfsError::Unavailable(format!(
+                        "too many mutations of {} wait for an earlier one",
+                        req.handle
+                    )))
+                }
+                Admission::Hold => {}
+            }
+            drop(store);
+            madsim::time::sleep(SERIAL_POLL).await;
         }
-        let admitted = self.core().admit(req.handle, version, req.serial);
-        if let Err(OutOfOrder { after_serial }) = admitted {
-            emit(self.name, || Event::MutationRefused {
-                chunk: req.handle,
-                version,
-                serial: req.serial,
-                after_serial,
-            });
-            return Err(GfsError::Unavailable(format!(
-                "mutation {} of {} arrived after mutation {after_serial}",
-                req.serial, req.handle
-            )));
-        }
-        self.write_mutation(&mut store, req.handle, &req.mutation)
-            .await?;
-        self.core().applied(req.handle, version, req.serial);
-        Ok(())
     }
 
     fn check_version(store: &ChunkStore, h: ChunkHandle, want: u64) -> Result<(), GfsError> {

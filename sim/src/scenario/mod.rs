@@ -119,6 +119,7 @@ pub fn prepare(name: &str, file: &str, scenario: Scenario) -> Result<Loaded, Str
     let d = RunOptions::default();
     // A script replaces the generated workload and the fault plan: their options have no say.
     for (key, set) in [
+        ("workload", c.workload != d.workload),
         ("files", c.files != d.files),
         ("ops", c.ops_per_client != d.ops_per_client),
         ("faults", c.faults != d.faults),

@@ -29,7 +29,8 @@ pub struct Scenario {
     #[serde(default)]
     pub files: Vec<String>,
     /// Cluster options and planted bugs: the same table as the CLI's flags. A scenario scripts
-    /// its own operations and faults, so `files`, `ops`, `faults` and `rate` are not allowed.
+    /// its own operations and faults, so `workload`, `files`, `ops`, `faults` and `rate` are not
+    /// allowed.
     #[serde(default)]
     pub cluster: RunOptions,
     #[serde(default, rename = "op", skip_serializing_if = "Vec::is_empty")]
@@ -441,6 +442,7 @@ impl Scenario {
     ) -> Scenario {
         let defaults = RunOptions::default();
         let cluster = RunOptions {
+            workload: defaults.workload,
             files: defaults.files,
             ops_per_client: defaults.ops_per_client,
             faults: defaults.faults,
