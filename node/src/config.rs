@@ -161,6 +161,14 @@ impl ClusterConfig {
         2 * self.rpc_timeout_ms
     }
 
+    /// How long a client keeps retrying an operation (beyond `client_max_attempts`, within a hard
+    /// cap): long enough for the cluster to recover from one lost chunkserver, which takes the
+    /// master noticing it (`server_timeout_ms`), its lease running out (`lease_ms`), the quiet
+    /// period before a copy (`clone_quiet_ms`) and a copy and a grant (an RPC timeout).
+    pub fn client_retry_window_ms(&self) -> u64 {
+        self.server_timeout_ms + self.lease_ms + self.clone_quiet_ms() + self.rpc_timeout_ms
+    }
+
     /// How long a secondary holds a mutation that arrived ahead of an earlier serial before giving
     /// the earlier one up (GFS §3.1: replicas apply mutations in serial order). A third of an RPC
     /// timeout, so a held mutation is still answered before its primary gives up on it.

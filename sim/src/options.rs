@@ -124,6 +124,18 @@ impl Default for RunOptions {
     }
 }
 
+/// How long the master waits to hear from a chunkserver before it counts it dead: five heartbeat
+/// intervals, and never less than two heartbeat round trips that each took a whole RPC timeout, so
+/// that a live server whose heartbeat is merely slow is not declared dead (which would start
+/// copies and trims of its chunks, then undo them when it reports again). Saturates rather than
+/// overflow; validation rejects what it cannot represent.
+pub fn server_timeout_ms(heartbeat_ms: u64, rpc_timeout_ms: u64) -> u64 {
+    let slow = heartbeat_ms
+        .saturating_add(rpc_timeout_ms)
+        .saturating_mul(2);
+    heartbeat_ms.saturating_mul(5).max(slow)
+}
+
 impl RunOptions {
     /// The cluster configuration these options describe (timeouts scale with the heartbeat).
     pub fn cluster(&self) -> ClusterConfig {
@@ -134,7 +146,10 @@ impl RunOptions {
             block_size_bytes: self.block_size_bytes,
             lease_ms: self.lease_ms,
             heartbeat_ms: self.heartbeat_ms,
-            server_timeout_ms: 5 * self.heartbeat_ms,
+            server_timeout_ms: server_timeout_ms(
+                self.heartbeat_ms,
+                ClusterConfig::default().rpc_timeout_ms,
+            ),
             bugs: self.bugs.iter().copied().collect(),
             ..ClusterConfig::default()
         }

@@ -155,6 +155,9 @@ pub struct ChunkServerCore {
     leases: BTreeMap<ChunkHandle, PrimaryLease>,
     /// Last serial applied per chunk, at the version it was applied under.
     applied: BTreeMap<ChunkHandle, (u64, u64)>,
+    /// When each replica copied in from another server was installed: a deletion the master
+    /// ordered from an earlier report must not remove it (see [`ChunkServerCore::garbage_applies`]).
+    installed_ns: BTreeMap<ChunkHandle, u64>,
     /// Mutations held for an earlier serial, per chunk: (version, serial) of each.
     held: BTreeMap<ChunkHandle, BTreeSet<(u64, u64)>>,
     /// How long a secondary holds a mutation for the serials before it.
@@ -174,6 +177,7 @@ impl ChunkServerCore {
             arrival_order: cfg.has(Bug::ArrivalOrder),
             leases: BTreeMap::new(),
             applied: BTreeMap::new(),
+            installed_ns: BTreeMap::new(),
             held: BTreeMap::new(),
             hold_ns: cfg.serial_hold_ms() * 1_000_000,
             buffer: PushBuffer::new(cfg.push_buffer_entries, max_bytes),
@@ -312,18 +316,29 @@ impl ChunkServerCore {
         self.applied.insert(h, (version, serial));
     }
 
-    /// GFS §4.3: a whole replica at `version` was copied in, replacing any local one. It starts
-    /// over: no lease, no serial applied, and no corruption reported.
-    pub fn replica_copied(&mut self, h: ChunkHandle, version: u64) {
+    /// GFS §4.3: a whole replica at `version` was copied in at `now_ns`, replacing any local one.
+    /// It starts over: no lease, no serial applied, and no corruption reported.
+    pub fn replica_copied(&mut self, h: ChunkHandle, version: u64, now_ns: u64) {
         self.leases.remove(&h);
         self.applied.insert(h, (version, 0));
         self.reported.retain(|(c, _)| *c != h);
+        self.installed_ns.insert(h, now_ns);
     }
 
     /// GFS §4.4: the master had the replica deleted.
     pub fn replica_deleted(&mut self, h: ChunkHandle) {
         self.leases.remove(&h);
         self.applied.remove(&h);
+        self.installed_ns.remove(&h);
+    }
+
+    /// Whether the master's order to delete replica `h`, judged from the report taken at
+    /// `snapshot_ns`, applies to the replica held now. Not if the replica was copied in at or
+    /// after that instant: the master judged the one it replaced (a stale copy, or a copy it had
+    /// trimmed), not this one, which it may have just asked for. (The version alone cannot tell
+    /// them apart: a copy takes the version of its source.)
+    pub fn garbage_applies(&self, h: ChunkHandle, snapshot_ns: u64) -> bool {
+        self.installed_ns.get(&h).is_none_or(|&t| t < snapshot_ns)
     }
 
     /// GFS §5.2: replica `h` at `version` failed its checksum. True the first time (to trace it);
@@ -634,6 +649,27 @@ mod tests {
     }
 
     #[test]
+    fn a_deletion_judged_from_an_older_report_spares_a_newer_copy() {
+        // (copied in at, report snapshot) -> does the deletion apply?
+        let cases = [
+            (None, 10, true),      // never copied: the master judged this replica
+            (Some(5), 10, true),   // copied before the report: judged
+            (Some(10), 10, false), // copied the instant of the report: not judged
+            (Some(15), 10, false), // copied after the report: not judged
+        ];
+        for (copied, snapshot_ns, applies) in cases {
+            let mut core = ChunkServerCore::new(&cfg(&[]));
+            if let Some(t) = copied {
+                core.replica_copied(H, 1, t);
+            }
+            assert_eq!(core.garbage_applies(H, snapshot_ns), applies, "{copied:?}");
+            // Once deleted, the next replica starts with a clean record.
+            core.replica_deleted(H);
+            assert!(core.garbage_applies(H, snapshot_ns));
+        }
+    }
+
+    #[test]
     fn extensions_apply_only_at_the_same_version_and_only_later() {
         // (extension offered, applied?) for a lease at version 2 until 1 000 ns
         let cases = [
@@ -807,7 +843,7 @@ mod tests {
         core.applied(H, 2, 4);
         assert!(core.note_corrupt(H, 2));
         assert!(!core.note_corrupt(H, 2), "traced once");
-        core.replica_copied(H, 3);
+        core.replica_copied(H, 3, 0);
         assert_eq!(core.leases.get(&H), None);
         assert_eq!(core.applied.get(&H).copied(), Some((3, 0)));
         assert!(core.note_corrupt(H, 2), "a copied replica is judged afresh");

@@ -207,8 +207,8 @@ impl ChunkServer {
             store.remove(req.handle).await?;
         }
         store.install(req.handle, version, &data).await?;
+        self.core().replica_copied(req.handle, version, now_ns());
         drop(store);
-        self.core().replica_copied(req.handle, version);
         emit(self.name, || Event::ReplicaCopied {
             chunk: req.handle,
             version,
@@ -277,7 +277,8 @@ impl ChunkServer {
         for (h, v) in reply.garbage {
             let mut store = self.store.lock().await;
             // Only if nothing changed since the report the master judged.
-            if store.version(h) == Some(v) && store.remove(h).await.is_ok() {
+            let judged = store.version(h) == Some(v) && self.core().garbage_applies(h, snapshot_ns);
+            if judged && store.remove(h).await.is_ok() {
                 self.core().replica_deleted(h);
                 emit(self.name, || Event::ReplicaDeleted {
                     chunk: h,

@@ -141,23 +141,33 @@ pub enum Verdict {
     Return(GfsError),
 }
 
-/// The client's one bounded retry policy: at most `max_attempts` attempts per operation, with a
-/// linear backoff and jitter before every attempt but the first.
+/// The client's one bounded retry policy. An operation gets at least `max_attempts` attempts, and
+/// keeps retrying while it is younger than `window_ms` (long enough for the cluster to recover
+/// from a lost chunkserver: see `ClusterConfig::client_retry_window_ms`), but never more than
+/// [`RetryPolicy::HARD_CAP`] times `max_attempts`. Before every attempt but the first it waits a
+/// backoff that grows linearly up to four steps, plus jitter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     max_attempts: u32,
     /// The backoff grows by this much per attempt, and the jitter is at most this much.
     step_ms: u64,
+    window_ms: u64,
 }
 
 impl RetryPolicy {
+    /// Attempts never exceed this many times `max_attempts`, however long the window.
+    pub const HARD_CAP: u32 = 4;
+    /// The backoff stops growing after this many steps.
+    const MAX_STEPS: u64 = 4;
+
     /// `max_attempts` is positive (the cluster configuration is validated); the backoff step is a
     /// quarter of an RPC timeout, so a few retries outlast a short network fault.
-    pub fn new(max_attempts: u32, rpc_timeout_ms: u64) -> RetryPolicy {
+    pub fn new(max_attempts: u32, rpc_timeout_ms: u64, window_ms: u64) -> RetryPolicy {
         assert!(max_attempts > 0, "a client makes at least one attempt");
         RetryPolicy {
             max_attempts,
             step_ms: rpc_timeout_ms / 4 + 1,
+            window_ms,
         }
     }
 
@@ -167,22 +177,27 @@ impl RetryPolicy {
     }
 
     /// The wait before attempt number `attempt` (0-based, so at least 1 here): linear in the
-    /// attempt, plus the jitter drawn, so clients that failed together do not retry together.
+    /// attempt up to four steps, plus the jitter drawn, so clients that failed together do not
+    /// retry together.
     pub fn backoff_ms(&self, attempt: u32, jitter_ms: u64) -> u64 {
-        self.step_ms * attempt as u64 + jitter_ms
+        self.step_ms * (attempt as u64).min(Self::MAX_STEPS) + jitter_ms
     }
 
-    /// After attempt number `attempt` (0-based) failed with `failure`: retry, give up, or answer.
-    pub fn decide(&self, attempt: u32, failure: Failure) -> Verdict {
+    /// After attempt number `attempt` (0-based) failed with `failure`, `elapsed_ms` after the
+    /// operation began: retry, give up, or answer.
+    pub fn decide(&self, attempt: u32, elapsed_ms: u64, failure: Failure) -> Verdict {
         let error = match failure {
             Failure::Checked(e) if !e.is_retryable() => return Verdict::Return(e),
             Failure::Checked(e) | Failure::Any(e) => e,
         };
-        if attempt + 1 < self.max_attempts {
+        let made = attempt + 1;
+        let guaranteed = made < self.max_attempts;
+        let in_window = elapsed_ms < self.window_ms && made < self.max_attempts * Self::HARD_CAP;
+        if guaranteed || in_window {
             Verdict::Retry
         } else {
             Verdict::GiveUp(GfsError::RetriesExhausted {
-                attempts: self.max_attempts,
+                attempts: made,
                 last: Box::new(error),
             })
         }
@@ -302,19 +317,41 @@ mod tests {
                 last: Box::new(last),
             })
         };
-        // (max attempts, attempt that failed, failure, verdict)
+        // (max attempts, attempt that failed, ms since the operation began, failure, verdict),
+        // with a retry window of 1 000 ms
         let cases = [
-            (3, 0, Failure::Checked(net()), Verdict::Retry),
-            (3, 1, Failure::Checked(net()), Verdict::Retry),
-            (3, 2, Failure::Checked(net()), exhausted(3, net())), // the last attempt
-            (3, 0, Failure::Checked(gone()), Verdict::Return(gone())),
-            (3, 2, Failure::Checked(gone()), Verdict::Return(gone())), // final beats exhausted
-            (3, 0, Failure::Any(gone()), Verdict::Retry),
-            (3, 2, Failure::Any(gone()), exhausted(3, gone())),
-            (3, 0, Failure::Checked(GfsError::ChunkFull), Verdict::Retry),
-            (3, 0, Failure::Checked(GfsError::NotPrimary), Verdict::Retry),
+            (3, 0, 0, Failure::Checked(net()), Verdict::Retry),
+            (3, 1, 2_000, Failure::Checked(net()), Verdict::Retry), // guaranteed attempts
+            (3, 2, 1_000, Failure::Checked(net()), exhausted(3, net())), // last, window over
+            (3, 2, 999, Failure::Checked(net()), Verdict::Retry),   // past max, inside the window
+            (3, 11, 10, Failure::Checked(net()), exhausted(12, net())), // the hard cap
+            (3, 0, 0, Failure::Checked(gone()), Verdict::Return(gone())),
             (
                 3,
+                2,
+                5_000,
+                Failure::Checked(gone()),
+                Verdict::Return(gone()),
+            ), // final beats exhausted
+            (3, 0, 0, Failure::Any(gone()), Verdict::Retry),
+            (3, 2, 1_000, Failure::Any(gone()), exhausted(3, gone())),
+            (
+                3,
+                0,
+                0,
+                Failure::Checked(GfsError::ChunkFull),
+                Verdict::Retry,
+            ),
+            (
+                3,
+                0,
+                0,
+                Failure::Checked(GfsError::NotPrimary),
+                Verdict::Retry,
+            ),
+            (
+                3,
+                0,
                 0,
                 Failure::Checked(GfsError::Ambiguous("create".into())),
                 Verdict::Return(GfsError::Ambiguous("create".into())),
@@ -322,31 +359,36 @@ mod tests {
             (
                 3,
                 0,
+                0,
                 Failure::Checked(GfsError::NoSuchChunk),
                 Verdict::Return(GfsError::NoSuchChunk),
             ),
-            (1, 0, Failure::Checked(net()), exhausted(1, net())), // a single attempt
+            (1, 0, 1_000, Failure::Checked(net()), exhausted(1, net())), // a single attempt
         ];
-        for (max_attempts, attempt, failure, want) in cases {
-            let policy = RetryPolicy::new(max_attempts, 300);
-            let what = format!("attempt {attempt} of {max_attempts} failed with {failure:?}");
-            assert_eq!(policy.decide(attempt, failure), want, "{what}");
+        for (max_attempts, attempt, elapsed_ms, failure, want) in cases {
+            let policy = RetryPolicy::new(max_attempts, 300, 1_000);
+            let what = format!(
+                "attempt {attempt} of {max_attempts} failed after {elapsed_ms} ms with {failure:?}"
+            );
+            assert_eq!(policy.decide(attempt, elapsed_ms, failure), want, "{what}");
         }
     }
 
     #[test]
-    fn backoff_grows_linearly_plus_jitter() {
+    fn backoff_grows_linearly_to_four_steps_plus_jitter() {
         // (rpc timeout, attempt, jitter) -> (max jitter, backoff), all in ms
         let cases = [
             (300, 1, 0, 76, 76),
             (300, 1, 76, 76, 152),
-            (300, 5, 3, 76, 383),
+            (300, 4, 3, 76, 307),
+            (300, 5, 3, 76, 307), // no longer growing
+            (300, 20, 0, 76, 304),
             (1, 1, 0, 1, 1),
             (1, 3, 1, 1, 4),
             (3, 2, 0, 1, 2),
         ];
         for (rpc_timeout_ms, attempt, jitter_ms, max_jitter_ms, want_ms) in cases {
-            let policy = RetryPolicy::new(6, rpc_timeout_ms);
+            let policy = RetryPolicy::new(6, rpc_timeout_ms, 0);
             assert_eq!(
                 policy.max_jitter_ms(),
                 max_jitter_ms,

@@ -71,7 +71,11 @@ impl Client {
         let ep = Endpoint::bind(SocketAddr::new(addr::client_ip(id), addr::PORT)).await?;
         Ok(Client {
             id,
-            retry: RetryPolicy::new(cfg.client_max_attempts, cfg.rpc_timeout_ms),
+            retry: RetryPolicy::new(
+                cfg.client_max_attempts,
+                cfg.rpc_timeout_ms,
+                cfg.client_retry_window_ms(),
+            ),
             cfg,
             ep,
             locations: Mutex::default(),
@@ -103,6 +107,7 @@ impl Client {
     where
         F: Future<Output = Result<T, Failure>>,
     {
+        let start_ns = now_ns();
         let mut n = 0;
         loop {
             if n > 0 {
@@ -113,10 +118,15 @@ impl Client {
             }
             match op().await {
                 Ok(v) => return Ok(v),
-                Err(failure) => match self.retry.decide(n, failure) {
-                    Verdict::Retry => n += 1,
-                    Verdict::GiveUp(e) | Verdict::Return(e) => return Err(e),
-                },
+                Err(failure) => {
+                    match self
+                        .retry
+                        .decide(n, (now_ns() - start_ns) / 1_000_000, failure)
+                    {
+                        Verdict::Retry => n += 1,
+                        Verdict::GiveUp(e) | Verdict::Return(e) => return Err(e),
+                    }
+                }
             }
         }
     }

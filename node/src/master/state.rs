@@ -222,6 +222,9 @@ pub struct MasterState {
     grace_until_ns: u64,
     /// A grant commits only if this many replicas took the version (see `settle_grant`).
     min_lease_acks: usize,
+    /// Chunks a client asked to mutate while they had too few live replicas for a usable lease,
+    /// with when it last asked: re-replication copies them first (volatile).
+    blocked: BTreeMap<ChunkHandle, u64>,
     /// Planted bugs switched on (volatile configuration, not metadata).
     bugs: BTreeSet<Bug>,
     /// User paths deleted since start: only the `gc_deletes_referenced` bug looks at them.
@@ -245,7 +248,6 @@ impl MasterState {
         self.lsn
     }
 
-    /// Sets how many replicas must take a grant's version for it to commit (at least one).
     /// Switches on planted bugs (see [`crate::bugs`]).
     pub fn set_bugs(&mut self, bugs: BTreeSet<Bug>) {
         self.bugs = bugs;
@@ -255,6 +257,7 @@ impl MasterState {
         self.bugs.contains(&b)
     }
 
+    /// Sets how many replicas must take a grant's version for it to commit (at least one).
     pub fn set_min_lease_acks(&mut self, n: usize) {
         self.min_lease_acks = n.max(1);
     }
@@ -302,6 +305,7 @@ impl MasterState {
                 let chunks = self.files.remove(hidden).expect("deleted file exists");
                 for h in chunks {
                     self.chunks.remove(&h);
+                    self.blocked.remove(&h);
                 }
             }
             LogRecord::AddChunk {
@@ -753,6 +757,19 @@ impl MasterState {
                 "no live replica of chunk {handle}"
             )));
         }
+        // A lease fewer replicas than `min_lease_acks` could take would be unusable (see
+        // `settle_grant`). Granting it anyway would bump the version for nothing and, with every
+        // client asking again, keep the chunk from ever being quiet enough to copy (GFS §4.3). So
+        // refuse, and have re-replication copy this chunk first.
+        if replicas.len() < self.min_lease_acks && !early {
+            self.blocked.insert(handle, now_ns);
+            return Err(GfsError::Unavailable(format!(
+                "chunk {handle} has {} live replicas, a lease needs {}: waiting for re-replication",
+                replicas.len(),
+                self.min_lease_acks
+            )));
+        }
+        self.blocked.remove(&handle);
         let primary = *replicas.choose(rng).expect("non-empty");
         let create = meta.version == 0;
         let mut out = Vec::new();
@@ -897,9 +914,10 @@ impl MasterState {
 
     // ------------------------------------------------------------------ re-replication (GFS §4.3)
 
-    /// Chooses up to `max` chunks to copy, most endangered first: chunks of visible files with at
-    /// least one but fewer than `target` current replicas, not already being copied (`busy`), and
-    /// whose last lease expired at least `quiet_ns` ago.
+    /// Chooses up to `max` chunks to copy, most endangered first (fewest replicas; among equals,
+    /// those clients are blocked on, GFS §4.3): chunks of visible files with at least one but fewer
+    /// than `target` current replicas, not already being copied (`busy`), and whose last lease
+    /// expired at least `quiet_ns` ago.
     ///
     /// The quiet period is what makes a copy complete: a mutation is acknowledged only if it
     /// finished within a client's RPC timeout of being sent, and the primary only starts one while
@@ -920,7 +938,7 @@ impl MasterState {
             max,
         } = policy;
         let live = self.live_servers(now_ns, timeout_ns);
-        let mut needy: Vec<(usize, ChunkHandle)> = self
+        let mut needy: Vec<(usize, bool, ChunkHandle)> = self
             .chunks
             .iter()
             .filter(|(h, m)| {
@@ -933,7 +951,7 @@ impl MasterState {
                         .as_ref()
                         .is_none_or(|l| l.lease.expires_ns + quiet_ns <= now_ns)
             })
-            .map(|(h, m)| (m.locations.len(), *h))
+            .map(|(h, m)| (m.locations.len(), !self.blocked.contains_key(h), *h))
             .collect();
         needy.sort();
         let mut load: BTreeMap<ServerId, usize> = live.iter().map(|s| (*s, 0)).collect();
@@ -945,7 +963,7 @@ impl MasterState {
             }
         }
         let mut orders = Vec::new();
-        for (have, handle) in needy.into_iter().take(max) {
+        for (have, _, handle) in needy.into_iter().take(max) {
             let meta = &self.chunks[&handle];
             let mut dests: Vec<ServerId> = live
                 .iter()
@@ -1238,6 +1256,60 @@ mod tests {
             m.heartbeat(ServerId(s), later, later, &[], TIMEOUT);
         }
         assert!(!m.place(5, later, TIMEOUT, &mut r).contains(&ServerId(4)));
+    }
+
+    #[test]
+    fn a_lease_too_few_replicas_could_take_is_refused_and_its_chunk_copied_first() {
+        let mut m = master_with(4);
+        m.set_min_lease_acks(2);
+        let mut r = rng();
+        m.create_file("/f").unwrap();
+        let (a, _) = m.ensure_chunk("/f", 0).unwrap();
+        let (b, _) = m.ensure_chunk("/f", 1).unwrap();
+        for h in [a, b] {
+            grant_all(&mut m, h, MS, &mut r);
+            confirm(&mut m, h, MS);
+        }
+        // Both chunks lose all replicas but one (their servers fall silent).
+        let later = 3 * LEASE;
+        for (h, keep) in [(a, m.replicas(a)[0]), (b, m.replicas(b)[0])] {
+            let v = m.chunk(h).unwrap().version;
+            m.heartbeat(keep, later, later, &[(h, v)], TIMEOUT);
+        }
+        let live: BTreeSet<ServerId> = [m.replicas(a)[0], m.replicas(b)[0]].into();
+        let dead = m.expire_servers(later + MS, TIMEOUT);
+        assert!(dead.iter().all(|s| !live.contains(s)), "{dead:?}");
+        assert_eq!((m.replicas(a).len(), m.replicas(b).len()), (1, 1));
+        // A client asks to mutate chunk b: no grant, no version issued, no lease record.
+        let issued = m.chunk(b).unwrap().issued;
+        let err = m
+            .grant_lease(b, later + 2 * MS, LEASE, PLACE, &mut r)
+            .unwrap_err();
+        assert!(
+            matches!(&err, GfsError::Unavailable(why) if why.contains("waiting for re-replication")),
+            "{err:?}"
+        );
+        assert_eq!(m.chunk(b).unwrap().issued, issued);
+        assert!(m
+            .chunk(b)
+            .unwrap()
+            .lease
+            .as_ref()
+            .is_none_or(|l| l.lease.expires_ns <= later));
+        // Both have one replica; the one a client waits for is copied first.
+        let policy = ClonePolicy {
+            target: 3,
+            timeout_ns: TIMEOUT,
+            quiet_ns: 0,
+            max: 1,
+        };
+        let orders = m.clone_orders(later + 3 * MS, policy, &BTreeSet::new(), &mut r);
+        assert_eq!(orders.iter().map(|o| o.handle).collect::<Vec<_>>(), [b]);
+        // Without the block, the lower handle would have gone first.
+        let mut unblocked = m.clone();
+        unblocked.blocked.clear();
+        let orders = unblocked.clone_orders(later + 3 * MS, policy, &BTreeSet::new(), &mut r);
+        assert_eq!(orders.iter().map(|o| o.handle).collect::<Vec<_>>(), [a]);
     }
 
     #[test]

@@ -18,6 +18,9 @@ use node::{ClusterConfig, ServerId};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// Readings of the chunk table and the replicas the read back makes before it gives up.
+const READ_BACK_TRIES: u32 = 10;
+
 /// What the checker node saw in phases 3 and 4.
 pub(super) struct Checked {
     /// `Err`: the cluster did not converge, with what was still wrong.
@@ -134,23 +137,41 @@ pub(super) async fn check_phase(
                     .insert("<list>".into(), Err(format!("final list failed: {e}")));
             }
         }
-        state.chunks = call(&ep, addr::master(), DumpChunks, timeout)
-            .await
-            .unwrap_or_default();
-        for c in &state.chunks {
-            for &s in &c.replicas {
-                let r = call_result(
-                    &ep,
-                    addr::chunkserver(s),
-                    ReadReplica { handle: c.handle },
-                    timeout,
-                )
-                .await;
-                state
-                    .replicas
-                    .insert((c.handle, s), r.map_err(|e| e.to_string()));
+        // The chunk table and the replicas are read at different instants: keep only a reading
+        // the master's table did not change across, or the replicas may belong to another table
+        // (a copy or a trim in between). A cluster that keeps changing is a liveness failure.
+        // (Equal tables before and after do not rule out a change and its undoing in between;
+        // a converged cluster makes no such changes, and a churning one shows it in other
+        // tries.)
+        let mut settled = Err(format!(
+            "the master's chunk table kept changing while it was read back ({READ_BACK_TRIES} tries)"
+        ));
+        for _ in 0..READ_BACK_TRIES {
+            let before = call(&ep, addr::master(), DumpChunks, timeout).await;
+            state.chunks = before.clone().unwrap_or_default();
+            state.replicas.clear();
+            for c in &state.chunks {
+                for &s in &c.replicas {
+                    let r = call_result(
+                        &ep,
+                        addr::chunkserver(s),
+                        ReadReplica { handle: c.handle },
+                        timeout,
+                    )
+                    .await;
+                    state
+                        .replicas
+                        .insert((c.handle, s), r.map_err(|e| e.to_string()));
+                }
             }
+            let after = call(&ep, addr::master(), DumpChunks, timeout).await;
+            if before.is_ok() && before == after {
+                settled = Ok(());
+                break;
+            }
+            madsim::time::sleep(Duration::from_millis(cfg.heartbeat_ms)).await;
         }
+        let converged = converged.and(settled);
         Checked { converged, state }
     })
     .await
