@@ -72,6 +72,9 @@ impl Default for ClusterConfig {
     }
 }
 
+/// Most chunkservers a cluster may have (the paper's clusters had hundreds, GFS §6.3).
+pub const MAX_CHUNKSERVERS: u32 = 2_000;
+
 /// Largest chunk size the simulation accepts: the paper's 64 MiB.
 pub const MAX_CHUNK_SIZE_BYTES: u64 = 64 << 20;
 
@@ -111,9 +114,9 @@ impl ClusterConfig {
                 self.replication, self.chunkservers
             ));
         }
-        if self.chunkservers > 250 {
+        if self.chunkservers > MAX_CHUNKSERVERS {
             return Err(format!(
-                "at most 250 chunkservers are supported, got {}",
+                "at most {MAX_CHUNKSERVERS} chunkservers are supported, got {}",
                 self.chunkservers
             ));
         }

@@ -85,16 +85,30 @@ pub mod addr {
     pub fn master() -> SocketAddr {
         SocketAddr::new(master_ip(), PORT)
     }
+    /// Node `index` of a group on the `10.<group>.0.0/16` network: 250 hosts per third octet,
+    /// 64 000 in all (no host ends in .0 or above .250).
+    fn numbered(group: u8, index: u32) -> IpAddr {
+        assert!(
+            index < MAX_NUMBERED,
+            "node index {index} out of the address plan"
+        );
+        let (hi, lo) = (index / 250, 1 + index % 250);
+        IpAddr::V4(Ipv4Addr::new(10, group, hi as u8, lo as u8))
+    }
+
+    /// How many chunkservers, and how many clients, the address plan has room for.
+    pub const MAX_NUMBERED: u32 = 256 * 250;
+
+    /// Chunkservers live on 10.1.0.0/16.
     pub fn chunkserver_ip(id: ServerId) -> IpAddr {
-        IpAddr::V4(Ipv4Addr::new(10, 0, 1, (id.0 + 1) as u8))
+        numbered(1, id.0)
     }
     pub fn chunkserver(id: ServerId) -> SocketAddr {
         SocketAddr::new(chunkserver_ip(id), PORT)
     }
-    /// Clients live on 10.0.2.x and 10.0.3.x so that up to 500 fit.
+    /// Clients live on 10.2.0.0/16.
     pub fn client_ip(index: u32) -> IpAddr {
-        let (hi, lo) = (2 + index / 250, 1 + index % 250);
-        IpAddr::V4(Ipv4Addr::new(10, 0, hi as u8, lo as u8))
+        numbered(2, index)
     }
 
     /// The node an address belongs to, inverting the functions above (`master`, `cs2`,
@@ -103,9 +117,13 @@ pub mod addr {
         match ip {
             IpAddr::V4(v4) => match v4.octets() {
                 [10, 0, 0, 1] => NodeName::Master,
-                [10, 0, 1, n] if n > 0 => NodeName::Cs(ServerId(n as u32 - 1)),
-                [10, 0, hi @ (2 | 3), lo] if lo > 0 => {
-                    NodeName::Client((hi as u32 - 2) * 250 + lo as u32 - 1)
+                [10, group @ (1 | 2), hi, lo @ 1..=250] => {
+                    let index = hi as u32 * 250 + lo as u32 - 1;
+                    if group == 1 {
+                        NodeName::Cs(ServerId(index))
+                    } else {
+                        NodeName::Client(index)
+                    }
                 }
                 _ => NodeName::Addr(ip),
             },
@@ -357,8 +375,9 @@ mod tests {
         let name = |ip| addr::node_name(ip).to_string();
         assert_eq!(name(addr::master_ip()), "master");
         assert_eq!(name(addr::chunkserver_ip(ServerId(4))), "cs4");
-        for i in [0, 7, 249, 250, 499] {
+        for i in [0, 7, 249, 250, 499, 1_000, 63_999] {
             assert_eq!(name(addr::client_ip(i)), format!("client{i}"));
+            assert_eq!(name(addr::chunkserver_ip(ServerId(i))), format!("cs{i}"));
         }
         assert_eq!(name("10.9.9.9".parse().unwrap()), "10.9.9.9");
     }

@@ -63,6 +63,8 @@ pub struct OpRecord {
     pub outcome: Option<OpResult>,
     /// Issued after every fault was healed and the cluster converged: it must succeed.
     pub after_heal: bool,
+    /// Times the client tried it again after a failed attempt.
+    pub retries: u64,
 }
 
 impl OpRecord {
@@ -99,16 +101,24 @@ impl History {
             complete_ns: None,
             outcome: None,
             after_heal,
+            retries: 0,
         });
         id
     }
 
-    pub fn complete(&self, id: usize, outcome: OpResult) {
+    /// Records how operation `id` ended, after `retries` retries.
+    pub fn complete(&self, id: usize, outcome: OpResult, retries: u64) {
         let mut ops = self.ops.lock().unwrap();
         let rec = &mut ops[id];
         assert!(rec.outcome.is_none(), "operation {id} completed twice");
         rec.complete_ns = Some(node::now_ns());
         rec.outcome = Some(outcome);
+        rec.retries = retries;
+    }
+
+    /// The operation invoked as `id`.
+    pub fn op(&self, id: usize) -> OpSpec {
+        self.ops.lock().unwrap()[id].op.clone()
     }
 
     pub fn snapshot(&self) -> Vec<OpRecord> {

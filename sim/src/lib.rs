@@ -14,6 +14,7 @@ pub mod checks;
 pub mod failure;
 pub mod faults;
 pub mod history;
+pub mod latency;
 pub mod nemesis;
 pub mod options;
 pub mod records;

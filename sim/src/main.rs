@@ -406,6 +406,11 @@ fn summarize(seed: u64, opts: &RunOptions, report: &sim::run::RunReport) -> Exit
         "client attempts {} ({} failed and retried)",
         report.client.attempts, report.client.failed_attempts
     );
+    println!("latency (simulated) and retries per operation:");
+    print!(
+        "{}",
+        sim::latency::render(&sim::latency::of_history(&report.history))
+    );
     print_counters(&report.counters());
     println!("messages {}", report.messages);
     println!("simulated time {:.3} s", report.sim_time_ns as f64 / 1e9);
@@ -537,6 +542,8 @@ fn print_summary(s: &SweepSummary) {
     for ((kind, outcome), n) in &s.outcomes {
         println!("  {kind:<8} {outcome:<18} {n:>8}");
     }
+    println!("latency (simulated) and retries per operation:");
+    print!("{}", sim::latency::render(&s.latency));
     print_counters(&s.counters);
     println!("messages {}", s.messages);
     println!(

@@ -136,6 +136,9 @@ pub fn server_timeout_ms(heartbeat_ms: u64, rpc_timeout_ms: u64) -> u64 {
     heartbeat_ms.saturating_mul(5).max(slow)
 }
 
+/// Most workload clients a run may have.
+pub const MAX_CLIENTS: u32 = 2_000;
+
 impl RunOptions {
     /// The cluster configuration these options describe (timeouts scale with the heartbeat).
     pub fn cluster(&self) -> ClusterConfig {
@@ -158,9 +161,9 @@ impl RunOptions {
     /// Rejects options no cluster or workload can run with, in one line.
     pub fn validate(&self) -> Result<(), String> {
         self.cluster().validate()?;
-        if self.clients == 0 || self.clients > 200 {
+        if self.clients == 0 || self.clients > MAX_CLIENTS {
             return Err(format!(
-                "clients must be between 1 and 200, got {}",
+                "clients must be between 1 and {MAX_CLIENTS}, got {}",
                 self.clients
             ));
         }

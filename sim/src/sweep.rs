@@ -8,6 +8,7 @@
 
 use crate::checks::table1;
 use crate::failure::FailureClass;
+use crate::latency;
 use crate::options::RunOptions;
 use crate::run::{run_seed, RunReport};
 use std::collections::BTreeMap;
@@ -77,6 +78,8 @@ pub struct SweepSummary {
     pub table1: table1::Table,
     /// Mutations that left a state the paper's table forbids.
     pub table1_forbidden: u64,
+    /// Operation latency (simulated) and retries, by kind, over every seed.
+    pub latency: latency::ByKind,
 }
 
 impl SweepSummary {
@@ -108,6 +111,7 @@ impl SweepSummary {
             *self.table1.entry(k).or_default() += n;
         }
         self.table1_forbidden += r.table1_forbidden;
+        latency::merge(&mut self.latency, &r.latency);
         match r.failure {
             None => self.passed += 1,
             Some(f) => self.failures.push(f),
@@ -124,6 +128,7 @@ struct SeedResult {
     sim_time_ns: u64,
     table1: table1::Table,
     table1_forbidden: u64,
+    latency: latency::ByKind,
 }
 
 impl SeedResult {
@@ -136,6 +141,7 @@ impl SeedResult {
             sim_time_ns: report.sim_time_ns,
             table1: report.table1.clone(),
             table1_forbidden: report.table1_forbidden,
+            latency: latency::of_history(&report.history),
         }
     }
 }

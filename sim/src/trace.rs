@@ -230,27 +230,38 @@ fn marker(kind: &str) -> char {
 /// then the node and what happened.
 pub fn timeline(lines: &[TraceLine], nodes: &[String]) -> String {
     let mut out = String::new();
+    let clients = nodes.iter().filter(|n| n.starts_with("client")).count();
+    // Many clients share one column, `c*`: the node column says which.
+    let fold = clients > MAX_CLIENT_COLUMNS;
     let short = |n: &str| -> String {
         match n {
             "master" => "M".into(),
             "checker" => "K".into(),
             "nemesis" => "N".into(),
             n if n.starts_with("cs") => n[2..].to_string(),
+            n if n.starts_with("client") && fold => "c*".into(),
             n if n.starts_with("client") => format!("c{}", &n[6..]),
             n => n.chars().take(2).collect(),
         }
     };
-    let header: Vec<String> = nodes.iter().map(|n| format!("{:>2}", short(n))).collect();
-    let _ = writeln!(out, "{:>12}  {}  event", "time (ms)", header.join(""));
+    let mut columns: Vec<String> = Vec::new();
+    for n in nodes {
+        let s = short(n);
+        if !columns.contains(&s) {
+            columns.push(s);
+        }
+    }
+    // Every column is as wide as the widest name, and at least two characters.
+    let width = columns.iter().map(|c| c.len()).max().unwrap_or(2).max(2);
+    let header: String = columns.iter().map(|c| format!("{c:>width$}")).collect();
+    let _ = writeln!(out, "{:>12}  {header}  event", "time (ms)");
     for l in lines {
-        let cols: String = nodes
+        let mine = short(&l.node);
+        let cols: String = columns
             .iter()
-            .map(|n| {
-                if *n == l.node {
-                    format!(" {}", marker(&l.kind))
-                } else {
-                    " |".to_string()
-                }
+            .map(|c| {
+                let mark = if *c == mine { marker(&l.kind) } else { '|' };
+                format!("{mark:>width$}")
             })
             .collect();
         let _ = writeln!(
@@ -264,6 +275,9 @@ pub fn timeline(lines: &[TraceLine], nodes: &[String]) -> String {
     }
     out
 }
+
+/// Above this many clients, a timeline gives them one column together.
+pub const MAX_CLIENT_COLUMNS: usize = 12;
 
 /// Where two traces first differ: `None` if they are identical.
 pub fn first_difference(a: &str, b: &str) -> Option<(usize, String, String)> {
@@ -300,6 +314,34 @@ mod tests {
         assert!(rows[1].contains("1.500   | * | |  cs0"), "{t}");
         assert!(rows[2].contains("2.000   | | | !  nemesis"), "{t}");
         assert!(to_jsonl(&lines).starts_with("{\"t_ns\":1500000,\"node\":\"cs0\""));
+    }
+
+    #[test]
+    fn wide_names_keep_columns_aligned_and_many_clients_share_one() {
+        let line = |node: &str| TraceLine {
+            t_ns: 0,
+            node: node.into(),
+            kind: "lease_acquired".into(),
+            detail: String::new(),
+        };
+        let names = |cs: u32, clients: u32| -> Vec<String> {
+            let mut n: Vec<String> = vec!["master".into()];
+            n.extend((0..cs).map(|i| format!("cs{i}")));
+            n.extend((0..clients).map(|i| format!("client{i}")));
+            n
+        };
+        // Eleven clients: `c10` makes every column three wide; header and rows line up.
+        let t = timeline(&[line("client10"), line("cs1")], &names(2, 11));
+        let rows: Vec<&str> = t.lines().collect();
+        assert!(rows[0].ends_with("  M  0  1 c0 c1 c2 c3 c4 c5 c6 c7 c8 c9c10  event"), "{t}");
+        let at = |row: &str, col: usize| row.chars().nth(14 + 3 * col + 2).unwrap();
+        assert_eq!((at(rows[1], 13), at(rows[1], 2)), ('*', '|'), "{t}");
+        assert_eq!((at(rows[2], 13), at(rows[2], 2)), ('|', '*'), "{t}");
+        // Twenty clients share the column `c*`; the node column says which.
+        let t = timeline(&[line("client17")], &names(2, 20));
+        let rows: Vec<&str> = t.lines().collect();
+        assert!(rows[0].ends_with(" M 0 1c*  event"), "{t}");
+        assert!(rows[1].contains(" | | | *  client17 "), "{t}");
     }
 
     #[test]

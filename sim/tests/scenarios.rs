@@ -158,3 +158,30 @@ fn region_expectations_are_checked() {
         "{lines:?}"
     );
 }
+
+/// The `records_once` expectation counts what the record reader finds: the hundred appenders'
+/// records each appear once, and a duplicated record (what a retried append leaves) fails it.
+#[test]
+fn records_once_expectation_is_checked() {
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios"));
+    let loaded = sim::scenario::load(&dir.join("hundred_appenders_one_chunk.toml")).unwrap();
+    let mut report = sim::scenario::run(&loaded);
+    let once = |report: &sim::run::RunReport| -> (bool, String) {
+        sim::scenario::check(&loaded, report)
+            .into_iter()
+            .find(|(_, what)| what.contains("exactly once"))
+            .expect("the expectation is checked")
+    };
+    let (held, what) = once(&report);
+    assert!(held, "{what}");
+    let state = report.final_state.as_mut().unwrap();
+    let log = state.files.get_mut("/log").unwrap().as_mut().unwrap();
+    let first = sim::records::scan(log).records[0];
+    let copy = log[first.offset as usize..first.offset as usize + first.len].to_vec();
+    log.extend_from_slice(&copy);
+    let (held, what) = once(&report);
+    assert!(
+        !held && what.contains(&format!("{} x2", first.id)),
+        "{what}"
+    );
+}

@@ -45,8 +45,12 @@ pub struct FileInfo {
 /// Counters of what the client did, for run summaries and the checker.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClientStats {
+    /// RPCs made.
     pub attempts: u64,
+    /// RPCs that failed with an error worth retrying.
     pub failed_attempts: u64,
+    /// Times an operation was tried again after a failed attempt.
+    pub retries: u64,
 }
 
 pub struct Client {
@@ -123,7 +127,10 @@ impl Client {
                         .retry
                         .decide(n, (now_ns() - start_ns) / 1_000_000, failure)
                     {
-                        Verdict::Retry => n += 1,
+                        Verdict::Retry => {
+                            n += 1;
+                            self.stats.lock().unwrap().retries += 1;
+                        }
                         Verdict::GiveUp(e) | Verdict::Return(e) => return Err(e),
                     }
                 }

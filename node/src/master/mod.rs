@@ -24,7 +24,7 @@ use crate::msg::*;
 use crate::now_ns;
 use crate::rpc::{call_result, serve, Envelope};
 use crate::trace::{Event, NodeName};
-use crate::types::{addr, ChunkHandle, GfsError, ServerId};
+use crate::types::{addr, ChunkHandle, GfsError, RequestId, ServerId};
 use madsim::net::Endpoint;
 use oplog::OpLog;
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,6 +48,9 @@ struct Master {
     ep: Endpoint,
     core: tokio::sync::Mutex<Core>,
     grant_locks: Mutex<BTreeMap<ChunkHandle, Arc<tokio::sync::Mutex<()>>>>,
+    /// Deletes running now, by request: a retry of one waits for its answer (bounded by the
+    /// clients' own retries).
+    deleting: Mutex<BTreeSet<RequestId>>,
     /// Chunks being copied right now (bounded by `max_concurrent_clones`).
     cloning: Mutex<BTreeSet<ChunkHandle>>,
     /// Expired leases already reported in the trace, by chunk and version (at most one per
@@ -103,6 +106,7 @@ pub async fn run(cfg: ClusterConfig, disk: Arc<DiskFaults>) {
         ep,
         core: tokio::sync::Mutex::new(Core { state, log }),
         grant_locks: Mutex::new(BTreeMap::new()),
+        deleting: Mutex::new(BTreeSet::new()),
         cloning: Mutex::new(BTreeSet::new()),
         expired_reported: Mutex::new(BTreeSet::new()),
     });
@@ -291,11 +295,24 @@ impl Master {
             if let Some(answer) = self.core.lock().await.state.answered(r) {
                 return answer; // a retry of a request already answered
             }
+            // A retry of a delete still running (it waits on grant locks and revocations, so a
+            // client can time out and retry meanwhile) must not run it again: the file it would
+            // find gone would make it answer "no such file" for a delete that did happen. Ask
+            // it to come back for the first attempt's answer.
+            if !self.deleting.lock().unwrap().insert(r) {
+                return Err(GfsError::Unavailable(format!(
+                    "delete of {} is still in progress",
+                    req.path
+                )));
+            }
         }
         let result = self.delete_once(&req).await;
-        if let (Some(r), Err(e)) = (req.request, &result) {
-            // A refusal is an answer too: a late duplicate of this request must get it.
-            self.core.lock().await.state.remember(r, Err(e.clone()));
+        if let Some(r) = req.request {
+            if let Err(e) = &result {
+                // A refusal is an answer too: a late duplicate of this request must get it.
+                self.core.lock().await.state.remember(r, Err(e.clone()));
+            }
+            self.deleting.lock().unwrap().remove(&r);
         }
         result
     }

@@ -821,7 +821,19 @@ impl MasterState {
         if is_hidden(&meta.path) {
             return None; // a deleted file's chunk: its lease was revoked, or runs out
         }
-        let lease = &mut meta.lease.as_mut()?.lease;
+        let holder = meta.lease.as_mut()?;
+        // A replica of the lease that is no longer a location (found corrupt, declared dead,
+        // dropped) fails every mutation the primary forwards: let the lease run out, so the next
+        // grant is made with the replicas there are. (The paper keeps extending while the primary
+        // mutates, §3.1; a lease whose mutations can no longer succeed would then live forever.)
+        if holder
+            .replicas
+            .iter()
+            .any(|s| !meta.locations.contains_key(s))
+        {
+            return None;
+        }
+        let lease = &mut holder.lease;
         if lease.primary != server || lease.version != version || meta.version != version {
             return None;
         }
@@ -1483,6 +1495,14 @@ mod tests {
         );
         // An expired lease cannot be revived by a late extension request.
         assert_eq!(m.extend_lease(h, p, 1, 500 * MS + LEASE, LEASE), None);
+        // A lease one of whose replicas was lost (here: found corrupt) is left to run out.
+        let (g, _) = grant_all(&mut m, h, 2 * LEASE, &mut r);
+        let p = g.lease.primary;
+        let now = 2 * LEASE + MS;
+        assert!(m.extend_lease(h, p, g.lease.version, now, LEASE).is_some());
+        let secondary = g.replicas.iter().copied().find(|s| *s != p).unwrap();
+        assert!(m.report_bad_replica(h, secondary, g.lease.version));
+        assert_eq!(m.extend_lease(h, p, g.lease.version, now + MS, LEASE), None);
     }
 
     #[test]

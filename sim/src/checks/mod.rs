@@ -9,6 +9,7 @@ pub mod acked_creates;
 pub mod acked_on_replicas;
 pub mod acked_readback;
 pub mod after_heal;
+pub mod available;
 pub mod converged;
 pub mod linearizable;
 pub mod model;
@@ -80,7 +81,7 @@ pub(crate) fn test_inputs<'a>(
 }
 
 /// The checks [`run_all`] runs, by name, in its order.
-pub const NAMES: [&str; 10] = [
+pub const NAMES: [&str; 11] = [
     acked_readback::NAME,
     acked_on_replicas::NAME,
     replicas_identical::NAME,
@@ -91,6 +92,7 @@ pub const NAMES: [&str; 10] = [
     records_readable::NAME,
     single_primary::NAME,
     versions_monotonic::NAME,
+    available::NAME,
 ];
 
 /// Every check's verdict, and Table 1 as this run observed it.
@@ -131,6 +133,7 @@ pub fn run_each(inputs: &Inputs) -> Verdicts {
             versions_monotonic::NAME,
             versions_monotonic::check(inputs.events),
         ),
+        (available::NAME, available::check(inputs)),
     ];
     // The trace's check_passed lines list NAMES: the two lists must not drift apart.
     assert!(

@@ -136,6 +136,7 @@ pub(crate) mod tests {
             complete_ns: Some(t.1),
             outcome: Some(outcome),
             after_heal: false,
+            retries: 0,
         }
     }
 

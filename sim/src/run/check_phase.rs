@@ -3,7 +3,7 @@
 //! file through a fresh client, dump the master's chunk table and read every listed replica
 //! straight from its chunkserver, for the checks to judge.
 
-use super::play::execute;
+use super::play::perform;
 use super::CONVERGE_LIMIT;
 use crate::checks::{self, FinalState};
 use crate::history::History;
@@ -116,8 +116,8 @@ pub(super) async fn check_phase(
             }
             for op in ops {
                 // A workload file may have been deleted for good: that is a correct answer.
-                let id = history.invoke_after_heal(checker_id, op.clone());
-                history.complete(id, execute(&client, &op).await);
+                let id = history.invoke_after_heal(checker_id, op);
+                perform(&client, &history, id).await;
             }
         }
         let mut state = FinalState::default();

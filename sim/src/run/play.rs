@@ -9,7 +9,7 @@ use node::client::{Client, ClientStats};
 use node::ClusterConfig;
 use std::time::Duration;
 
-pub(super) async fn execute(client: &Client, op: &OpSpec) -> OpResult {
+async fn execute(client: &Client, op: &OpSpec) -> OpResult {
     let r = |e: &node::GfsError| OpResult::from_err(e);
     match op {
         OpSpec::Create { path } => client
@@ -39,6 +39,16 @@ pub(super) async fn execute(client: &Client, op: &OpSpec) -> OpResult {
     }
 }
 
+/// Carries out operation `id` of the history (already invoked) and records how it ended and how
+/// many retries it took. A client runs one operation at a time, so its counters' growth meanwhile
+/// is this operation's.
+pub(super) async fn perform(client: &Client, history: &History, id: usize) {
+    let op = history.op(id);
+    let before = client.stats().retries;
+    let outcome = execute(client, &op).await;
+    history.complete(id, outcome, client.stats().retries - before);
+}
+
 /// Phase 2: plays every client's script; returns the clients' combined counters.
 pub(super) async fn play(
     world: &World,
@@ -62,9 +72,8 @@ pub(super) async fn play(
             let client = Client::new(0, c).await.expect("client binds its address");
             madsim::time::sleep(boot).await;
             for path in files {
-                let op = OpSpec::Create { path };
-                let id = h.invoke(0, op.clone());
-                h.complete(id, execute(&client, &op).await);
+                let id = h.invoke(0, OpSpec::Create { path });
+                perform(&client, &h, id).await;
             }
             client.stats()
         })
@@ -90,9 +99,8 @@ pub(super) async fn play(
                     } else {
                         madsim::time::sleep(wait).await;
                     }
-                    let id = history.invoke(me, op.clone());
-                    let outcome = execute(&client, &op).await;
-                    history.complete(id, outcome);
+                    let id = history.invoke(me, op);
+                    perform(&client, &history, id).await;
                 }
                 client.stats()
             })
@@ -102,6 +110,7 @@ pub(super) async fn play(
         let s = t.await.expect("client task");
         total.attempts += s.attempts;
         total.failed_attempts += s.failed_attempts;
+        total.retries += s.retries;
     }
     total
 }

@@ -365,6 +365,36 @@ pub fn check(loaded: &Loaded, report: &RunReport) -> Vec<(bool, String)> {
         }
     }
     let state = report.final_state.as_ref();
+    if e.records_once {
+        // How many times the record reader finds each record id in the files read back.
+        let mut found: BTreeMap<u32, u64> = BTreeMap::new();
+        for bytes in state.iter().flat_map(|s| s.files.values()).flatten() {
+            for r in crate::records::scan(bytes).records {
+                *found.entry(r.id).or_default() += 1;
+            }
+        }
+        let acked: Vec<u32> = report
+            .history
+            .iter()
+            .filter(|o| matches!(o.outcome, Some(crate::history::OpResult::Offset { .. })))
+            .filter_map(|o| match &o.op {
+                crate::workload::OpSpec::Append { data, .. } => crate::records::id_of(data),
+                _ => None,
+            })
+            .collect();
+        let wrong: Vec<String> = acked
+            .iter()
+            .filter(|id| found.get(id) != Some(&1))
+            .map(|id| format!("{id} x{}", found.get(id).copied().unwrap_or(0)))
+            .collect();
+        out.push((
+            !acked.is_empty() && wrong.is_empty(),
+            format!(
+                "each of {} acknowledged records is read back exactly once (not: {wrong:?})",
+                acked.len()
+            ),
+        ));
+    }
     for c in &e.chunks {
         let dump = state.and_then(|s| {
             s.chunks

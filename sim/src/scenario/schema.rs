@@ -127,6 +127,10 @@ pub struct Expect {
     /// The check that must fail (a check's name, or `liveness`): for scenarios that capture a bug.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fails: Option<String>,
+    /// Every record an acknowledged append carried is read back exactly once: no duplicate, as no
+    /// append was retried (record append is only at least once, GFS §3.3).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub records_once: bool,
 }
 
 impl Default for Expect {
@@ -138,6 +142,7 @@ impl Default for Expect {
             ops: Vec::new(),
             chunks: Vec::new(),
             fails: None,
+            records_once: false,
         }
     }
 }
@@ -148,6 +153,10 @@ fn yes() -> bool {
 
 fn is_true(b: &bool) -> bool {
     *b
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
