@@ -62,7 +62,8 @@ impl FromStr for FaultSpec {
         match s.trim() {
             "swarm" => Ok(FaultSpec::Swarm),
             "all" => Ok(FaultSpec::Kinds(ALL_KINDS.into_iter().collect())),
-            "none" | "" => Ok(FaultSpec::Kinds(BTreeSet::new())),
+            "none" => Ok(FaultSpec::Kinds(BTreeSet::new())),
+            "" => Err("no fault kinds given: write none for no faults".to_string()),
             list => list
                 .split(',')
                 .map(FaultKind::from_str)
@@ -254,6 +255,8 @@ pub fn plan(seed: u64, opts: &RunOptions, start_ms: u64) -> FaultPlan {
         }
         FaultSpec::Swarm => {
             // Each kind is on with probability one half, at half, once or twice its base rate.
+            // A kind given a rate (`--rate`) is always on, at that rate.
+            rates.extend(fixed.iter().map(|(k, r)| (*k, *r)));
             while rates.is_empty() {
                 for k in ALL_KINDS {
                     if rng.gen_bool(0.5) {

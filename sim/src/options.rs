@@ -39,6 +39,9 @@ pub struct RunOptions {
     /// Heartbeat interval in milliseconds of simulated time.
     #[arg(long = "heartbeat-ms", default_value_t = 200)]
     pub heartbeat_ms: u64,
+    /// Timeout of one RPC attempt, in milliseconds of simulated time.
+    #[arg(long = "rpc-timeout-ms", default_value_t = 300)]
+    pub rpc_timeout_ms: u64,
     /// What the clients do: `mixed` (the default: every operation on a few shared files), `hot`
     /// (many clients on one chunk), `log` (producers appending, a consumer reading), `large`
     /// (large sequential files) or `small_files`.
@@ -110,6 +113,7 @@ impl Default for RunOptions {
             block_size_bytes: c.block_size_bytes,
             lease_ms: c.lease_ms,
             heartbeat_ms: c.heartbeat_ms,
+            rpc_timeout_ms: c.rpc_timeout_ms,
             workload: Workload::Mixed,
             clients: 3,
             files: 4,
@@ -136,6 +140,34 @@ pub fn server_timeout_ms(heartbeat_ms: u64, rpc_timeout_ms: u64) -> u64 {
     heartbeat_ms.saturating_mul(5).max(slow)
 }
 
+// Timing options that cannot work are refused (a correct cluster must never fail a check because
+// of them). The bounds below come from what a request does on the simulated network, where a
+// message takes up to 10 ms each way (madsim's default latency), and were checked by sweeping each
+// option and their smallest combinations (`sim/tests/timing.rs`).
+
+/// Longest one-way message delay with no fault, in ms.
+const HOP_MS: u64 = 10;
+
+/// The shortest RPC timeout that works: pushed data crosses every replica in a chain, a hop there
+/// and back for each, before the client hears.
+pub fn min_rpc_timeout_ms(replication: u32) -> u64 {
+    2 * HOP_MS * replication as u64 + 2 * HOP_MS
+}
+
+/// The slowest disk that works with an RPC timeout: a write's RPC waits on a sync at the primary,
+/// one at a secondary, and four hops.
+pub fn max_disk_latency_us(rpc_timeout_ms: u64) -> u64 {
+    rpc_timeout_ms.saturating_sub(4 * HOP_MS) * 1_000 / 2
+}
+
+/// The shortest lease that works: the grant (three syncs and a round trip) and the mutation after
+/// it (a push chain, a write and two syncs) must fit with room to spare, and so must a third of an
+/// RPC timeout.
+pub fn min_lease_ms(rpc_timeout_ms: u64, disk_latency_us: u64) -> u64 {
+    let syncs_ms = 6 * disk_latency_us.div_ceil(1_000);
+    (150 + syncs_ms).max(rpc_timeout_ms / 3).max(200)
+}
+
 /// Most workload clients a run may have.
 pub const MAX_CLIENTS: u32 = 2_000;
 
@@ -149,10 +181,8 @@ impl RunOptions {
             block_size_bytes: self.block_size_bytes,
             lease_ms: self.lease_ms,
             heartbeat_ms: self.heartbeat_ms,
-            server_timeout_ms: server_timeout_ms(
-                self.heartbeat_ms,
-                ClusterConfig::default().rpc_timeout_ms,
-            ),
+            rpc_timeout_ms: self.rpc_timeout_ms,
+            server_timeout_ms: server_timeout_ms(self.heartbeat_ms, self.rpc_timeout_ms),
             bugs: self.bugs.iter().copied().collect(),
             ..ClusterConfig::default()
         }
@@ -160,36 +190,107 @@ impl RunOptions {
 
     /// Rejects options no cluster or workload can run with, in one line.
     pub fn validate(&self) -> Result<(), String> {
-        self.cluster().validate()?;
-        if self.clients == 0 || self.clients > MAX_CLIENTS {
-            return Err(format!(
-                "clients must be between 1 and {MAX_CLIENTS}, got {}",
-                self.clients
-            ));
+        // Each rule names the flag as typed (`--chunk-size`), with the value and why.
+        let range = |flag: &str, v: u64, lo: u64, hi: u64, why: &str| -> Result<(), String> {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                let why = if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {why}")
+                };
+                Err(format!(
+                    "--{flag} must be between {lo} and {hi}, got {v}{why}"
+                ))
+            }
+        };
+        range(
+            "chunkservers",
+            self.chunkservers as u64,
+            1,
+            node::config::MAX_CHUNKSERVERS as u64,
+            "",
+        )?;
+        range(
+            "replication",
+            self.replication as u64,
+            1,
+            self.chunkservers as u64,
+            "replicas sit on distinct chunkservers",
+        )?;
+        range(
+            "chunk-size",
+            self.chunk_size_bytes,
+            8,
+            node::config::MAX_CHUNK_SIZE_BYTES,
+            "8 bytes to the paper's 64 MiB",
+        )?;
+        range(
+            "block-size",
+            self.block_size_bytes,
+            1,
+            self.chunk_size_bytes,
+            "a checksum block lies within a chunk",
+        )?;
+        range("heartbeat-ms", self.heartbeat_ms, 1, 60_000, "")?;
+        range(
+            "rpc-timeout-ms",
+            self.rpc_timeout_ms,
+            min_rpc_timeout_ms(self.replication),
+            60_000,
+            "pushed data crosses every replica and back within one RPC, at up to 10 ms a hop",
+        )?;
+        range(
+            "disk-latency-us",
+            self.disk_latency_us,
+            0,
+            max_disk_latency_us(self.rpc_timeout_ms),
+            "a write waits on two disk syncs and four network hops within one RPC timeout \
+             (--rpc-timeout-ms)",
+        )?;
+        range(
+            "lease-ms",
+            self.lease_ms,
+            min_lease_ms(self.rpc_timeout_ms, self.disk_latency_us),
+            600_000,
+            "a lease must outlast its grant and the mutation that follows (at least 200 ms, six \
+             disk syncs (--disk-latency-us) and a third of --rpc-timeout-ms)",
+        )?;
+        range("clients", self.clients as u64, 1, MAX_CLIENTS as u64, "")?;
+        range("files", self.files as u64, 1, 1_000, "")?;
+        range("ops", self.ops_per_client as u64, 0, 10_000, "")?;
+        range("safety-ms", self.safety_ms, 0, 600_000, "")?;
+        self.faults_apply()?;
+        // What the node crate checks besides (nothing above should let it fail).
+        self.cluster().validate()
+    }
+
+    /// Fault options that would be silently ignored are errors instead.
+    fn faults_apply(&self) -> Result<(), String> {
+        let kinds = match &self.faults {
+            FaultSpec::Swarm => None,
+            FaultSpec::Kinds(k) => Some(k),
+        };
+        for r in &self.rates {
+            if kinds.is_some_and(|k| !k.contains(&r.kind)) {
+                return Err(format!(
+                    "--rate {r}: {} is not among --faults {}; add it there",
+                    r.kind, self.faults
+                ));
+            }
         }
-        if self.files == 0 || self.files > 1_000 {
-            return Err(format!(
-                "files must be between 1 and 1000, got {}",
-                self.files
-            ));
-        }
-        if self.ops_per_client > 100_000 {
-            return Err(format!(
-                "ops must be at most 100000, got {}",
-                self.ops_per_client
-            ));
-        }
-        if self.safety_ms > 600_000 {
-            return Err(format!(
-                "safety-ms must be at most 600000, got {}",
-                self.safety_ms
-            ));
-        }
-        if self.disk_latency_us > 1_000_000 {
-            return Err(format!(
-                "disk-latency-us must be at most 1000000, got {}",
-                self.disk_latency_us
-            ));
+        if self.replication < 2 {
+            let disk_faults = |k: &crate::faults::FaultKind| crate::faults::needs_faulty_disk(*k);
+            if let Some(k) = kinds.and_then(|k| k.iter().find(|k| disk_faults(k))) {
+                return Err(format!(
+                    "--faults {k} needs --replication 2 or more: a faulty disk is repaired from \
+                     another replica"
+                ));
+            }
+            if let Some(r) = self.rates.iter().find(|r| disk_faults(&r.kind)) {
+                return Err(format!("--rate {r} needs --replication 2 or more"));
+            }
         }
         Ok(())
     }

@@ -333,7 +333,10 @@ mod tests {
         // Eleven clients: `c10` makes every column three wide; header and rows line up.
         let t = timeline(&[line("client10"), line("cs1")], &names(2, 11));
         let rows: Vec<&str> = t.lines().collect();
-        assert!(rows[0].ends_with("  M  0  1 c0 c1 c2 c3 c4 c5 c6 c7 c8 c9c10  event"), "{t}");
+        assert!(
+            rows[0].ends_with("  M  0  1 c0 c1 c2 c3 c4 c5 c6 c7 c8 c9c10  event"),
+            "{t}"
+        );
         let at = |row: &str, col: usize| row.chars().nth(14 + 3 * col + 2).unwrap();
         assert_eq!((at(rows[1], 13), at(rows[1], 2)), ('*', '|'), "{t}");
         assert_eq!((at(rows[2], 13), at(rows[2], 2)), ('|', '*'), "{t}");

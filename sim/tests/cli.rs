@@ -23,19 +23,77 @@ fn bad_input_gets_a_one_line_error_and_exit_code_2() {
         (&["table", "--seeds", "7..7"], "is empty"),
         (
             &["table", "--seeds", "0..5", "--replication", "9"],
-            "replication 9",
+            "--replication must be between 1 and 5, got 9",
         ),
         (
             &["run", "--seed", "1", "--replication", "9"],
-            "replication 9 is above the number of chunkservers 5",
+            "--replication must be between 1 and 5, got 9",
         ),
         (
             &["run", "--seed", "1", "--chunk-size", "0"],
-            "chunk_size_bytes must be greater than zero",
+            "--chunk-size must be between 8 and 67108864, got 0",
         ),
         (
             &["run", "--seed", "1", "--block-size", "100"],
-            "block_size_bytes 100 is larger than chunk_size_bytes 64",
+            "--block-size must be between 1 and 64, got 100",
+        ),
+        (
+            &["run", "--seed", "1", "--lease-ms", "1"],
+            "--lease-ms must be between 200 and 600000, got 1",
+        ),
+        (
+            &["run", "--seed", "1", "--rpc-timeout-ms", "10"],
+            "--rpc-timeout-ms must be between 80 and 60000",
+        ),
+        (
+            &["run", "--seed", "1", "--heartbeat-ms", "100000"],
+            "--heartbeat-ms must be between 1 and 60000",
+        ),
+        (
+            &[
+                "run",
+                "--seed",
+                "1",
+                "--heartbeat-ms",
+                "3689348814741910324",
+            ],
+            "--heartbeat-ms must be between 1 and 60000",
+        ),
+        (
+            &["run", "--seed", "1", "--disk-latency-us", "1000000"],
+            "--disk-latency-us must be between 0 and 130000",
+        ),
+        (
+            &["run", "--seed", "1", "--ops", "100000"],
+            "--ops must be between 0 and 10000",
+        ),
+        (
+            &[
+                "run",
+                "--seed",
+                "1",
+                "--faults",
+                "partition",
+                "--rate",
+                "crash=5",
+            ],
+            "--rate crash=5: crash is not among --faults partition",
+        ),
+        (
+            &[
+                "run",
+                "--seed",
+                "1",
+                "--replication",
+                "1",
+                "--faults",
+                "bit_flip",
+            ],
+            "--faults bit_flip needs --replication 2 or more",
+        ),
+        (
+            &["run", "--seed", "1", "--faults", ""],
+            "write none for no faults",
         ),
         (&["run", "--seed", "-4"], "error"),
         (&["frobnicate"], "error"),

@@ -74,7 +74,7 @@ fn malformed_scenarios_get_one_line_errors_naming_file_and_field() {
         (
             "badcluster",
             "description = \"x\"\n[cluster]\nreplication = 9\n",
-            "[cluster]: replication 9 is above",
+            "[cluster]: replication must be between 1 and 5, got 9",
         ),
         (
             "scriptedfaults",

@@ -144,7 +144,8 @@ pub enum Verdict {
 /// The client's one bounded retry policy. An operation gets at least `max_attempts` attempts, and
 /// keeps retrying while it is younger than `window_ms` (long enough for the cluster to recover
 /// from a lost chunkserver: see `ClusterConfig::client_retry_window_ms`), but never more than
-/// [`RetryPolicy::HARD_CAP`] times `max_attempts`. Before every attempt but the first it waits a
+/// `max_attempts` plus one per backoff step the window holds (each retry waits at least a step,
+/// so the bound never cuts the window short). Before every attempt but the first it waits a
 /// backoff that grows linearly up to four steps, plus jitter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -155,8 +156,6 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Attempts never exceed this many times `max_attempts`, however long the window.
-    pub const HARD_CAP: u32 = 4;
     /// The backoff stops growing after this many steps.
     const MAX_STEPS: u64 = 4;
 
@@ -183,6 +182,12 @@ impl RetryPolicy {
         self.step_ms * (attempt as u64).min(Self::MAX_STEPS) + jitter_ms
     }
 
+    /// The most attempts an operation ever gets.
+    pub fn hard_cap(&self) -> u32 {
+        let steps = (self.window_ms / self.step_ms).min(u32::MAX as u64 / 2) as u32;
+        self.max_attempts.saturating_add(steps)
+    }
+
     /// After attempt number `attempt` (0-based) failed with `failure`, `elapsed_ms` after the
     /// operation began: retry, give up, or answer.
     pub fn decide(&self, attempt: u32, elapsed_ms: u64, failure: Failure) -> Verdict {
@@ -192,7 +197,7 @@ impl RetryPolicy {
         };
         let made = attempt + 1;
         let guaranteed = made < self.max_attempts;
-        let in_window = elapsed_ms < self.window_ms && made < self.max_attempts * Self::HARD_CAP;
+        let in_window = elapsed_ms < self.window_ms && made < self.hard_cap();
         if guaranteed || in_window {
             Verdict::Retry
         } else {
@@ -324,7 +329,7 @@ mod tests {
             (3, 1, 2_000, Failure::Checked(net()), Verdict::Retry), // guaranteed attempts
             (3, 2, 1_000, Failure::Checked(net()), exhausted(3, net())), // last, window over
             (3, 2, 999, Failure::Checked(net()), Verdict::Retry),   // past max, inside the window
-            (3, 11, 10, Failure::Checked(net()), exhausted(12, net())), // the hard cap
+            (3, 15, 10, Failure::Checked(net()), exhausted(16, net())), // cap: 3 + 1000 / 76
             (3, 0, 0, Failure::Checked(gone()), Verdict::Return(gone())),
             (
                 3,

@@ -3,8 +3,8 @@
 //! file through a fresh client, dump the master's chunk table and read every listed replica
 //! straight from its chunkserver, for the checks to judge.
 
+use super::converge_limit;
 use super::play::perform;
-use super::CONVERGE_LIMIT;
 use crate::checks::{self, FinalState};
 use crate::history::History;
 use crate::workload::OpSpec;
@@ -51,7 +51,8 @@ pub(super) async fn check_phase(
             .expect("checker binds a second port");
         let timeout = cfg.rpc_timeout_ms;
         // Liveness: poll until the cluster has converged, or give up.
-        let deadline = madsim::time::Instant::now() + CONVERGE_LIMIT;
+        let limit = converge_limit(&cfg);
+        let deadline = madsim::time::Instant::now() + limit;
         let converged = loop {
             madsim::time::sleep(Duration::from_millis(cfg.heartbeat_ms)).await;
             let chunks = call(&ep, addr::master(), DumpChunks, timeout).await;
@@ -72,7 +73,7 @@ pub(super) async fn check_phase(
                 let shown: Vec<String> = issues.iter().take(5).cloned().collect();
                 break Err(format!(
                     "not converged {} s after healing: {}{}",
-                    CONVERGE_LIMIT.as_secs(),
+                    limit.as_secs(),
                     shown.join("; "),
                     if issues.len() > 5 {
                         format!("; and {} more", issues.len() - 5)

@@ -9,11 +9,11 @@
 //!    [`nemesis`](crate::nemesis) injects the seed's faults. Every invocation and completion goes
 //!    into the [`History`]. At the end of the phase every fault is healed.
 //! 3. **Liveness phase.** The cluster must converge ([`checks::converged`]) within
-//!    [`CONVERGE_LIMIT`]; then a fresh client issues operations that must all succeed.
+//!    [`converge_limit`]; then a fresh client issues operations that must all succeed.
 //! 4. **Read back.** The fresh client lists and reads every file, the master's chunk table is
 //!    dumped and every listed replica is read straight from its chunkserver; the checks judge it.
 //!
-//! A run that does not finish its workload within [`WORKLOAD_LIMIT`], or does not converge, is a
+//! A run that does not finish its workload within [`workload_limit`], or does not converge, is a
 //! liveness failure, reported apart from correctness violations.
 //!
 //! One file per phase: `cluster` (boot), `play` (safety phase), `check_phase` (liveness and
@@ -37,13 +37,24 @@ use crate::workload::{self, Plan};
 use madsim::runtime::{Handle, Runtime};
 use node::client::ClientStats;
 use node::trace::{self, Detail, Event};
+use node::ClusterConfig;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Simulated time the workload may take before the run counts as stuck.
-pub const WORKLOAD_LIMIT: Duration = Duration::from_secs(600);
-/// Simulated time the cluster has, after healing, to converge.
-pub const CONVERGE_LIMIT: Duration = Duration::from_secs(60);
+/// Simulated time the workload may take before the run counts as stuck: ten minutes, or, for slow
+/// timing options, two recovery windows (see `ClusterConfig::client_retry_window_ms`) per
+/// operation of a client and one for the setup.
+pub fn workload_limit(opts: &RunOptions) -> Duration {
+    let window_ms = opts.cluster().client_retry_window_ms();
+    let ops = opts.ops_per_client as u64 + 1;
+    Duration::from_millis(window_ms.saturating_mul(2 * ops).max(600_000))
+}
+
+/// Simulated time the cluster has, after healing, to converge: a minute, or four recovery windows
+/// for slow timing options.
+pub fn converge_limit(cfg: &ClusterConfig) -> Duration {
+    Duration::from_millis(cfg.client_retry_window_ms().saturating_mul(4).max(60_000))
+}
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         s.to_string()
@@ -138,14 +149,14 @@ fn run_on_fresh_thread(
     trace::install(detail);
     let h = history.clone();
     let opts2 = opts.clone();
+    let limit = workload_limit(opts);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         rt.block_on(async move {
             let handle = Handle::current();
             let world = Arc::new(start_cluster(&handle, &cfg, &opts2, fault_plan.faulty_disk));
             let files = plan.files.clone();
             let nemesis = madsim::task::spawn(nemesis::run(world.clone(), fault_plan));
-            let played =
-                madsim::time::timeout(WORKLOAD_LIMIT, play::play(&world, &cfg, plan, &h)).await;
+            let played = madsim::time::timeout(limit, play::play(&world, &cfg, plan, &h)).await;
             let _ = nemesis.await;
             let checked = match played {
                 Ok(_) => {
@@ -193,7 +204,7 @@ fn run_on_fresh_thread(
                         .count();
                     report.liveness = Some(format!(
                         "workload not finished after {} s of simulated time; {pending} operations still pending",
-                        WORKLOAD_LIMIT.as_secs()
+                        workload_limit(opts).as_secs()
                     ));
                 }
                 Some(checked) => {

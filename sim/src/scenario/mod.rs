@@ -113,6 +113,14 @@ pub fn parse(name: &str, file: &str, text: &str) -> Result<Loaded, String> {
     prepare(name, file, scenario)
 }
 
+/// An options error names the flag (`--chunk-size ...`); in a file, name the key (`chunk_size`).
+fn flag_as_key(error: &str) -> String {
+    match error.strip_prefix("--").and_then(|e| e.split_once(' ')) {
+        Some((flag, rest)) => format!("{} {rest}", flag.replace('-', "_")),
+        None => error.to_string(),
+    }
+}
+
 /// Checks a scenario and turns it into the plans a run executes.
 pub fn prepare(name: &str, file: &str, scenario: Scenario) -> Result<Loaded, String> {
     let c = &scenario.cluster;
@@ -140,7 +148,7 @@ pub fn prepare(name: &str, file: &str, scenario: Scenario) -> Result<Loaded, Str
     };
     options
         .validate()
-        .map_err(|e| format!("{file}: [cluster]: {e}"))?;
+        .map_err(|e| format!("{file}: [cluster]: {}", flag_as_key(&e)))?;
     let mut scripts: Vec<ClientScript> = (0..options.clients)
         .map(|client| ClientScript {
             client,
