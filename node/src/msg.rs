@@ -94,13 +94,33 @@ pub struct ChunkLocation {
     pub chunk_count: u64,
 }
 
-/// Which replica holds the lease for a chunk, granting one if none does (GFS §3.1 steps 1-2).
-/// `index: None` means the file's last chunk (record append); `allocate` creates missing chunks.
+/// Which replica holds the lease for a chunk, granting one if none does (GFS §3.1 steps 1-2);
+/// `allocate` creates missing chunks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GetPrimary {
     pub path: String,
-    pub index: Option<u64>,
+    pub index: ChunkIndex,
     pub allocate: bool,
+}
+
+/// Which chunk of a file a request is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChunkIndex {
+    /// The chunk at this index.
+    At(u64),
+    /// The file's last chunk, but at least the one at `at_least` (record append: after a full
+    /// chunk, go straight to the newest one rather than through every chunk others filled).
+    Last { at_least: u64 },
+}
+
+impl std::fmt::Display for ChunkIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChunkIndex::At(i) => write!(f, "{i}"),
+            ChunkIndex::Last { at_least: 0 } => f.write_str("last"),
+            ChunkIndex::Last { at_least } => write!(f, "last>={at_least}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -314,7 +334,7 @@ traced! {
     GetPrimary => "get_primary", |m| format!(
         "path={} index={} allocate={}",
         m.path,
-        m.index.map_or("last".to_string(), |i| i.to_string()),
+        m.index,
         m.allocate
     );
     Heartbeat => "heartbeat", |m| format!("chunks={} extend={}", m.chunks.len(), m.extend.len());

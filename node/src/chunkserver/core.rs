@@ -113,16 +113,21 @@ pub enum AppendPlan {
     Pad { from: u64 },
     /// Bug `append_no_pad`: write only the first `keep` bytes at `offset`, report it appended.
     Cut { offset: u64, keep: u64 },
+    /// The chunk is already full (padded, or filled to the byte): send the client on to the next
+    /// chunk without a mutation, as padding it again would change nothing.
+    Full,
 }
 
 impl AppendPlan {
     /// The mutation every replica applies for this plan, with the pushed record `data`.
-    pub fn mutation(self, data: DataId) -> Mutation {
-        match self {
+    /// `None` for [`AppendPlan::Full`], which mutates nothing.
+    pub fn mutation(self, data: DataId) -> Option<Mutation> {
+        Some(match self {
             AppendPlan::Fits { offset } => Mutation::Write { offset, data },
             AppendPlan::Pad { from } => Mutation::Pad { from },
             AppendPlan::Cut { offset, keep } => Mutation::WriteCut { offset, data, keep },
-        }
+            AppendPlan::Full => return None,
+        })
     }
 }
 
@@ -220,15 +225,9 @@ impl ChunkServerCore {
         self.leases.remove(&h)
     }
 
-    /// GFS §3.1 step 4: checks that this server holds a live lease at `version` and hands out the
-    /// next serial number; the lease is then due for extension.
-    pub fn take_serial(
-        &mut self,
-        h: ChunkHandle,
-        version: u64,
-        now_ns: u64,
-    ) -> Result<u64, GfsError> {
-        let lease = self.leases.get_mut(&h).ok_or(GfsError::NotPrimary)?;
+    /// Whether this server holds a live lease on `h` at `version`, without taking a serial.
+    pub fn check_primary(&self, h: ChunkHandle, version: u64, now_ns: u64) -> Result<(), GfsError> {
+        let lease = self.leases.get(&h).ok_or(GfsError::NotPrimary)?;
         if lease.expires_ns <= now_ns {
             return Err(GfsError::NotPrimary);
         }
@@ -238,6 +237,19 @@ impl ChunkServerCore {
                 want: version,
             });
         }
+        Ok(())
+    }
+
+    /// GFS §3.1 step 4: checks that this server holds a live lease at `version` and hands out the
+    /// next serial number; the lease is then due for extension.
+    pub fn take_serial(
+        &mut self,
+        h: ChunkHandle,
+        version: u64,
+        now_ns: u64,
+    ) -> Result<u64, GfsError> {
+        self.check_primary(h, version, now_ns)?;
+        let lease = self.leases.get_mut(&h).expect("checked");
         let serial = lease.next_serial;
         lease.next_serial += 1;
         lease.mutated = true;
@@ -361,7 +373,9 @@ impl ChunkServerCore {
     /// fits exactly is written; one that does not fit pads the chunk (or, with bug
     /// `append_no_pad`, is cut at the chunk's end).
     pub fn plan_append(&self, end: u64, len: u64) -> AppendPlan {
-        if end + len <= self.chunk_size_bytes {
+        if end >= self.chunk_size_bytes {
+            AppendPlan::Full
+        } else if end + len <= self.chunk_size_bytes {
             AppendPlan::Fits { offset: end }
         } else if self.append_no_pad {
             AppendPlan::Cut {
@@ -732,12 +746,13 @@ mod tests {
     #[test]
     fn append_writes_at_the_end_or_pads_or_with_the_bug_cuts() {
         // (bugs, chunk end, record length, plan) with 64-byte chunks
-        let cases: [(&[Bug], u64, u64, AppendPlan); 6] = [
+        let cases: [(&[Bug], u64, u64, AppendPlan); 7] = [
             (&[], 0, 16, AppendPlan::Fits { offset: 0 }),
             (&[], 40, 16, AppendPlan::Fits { offset: 40 }),
             (&[], 48, 16, AppendPlan::Fits { offset: 48 }), // exact fit
             (&[], 49, 16, AppendPlan::Pad { from: 49 }),
-            (&[], 64, 1, AppendPlan::Pad { from: 64 }), // full: pad nothing, move on
+            (&[], 63, 1, AppendPlan::Fits { offset: 63 }), // the last byte
+            (&[], 64, 1, AppendPlan::Full),                // full: no mutation, move on
             (
                 &[Bug::AppendNoPad],
                 60,
@@ -759,12 +774,13 @@ mod tests {
                 keep: 4
             }
             .mutation(d),
-            Mutation::WriteCut {
+            Some(Mutation::WriteCut {
                 offset: 60,
                 data: d,
                 keep: 4
-            }
+            })
         );
+        assert_eq!(AppendPlan::Full.mutation(d), None);
     }
 
     #[test]

@@ -527,7 +527,10 @@ impl ChunkServer {
         let lock = self.chunk_lock(req.handle);
         let (plan, forwarded) = {
             let _mutating = lock.lock().await;
-            let serial = self.core().take_serial(req.handle, req.version, now_ns())?;
+            // Everything that can refuse the append comes before a serial is taken, so refusals
+            // leave no gap in the serials the secondaries wait for.
+            self.core()
+                .check_primary(req.handle, req.version, now_ns())?;
             let end = {
                 let store = self.store.lock().await;
                 store
@@ -536,7 +539,10 @@ impl ChunkServer {
                     .len_bytes
             };
             let plan = self.core().plan_append(end, len);
-            let m = plan.mutation(req.data);
+            let Some(m) = plan.mutation(req.data) else {
+                return Err(GfsError::ChunkFull); // already full: nothing to apply or send
+            };
+            let serial = self.core().take_serial(req.handle, req.version, now_ns())?;
             self.apply_local(req.handle, serial, &m).await?;
             let forwarded = self.forward(req.handle, req.version, serial, m, &req.secondaries);
             (plan, forwarded)
@@ -544,6 +550,7 @@ impl ChunkServer {
         self.settle(forwarded).await?;
         match plan {
             AppendPlan::Fits { offset } | AppendPlan::Cut { offset, .. } => Ok(offset),
+            AppendPlan::Full => unreachable!("a full chunk is answered before any mutation"),
             AppendPlan::Pad { from } => {
                 emit(self.name, || Event::ChunkPadded {
                     chunk: req.handle,

@@ -31,8 +31,10 @@ use std::time::Duration;
 pub const MAX_FILE_BYTES: u64 = 1 << 40;
 /// Largest single read, in bytes.
 pub const MAX_READ_BYTES: u64 = 256 << 20;
-/// How many chunks one record append may skip because they are full, per attempt.
-const MAX_CHUNK_HOPS: u32 = 16;
+/// How many chunks one record append may skip because they are full, per attempt. Many appenders
+/// racing for small chunks each skip one chunk per round the others fill (a 64-byte chunk holds
+/// four small records, so a hundred appenders take 25 rounds).
+const MAX_CHUNK_HOPS: u32 = 64;
 
 /// A file as `list` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -341,7 +343,7 @@ impl Client {
         let info = self
             .master(GetPrimary {
                 path: path.to_string(),
-                index,
+                index: index.map_or(ChunkIndex::Last { at_least: 0 }, ChunkIndex::At),
                 allocate: true,
             })
             .await?;
@@ -445,7 +447,7 @@ impl Client {
         // One attempt may hop over up to MAX_CHUNK_HOPS full chunks; running out of hops
         // (`ChunkFull`) fails the attempt like any retryable error.
         self.retrying(|| async move {
-            let mut index = None; // the file's last chunk
+            let mut index = ChunkIndex::Last { at_least: 0 };
             let mut hops = 0;
             loop {
                 let info = self
@@ -474,7 +476,10 @@ impl Client {
                     Ok(within) => return Ok(info.index * self.cfg.chunk_size_bytes + within),
                     Err(GfsError::ChunkFull) if hops < MAX_CHUNK_HOPS => {
                         hops += 1;
-                        index = Some(info.index + 1);
+                        // Past the full chunk, to the newest one (others may have filled more).
+                        index = ChunkIndex::Last {
+                            at_least: info.index + 1,
+                        };
                     }
                     Err(e) => return Err(Failure::Checked(e)),
                 }

@@ -421,7 +421,10 @@ impl Master {
         let (index, handle) = {
             let mut core = self.core.lock().await;
             let count = core.state.chunks_of(&req.path)?.len() as u64;
-            let index = req.index.unwrap_or(count.saturating_sub(1));
+            let index = match req.index {
+                ChunkIndex::At(i) => i,
+                ChunkIndex::Last { at_least } => count.saturating_sub(1).max(at_least),
+            };
             if index >= count && !req.allocate {
                 return Err(GfsError::NoSuchChunk);
             }
