@@ -45,7 +45,8 @@ pub(super) async fn check_phase(
     // The checker borrows the next client address; the trace should say who it is.
     trace::name_node(addr::client_ip(checker_id), NodeName::Checker);
     let (cfg, history) = (cfg.clone(), history.clone());
-    node.spawn(async move {
+    let checker = node.id();
+    let checked = node.spawn(async move {
         let ep = madsim::net::Endpoint::bind((addr::client_ip(checker_id), addr::PORT + 1))
             .await
             .expect("checker binds a second port");
@@ -176,5 +177,7 @@ pub(super) async fn check_phase(
         Checked { converged, state }
     })
     .await
-    .expect("checker task")
+    .expect("checker task");
+    handle.kill(checker); // its work is done (see `World::shut_down`)
+    checked
 }

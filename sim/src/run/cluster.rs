@@ -40,6 +40,21 @@ impl World {
         }
     }
 
+    /// Kills every node once the run is over and lets the executor drop their tasks. Their
+    /// futures hold the nodes' state and the executor's queue at once, a cycle that would keep
+    /// all of it (chunk stores, page caches, buffers) alive after the runtime is gone: a sweep's
+    /// memory grew by about a quarter of a megabyte per seed until this was done.
+    pub async fn shut_down(&self) {
+        for &id in std::iter::once(&self.master)
+            .chain(&self.chunkservers)
+            .chain(&self.clients)
+        {
+            self.handle.kill(id);
+        }
+        // The killed tasks are woken, then dropped at the executor's next turn.
+        madsim::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+
     /// Every directed link between `side` and the nodes outside it.
     pub fn cut_links(&self, side: &[Target]) -> Vec<(NodeId, NodeId)> {
         let inside: Vec<NodeId> = side.iter().map(|t| self.node(*t)).collect();

@@ -166,7 +166,9 @@ fn run_on_fresh_thread(
             };
             let stats = played.unwrap_or_default();
             let messages = madsim::net::NetSim::current().stat().msg_count;
-            (checked, stats, messages, node::now_ns())
+            let end_ns = node::now_ns();
+            world.shut_down().await;
+            (checked, stats, messages, end_ns)
         })
     }));
     let events = trace::take();
