@@ -28,6 +28,7 @@ pub mod disk;
 pub mod master;
 pub mod msg;
 pub mod rpc;
+pub mod sparse;
 pub mod trace;
 pub mod types;
 

@@ -83,7 +83,7 @@ struct ChunkServer {
 /// `disk` is the chunkserver's physical disk: it outlives restarts and may be faulty.
 pub async fn run(id: ServerId, cfg: ClusterConfig, disk: Arc<DiskFaults>) {
     let name = NodeName::Cs(id);
-    let disk = Disk::open("/chunkserver", name, disk)
+    let disk = Disk::open(name, disk)
         .await
         .expect("chunkserver disk opens");
     let mut store = ChunkStore::load(disk, cfg.chunk_size_bytes, cfg.block_size_bytes)

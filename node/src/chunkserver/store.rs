@@ -397,13 +397,9 @@ mod tests {
     fn writes_gaps_padding_and_checksums() {
         on_node(async {
             let faults = crate::disk::DiskFaults::new(100, false, "");
-            let disk = Disk::open(
-                "/cs",
-                crate::trace::NodeName::Cs(crate::ServerId(0)),
-                faults,
-            )
-            .await
-            .unwrap();
+            let disk = Disk::open(crate::trace::NodeName::Cs(crate::ServerId(0)), faults)
+                .await
+                .unwrap();
             let mut s = ChunkStore::load(disk.clone(), 64, 16).await.unwrap();
             let h = ChunkHandle(0x1ab);
             s.create(h, 1).await.unwrap();

@@ -1,5 +1,6 @@
-//! The physical disk's behaviour, shared by a node's [`Disk`](super::Disk) and the harness, and
-//! kept across the node's restarts like the hardware it stands for.
+//! The physical disk, shared by a node's [`Disk`](super::Disk) and the harness, and kept across
+//! the node's restarts like the hardware it stands for: its platters (what syncs made durable) and
+//! its behaviour (timing and faults).
 //!
 //! A sync takes a random time up to `sync_latency_us` (so a crash can land in the middle of one).
 //! A disk with torn writes first puts a random prefix of a sync's writes on disk, so a crash before
@@ -13,7 +14,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// The physical disk's behaviour: timing and faults. Shared by the node's [`Disk`] and the harness.
+/// The physical disk: its platters, timing and faults. Shared by the node's [`Disk`] and the
+/// harness.
 #[derive(Debug, Default)]
 pub struct DiskFaults {
     /// Upper bound of a sync's latency, in microseconds (each sync takes a uniform 0..=max).
@@ -31,6 +33,9 @@ pub struct DiskFaults {
     pub(super) unsynced_writes: AtomicU64,
     /// Unsynced (writes, bytes) per file, mirroring the page cache; kept only at full detail.
     pub(super) unsynced_by_file: std::sync::Mutex<BTreeMap<String, (u64, u64)>>,
+    /// What reached the platters: every file's durable content, by name (a name is here from its
+    /// creation, as directory changes are durable at once).
+    pub(super) platters: std::sync::Mutex<BTreeMap<String, crate::sparse::SparseBytes>>,
 }
 
 impl DiskFaults {

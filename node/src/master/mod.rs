@@ -62,7 +62,7 @@ struct Master {
 /// the master cannot work around (the paper replicates the log for that; see the roadmap).
 /// `disk` is the master's physical disk: it outlives restarts.
 pub async fn run(cfg: ClusterConfig, disk: Arc<DiskFaults>) {
-    let disk = Disk::open("/master", NodeName::Master, disk)
+    let disk = Disk::open(NodeName::Master, disk)
         .await
         .expect("master disk opens");
     let (log, mut state) = OpLog::recover(disk, cfg.checkpoint_every_records)

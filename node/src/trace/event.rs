@@ -147,8 +147,18 @@ pub enum Role {
 /// A page-cache write: bytes at an offset, or a length change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DiskWrite {
-    Bytes { offset: u64, len: u64 },
-    SetLen { len: u64 },
+    Bytes {
+        offset: u64,
+        len: u64,
+    },
+    /// Zeros over `[from, to)` (record-append padding), stored as nothing.
+    Zero {
+        from: u64,
+        to: u64,
+    },
+    SetLen {
+        len: u64,
+    },
 }
 
 /// Why unsynced writes never reached the disk.
@@ -380,6 +390,7 @@ events! {
     /// A write into the page cache (full detail only).
     DiskWritten = "disk_write" { file: String, write: DiskWrite } => |f| match write {
         DiskWrite::Bytes { offset, len } => write!(f, "file={file} offset={offset} len={len}"),
+        DiskWrite::Zero { from, to } => write!(f, "file={file} zero={from}..{to}"),
         DiskWrite::SetLen { len } => write!(f, "file={file} set_len={len}"),
     };
     /// A sync made a file's cached writes durable (full detail only).
