@@ -157,7 +157,7 @@ impl Inner {
             let candidates: Vec<(String, u64)> = platters
                 .range(prefix.clone()..)
                 .take_while(|(name, _)| name.starts_with(&prefix))
-                .filter(|(_, file)| file.len() > 0)
+                .filter(|(_, file)| !file.is_empty())
                 .map(|(name, file)| (name.clone(), file.len()))
                 .collect();
             if candidates.is_empty() {
