@@ -5,9 +5,11 @@
 //! and ([`Traced`]) how a full trace shows it: a snake_case kind and its key fields, never its data
 //! bytes.
 
+use crate::sparse::SparseBytes;
 use crate::types::{ChunkHandle, DataId, GfsError, RequestId, ServerId};
 use madsim::net::rpc::Request;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// How a request appears in a full trace (`msg_sent ... kind=write_chunk chunk=c3 version=2 ...`).
 pub trait Traced {
@@ -204,11 +206,12 @@ pub struct RevokeLease {
     pub handle: ChunkHandle,
 }
 
-/// Data pushed ahead of a mutation, forwarded along `forward` (GFS §3.2).
+/// Data pushed ahead of a mutation, forwarded along `forward` (GFS §3.2). The bytes are shared:
+/// every hop and every replica's write hold the same buffer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PushData {
     pub id: DataId,
-    pub data: Vec<u8>,
+    pub data: Arc<Vec<u8>>,
     pub forward: Vec<ServerId>,
 }
 
@@ -278,7 +281,8 @@ pub struct ReadReplica {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaContent {
     pub version: u64,
-    pub data: Vec<u8>,
+    /// Sparse: padding and holes are not stored.
+    pub data: SparseBytes,
     /// Whether every block passed its checksum.
     pub checksums_ok: bool,
 }
@@ -318,11 +322,11 @@ request! {
     WriteChunk => Result<(), GfsError>, 0x4746_5404;
     AppendChunk => Result<u64, GfsError>, 0x4746_5405;
     ApplyMutation => Result<(), GfsError>, 0x4746_5406;
-    ReadChunk => Result<Vec<u8>, GfsError>, 0x4746_5407;
+    ReadChunk => Result<SparseBytes, GfsError>, 0x4746_5407;
     ChunkLen => Result<u64, GfsError>, 0x4746_5408;
     ReadReplica => Result<ReplicaContent, GfsError>, 0x4746_5409;
     CloneChunk => Result<(), GfsError>, 0x4746_540a;
-    FetchChunk => Result<Vec<u8>, GfsError>, 0x4746_540b;
+    FetchChunk => Result<SparseBytes, GfsError>, 0x4746_540b;
     ListReplicas => Vec<ReplicaSummary>, 0x4746_540c;
 }
 

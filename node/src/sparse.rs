@@ -239,7 +239,28 @@ impl SparseBytes {
 
     /// The byte at `offset` (zero past the end).
     pub fn byte_at(&self, offset: u64) -> u8 {
-        self.read(offset, 1).first().copied().unwrap_or(0)
+        self.get(offset).unwrap_or(0)
+    }
+
+    /// The byte at `offset`, or `None` past the end.
+    pub fn get(&self, offset: u64) -> Option<u8> {
+        if offset >= self.len {
+            return None;
+        }
+        let stored = self
+            .runs
+            .range(..=offset)
+            .next_back()
+            .filter(|(at, r)| offset < *at + r.len())
+            .map(|(at, r)| r.bytes()[(offset - at) as usize]);
+        Some(stored.unwrap_or(0))
+    }
+
+    /// Whether every byte is zero (nothing stored, or only zeros stored).
+    pub fn all_zero(&self) -> bool {
+        self.runs
+            .values()
+            .all(|r| r.bytes().iter().all(|&b| b == 0))
     }
 
     /// All the bytes. Only for strings known to be small.

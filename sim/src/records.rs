@@ -24,6 +24,9 @@
 //! record; if the checksum holds it yields it and jumps past it, otherwise it skips one byte (a
 //! fragment) or a run of zeros (padding). A duplicate is a record whose id was already read.
 
+use node::sparse::SparseBytes;
+use std::collections::BTreeSet;
+
 /// The first byte of every record.
 pub const MAGIC: u8 = b'G';
 /// Bytes a record needs besides its payload.
@@ -129,7 +132,28 @@ impl Scan {
 /// Reads `bytes` as a sequence of records, padding and fragments (see the module comment).
 pub fn scan(bytes: &[u8]) -> Scan {
     let mut out = Scan::default();
-    let mut seen = std::collections::BTreeSet::new();
+    scan_region(bytes, 0, &mut out, &mut BTreeSet::new());
+    out
+}
+
+/// [`scan`] of a sparse file: its stored regions are scanned, its unstored bytes are padding.
+/// The same result as scanning every byte, since a record holds no zero byte and so never spans
+/// an unstored gap.
+pub fn scan_sparse(data: &SparseBytes) -> Scan {
+    let mut out = Scan::default();
+    let mut seen = BTreeSet::new();
+    let mut stored = 0;
+    for (at, region) in data.regions() {
+        stored += region.len() as u64;
+        scan_region(&region, at, &mut out, &mut seen);
+    }
+    out.padding_bytes += data.len() - stored;
+    out
+}
+
+/// Scans `bytes`, which start at file offset `base`, into `out`; `seen` holds the ids already
+/// found earlier in the file.
+fn scan_region(bytes: &[u8], base: u64, out: &mut Scan, seen: &mut BTreeSet<u32>) {
     let mut at = 0;
     while at < bytes.len() {
         if bytes[at] == 0 {
@@ -137,7 +161,7 @@ pub fn scan(bytes: &[u8]) -> Scan {
             at += 1;
         } else if let Some((id, len)) = decode(&bytes[at..]) {
             out.records.push(Found {
-                offset: at as u64,
+                offset: base + at as u64,
                 id,
                 len,
             });
@@ -150,7 +174,6 @@ pub fn scan(bytes: &[u8]) -> Scan {
             at += 1;
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -184,6 +207,19 @@ mod tests {
         }
         // Cut short: not a record.
         assert_eq!(decode(&r[..r.len() - 1]), None);
+    }
+
+    #[test]
+    fn a_sparse_file_reads_as_its_bytes_do() {
+        let (a, b) = (encode(1, b"first"), encode(2, b"second"));
+        let mut file = SparseBytes::default();
+        file.write(3, &a);
+        file.write(3 + a.len() as u64, &b[..4]); // a fragment right after: one region
+        file.zero(40, 200);
+        file.write(100, &b);
+        file.write(180, &a); // a duplicate
+        assert_eq!(scan_sparse(&file), scan(&file.to_vec()));
+        assert_eq!(scan_sparse(&file).duplicates, 1);
     }
 
     #[test]

@@ -52,7 +52,9 @@ bug_tests! {
     stale_replicas_current: Bug::StaleReplicasCurrent, RunOptions::default(), 50;
     no_checksum_verify: Bug::NoChecksumVerify, RunOptions::default(), 50;
     unsynced_log: Bug::UnsyncedLog, RunOptions::default(), 50;
-    clone_from_stale: Bug::CloneFromStale, RunOptions::default(), 150;
+    // A stale source is rarely still alive when a clone is ordered (its next heartbeat gets the
+    // copy deleted), so this bug is caught about once in 500 seeds: a known blind spot.
+    clone_from_stale: Bug::CloneFromStale, RunOptions::default(), 1000;
     append_no_pad: Bug::AppendNoPad, RunOptions::default(), 50;
     gc_deletes_referenced: Bug::GcDeletesReferenced, RunOptions::default(), 50;
     no_grace_after_restart: Bug::NoGraceAfterRestart, RunOptions::default(), 150;

@@ -42,7 +42,7 @@ fn a_flipped_byte_in_the_client_read_is_caught() {
     let (report, mut state, path, offset, byte) = passing_run();
     assert!(violated(&report, &state).is_empty());
     let bytes = state.files.get_mut(&path).unwrap().as_mut().unwrap();
-    bytes[offset as usize] = byte ^ 0x5a;
+    bytes.write(offset, &[byte ^ 0x5a]);
     assert_eq!(violated(&report, &state), vec!["acked_readback"]);
 }
 
@@ -70,7 +70,7 @@ fn a_replica_missing_an_acknowledged_byte_is_caught() {
         .unwrap()
         .as_mut()
         .unwrap();
-    content.data[(offset % cs) as usize] = byte ^ 0x33;
+    content.data.write(offset % cs, &[byte ^ 0x33]);
     let v = violated(&report, &state);
     assert!(v.contains(&"acked_on_replicas"), "{v:?}");
     // One replica now differs inside an acknowledged mutation's region: Table 1 forbids that
@@ -176,7 +176,8 @@ fn a_damaged_record_is_caught_by_the_record_reader() {
             continue;
         };
         let bytes = state.files.get_mut(&path).unwrap().as_mut().unwrap();
-        bytes[offset as usize + 8] ^= 0x01; // a payload or checksum byte
+        let old = bytes.byte_at(offset + 8);
+        bytes.write(offset + 8, &[old ^ 0x01]); // a payload or checksum byte
         let v = checks::run_all(&check_inputs(&report, &state));
         let names: Vec<&str> = v.iter().map(|v| v.check).collect();
         assert!(

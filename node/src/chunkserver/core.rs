@@ -55,13 +55,13 @@ impl PushBuffer {
 
     /// Keeps `data` under `id` (replacing an earlier push with the same id, which becomes the
     /// newest), then evicts the oldest entries until both bounds hold again.
-    fn insert(&mut self, id: DataId, data: Vec<u8>) {
+    fn insert(&mut self, id: DataId, data: Arc<Vec<u8>>) {
         if let Some(old) = self.entries.remove(&id) {
             self.bytes -= old.len();
             self.order.retain(|d| *d != id);
         }
         self.bytes += data.len();
-        self.entries.insert(id, Arc::new(data));
+        self.entries.insert(id, data);
         self.order.push_back(id);
         while self.entries.len() > self.max_entries || self.bytes > self.max_bytes {
             let Some(oldest) = self.order.pop_front() else {
@@ -360,7 +360,7 @@ impl ChunkServerCore {
     }
 
     /// GFS §3.2: keeps pushed data until its mutation comes.
-    pub fn push(&mut self, id: DataId, data: Vec<u8>) {
+    pub fn push(&mut self, id: DataId, data: Arc<Vec<u8>>) {
         self.buffer.insert(id, data);
     }
 
@@ -834,7 +834,7 @@ mod tests {
             // The configured 200 bytes are above two chunks (128), so they are the bound.
             let mut core = ChunkServerCore::new(&cfg(&[]));
             for &(seq, n) in c.pushes {
-                core.push(id(seq), vec![seq as u8; n]);
+                core.push(id(seq), Arc::new(vec![seq as u8; n]));
             }
             let kept: Vec<u64> = (1..=4).filter(|&s| core.data(&id(s)).is_ok()).collect();
             assert_eq!(kept, c.kept, "{}", c.name);
@@ -847,8 +847,8 @@ mod tests {
             ..cfg(&[])
         };
         let mut core = ChunkServerCore::new(&tiny);
-        core.push(id(1), vec![0; 64]);
-        core.push(id(2), vec![0; 64]);
+        core.push(id(1), Arc::new(vec![0; 64]));
+        core.push(id(2), Arc::new(vec![0; 64]));
         assert!(core.data(&id(1)).is_ok() && core.data(&id(2)).is_ok());
         assert_eq!(core.data(&id(9)), Err(GfsError::DataNotFound));
     }

@@ -31,6 +31,7 @@ use crate::disk::{Disk, DiskFaults};
 use crate::msg::*;
 use crate::now_ns;
 use crate::rpc::{call, call_result, serve, Envelope};
+use crate::sparse::SparseBytes;
 use crate::trace::{emit, Event, NodeName, Role};
 use crate::types::{addr, ChunkHandle, DataId, GfsError, ServerId};
 use madsim::net::Endpoint;
@@ -218,7 +219,7 @@ impl ChunkServer {
         Ok(())
     }
 
-    async fn fetch_chunk(&self, req: FetchChunk) -> Result<Vec<u8>, GfsError> {
+    async fn fetch_chunk(&self, req: FetchChunk) -> Result<SparseBytes, GfsError> {
         let store = self.store.lock().await;
         let (version, data, ok) = store.read_whole(req.handle).await?;
         drop(store);
@@ -403,8 +404,9 @@ impl ChunkServer {
         match m {
             Mutation::Write { offset, data } => {
                 let bytes = self.data(data)?;
-                store.write(h, *offset, &bytes).await?;
-                Ok(bytes.len() as u64)
+                let len = bytes.len() as u64;
+                store.write_shared(h, *offset, bytes).await?;
+                Ok(len)
             }
             Mutation::Pad { from } => store.pad(h, *from).await.map(|()| 0),
             Mutation::WriteCut { offset, data, keep } => {
@@ -628,7 +630,7 @@ impl ChunkServer {
         Ok(())
     }
 
-    async fn read_chunk(&self, req: ReadChunk) -> Result<Vec<u8>, GfsError> {
+    async fn read_chunk(&self, req: ReadChunk) -> Result<SparseBytes, GfsError> {
         let store = self.store.lock().await;
         Self::check_version(&store, req.handle, req.version)?;
         let result = store.read(req.handle, req.offset, req.len).await;

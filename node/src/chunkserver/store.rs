@@ -11,10 +11,17 @@
 //! checksum computed over rotten bytes would hide the corruption for ever. A replica whose header
 //! fails its own CRC is dropped when the chunkserver starts: its version cannot be trusted, and a
 //! rotten version number could make the master adopt a version no good replica has.
+//!
+//! Chunks are sparse ([`SparseBytes`]): a write stores the bytes it wrote, record-append padding
+//! and holes store nothing, and a whole replica travels as its runs. A block that stores nothing is
+//! all zeros, and its checksum is the checksum of zeros, computed once; so a 64 MiB chunk that is
+//! mostly padding costs its few written blocks to write, read, verify and copy (GFS §2.5, §5.2).
 
 use crate::disk::Disk;
+use crate::sparse::SparseBytes;
 use crate::types::{ChunkHandle, GfsError};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What the chunkserver knows about one of its replicas.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +40,10 @@ pub struct ChunkStore {
     discarded: Vec<ChunkHandle>,
     /// Verify checksums (always, but for the `no_checksum_verify` bug).
     verify: bool,
+    /// The checksum of a whole block of zeros, and of the chunk's short last block of zeros (if
+    /// the chunk size is not a multiple of the block size).
+    zero_crc: u32,
+    zero_crc_last: u32,
 }
 
 const MAGIC: &[u8; 4] = b"GFSC";
@@ -52,6 +63,34 @@ fn crc(bytes: &[u8]) -> u32 {
 impl ChunkStore {
     fn max_blocks(&self) -> u64 {
         self.chunk_size_bytes.div_ceil(self.block_size_bytes)
+    }
+
+    /// The checksum of block `b` if it holds `len` zero bytes and nothing else.
+    fn zero_crc(&self, len: u64) -> u32 {
+        if len == self.block_size_bytes {
+            self.zero_crc
+        } else if len == self.chunk_size_bytes % self.block_size_bytes {
+            self.zero_crc_last
+        } else {
+            crc(&vec![0; len as usize])
+        }
+    }
+
+    /// The checksum of `[lo, hi)` of `data`: the constant for zeros if nothing there is stored.
+    fn sparse_crc(&self, data: &SparseBytes, lo: u64, hi: u64) -> u32 {
+        if data.stores_any(lo, hi) {
+            crc(&data.read(lo, hi - lo))
+        } else {
+            self.zero_crc(hi - lo)
+        }
+    }
+
+    /// Checksums of every block of `data` (its length split into blocks).
+    fn checksums_of(&self, data: &SparseBytes) -> Vec<u32> {
+        let bs = self.block_size_bytes;
+        (0..data.len().div_ceil(bs))
+            .map(|b| self.sparse_crc(data, b * bs, ((b + 1) * bs).min(data.len())))
+            .collect()
     }
 
     /// Where the data starts: after magic, version, length, block count, checksums, header CRC.
@@ -110,6 +149,8 @@ impl ChunkStore {
             chunks: BTreeMap::new(),
             discarded: Vec::new(),
             verify: true,
+            zero_crc: crc(&vec![0; block_size_bytes as usize]),
+            zero_crc_last: crc(&vec![0; (chunk_size_bytes % block_size_bytes) as usize]),
         };
         for name in store.disk.list("chunks/").await {
             let Some(stem) = name.strip_suffix(".chunk") else {
@@ -161,12 +202,12 @@ impl ChunkStore {
         self.chunks.iter().map(|(h, c)| (*h, c.version)).collect()
     }
 
-    /// Writes `data` at `offset` (if any) and the header for `info`, then syncs once.
+    /// Writes `data` (if any) and the header for `info`, then syncs once.
     async fn commit(
         &mut self,
         h: ChunkHandle,
         info: ChunkInfo,
-        data: Option<(u64, &[u8])>,
+        data: Option<Change<'_>>,
     ) -> Result<(), GfsError> {
         let blocks = info.len_bytes.div_ceil(self.block_size_bytes) as usize;
         assert_eq!(
@@ -179,11 +220,33 @@ impl ChunkStore {
             "chunk {h} longer than a chunk"
         );
         let name = file_name(h);
-        if let Some((offset, bytes)) = data {
-            self.disk
-                .write(&name, self.header_bytes() + offset, bytes)
+        let at = self.header_bytes();
+        match data {
+            None => {}
+            Some(Change::Bytes {
+                gap_from,
+                offset,
+                bytes,
+            }) => {
+                if gap_from < offset {
+                    self.disk
+                        .zero(&name, at + gap_from, at + offset)
+                        .await
+                        .map_err(io)?;
+                }
+                self.disk
+                    .write_shared(&name, at + offset, bytes)
+                    .await
+                    .map_err(io)?
+            }
+            Some(Change::Zeros { from, to }) => self
+                .disk
+                .zero(&name, at + from, at + to)
                 .await
-                .map_err(io)?;
+                .map_err(io)?,
+            Some(Change::Whole(data)) => {
+                self.disk.write_sparse(&name, at, data).await.map_err(io)?
+            }
         }
         let header = self.encode_header(&info);
         self.disk.write(&name, 0, &header).await.map_err(io)?;
@@ -211,29 +274,25 @@ impl ChunkStore {
         &mut self,
         h: ChunkHandle,
         version: u64,
-        data: &[u8],
+        data: &SparseBytes,
     ) -> Result<(), GfsError> {
         assert!(
             !self.chunks.contains_key(&h),
             "chunk {h} installed over an existing replica"
         );
-        if data.len() as u64 > self.chunk_size_bytes {
+        if data.len() > self.chunk_size_bytes {
             return Err(GfsError::InvalidRange(format!(
                 "a copy of {} bytes is larger than a chunk",
                 data.len()
             )));
         }
-        let checksums = data
-            .chunks(self.block_size_bytes as usize)
-            .map(crc)
-            .collect();
         let info = ChunkInfo {
             version,
-            len_bytes: data.len() as u64,
-            checksums,
+            len_bytes: data.len(),
+            checksums: self.checksums_of(data),
         };
         self.disk.set_len(&file_name(h), 0).await.map_err(io)?;
-        self.commit(h, info, Some((0, data))).await
+        self.commit(h, info, Some(Change::Whole(data))).await
     }
 
     pub async fn set_version(&mut self, h: ChunkHandle, version: u64) -> Result<(), GfsError> {
@@ -260,49 +319,54 @@ impl ChunkStore {
         Ok(())
     }
 
-    /// Reads `[start, end)` of the stored bytes and checks every whole block in it.
+    /// `[start, end)` of the stored bytes, sparse, after checking every block it touches.
     async fn read_verified(
         &self,
         h: ChunkHandle,
         start: u64,
         end: u64,
-    ) -> Result<Vec<u8>, GfsError> {
+    ) -> Result<SparseBytes, GfsError> {
         let info = self.chunks.get(&h).ok_or(GfsError::NoSuchReplica(h))?;
         let bs = self.block_size_bytes;
         let end = end.min(info.len_bytes);
         if start >= end {
-            return Ok(Vec::new());
+            return Ok(SparseBytes::default());
         }
         let first = start / bs;
         let last = (end - 1) / bs;
         let span_start = first * bs;
         let span_end = ((last + 1) * bs).min(info.len_bytes);
-        let bytes = self
+        let span = self
             .disk
-            .read(
+            .read_sparse(
                 &file_name(h),
                 self.header_bytes() + span_start,
                 span_end - span_start,
             )
             .await
             .map_err(io)?;
-        if bytes.len() as u64 != span_end - span_start {
+        if span.len() != span_end - span_start {
             return Err(GfsError::ChecksumMismatch(h)); // shorter than its header says
         }
-        for b in first..=last {
-            let lo = ((b * bs) - span_start) as usize;
-            let hi = ((((b + 1) * bs).min(info.len_bytes)) - span_start) as usize;
-            if self.verify && crc(&bytes[lo..hi]) != info.checksums[b as usize] {
-                return Err(GfsError::ChecksumMismatch(h));
+        if self.verify {
+            for b in first..=last {
+                let lo = b * bs - span_start;
+                let hi = ((b + 1) * bs).min(info.len_bytes) - span_start;
+                if self.sparse_crc(&span, lo, hi) != info.checksums[b as usize] {
+                    return Err(GfsError::ChecksumMismatch(h));
+                }
             }
         }
-        let lo = (start - span_start) as usize;
-        let hi = (end - span_start) as usize;
-        Ok(bytes[lo..hi].to_vec())
+        Ok(span.slice(start - span_start, end - start))
     }
 
-    /// Reads up to `len` bytes at `offset`, short at the replica's end.
-    pub async fn read(&self, h: ChunkHandle, offset: u64, len: u64) -> Result<Vec<u8>, GfsError> {
+    /// Reads up to `len` bytes at `offset`, short at the replica's end, holes and padding unstored.
+    pub async fn read(
+        &self,
+        h: ChunkHandle,
+        offset: u64,
+        len: u64,
+    ) -> Result<SparseBytes, GfsError> {
         self.read_verified(h, offset, offset.saturating_add(len))
             .await
     }
@@ -315,6 +379,16 @@ impl ChunkStore {
         offset: u64,
         data: &[u8],
     ) -> Result<(), GfsError> {
+        self.write_shared(h, offset, Arc::new(data.to_vec())).await
+    }
+
+    /// [`ChunkStore::write`] of a shared buffer (pushed data): the bytes are not copied.
+    pub async fn write_shared(
+        &mut self,
+        h: ChunkHandle,
+        offset: u64,
+        data: Arc<Vec<u8>>,
+    ) -> Result<(), GfsError> {
         let end = offset + data.len() as u64;
         if end > self.chunk_size_bytes {
             return Err(GfsError::InvalidRange(format!(
@@ -325,50 +399,88 @@ impl ChunkStore {
         if data.is_empty() {
             return Ok(());
         }
-        let bs = self.block_size_bytes;
+        let old_len = self.info(h).ok_or(GfsError::NoSuchReplica(h))?.len_bytes;
+        // A gap past the old end reads as zeros, whatever stale bytes the file has there.
+        let change = Change::Bytes {
+            gap_from: offset.min(old_len),
+            offset,
+            bytes: data,
+        };
+        self.change(h, change).await
+    }
+
+    /// Record-append padding: zeros from `from` to the end of the chunk (GFS §3.3). Stores nothing.
+    pub async fn pad(&mut self, h: ChunkHandle, from: u64) -> Result<(), GfsError> {
+        let from = from.min(self.chunk_size_bytes);
+        let to = self.chunk_size_bytes;
+        if from == to {
+            return Ok(());
+        }
+        self.change(h, Change::Zeros { from, to }).await
+    }
+
+    /// Applies `change` (bytes or zeros over part of the chunk) with the checksums of every block
+    /// it touches recomputed, and syncs. The blocks it covers only in part are verified first
+    /// (GFS §5.2: never compute a new checksum over rotten bytes); blocks it zeros whole take the
+    /// zero checksum without being read.
+    async fn change(&mut self, h: ChunkHandle, change: Change<'_>) -> Result<(), GfsError> {
+        let (lo, hi) = change.range();
         let old = self
             .chunks
             .get(&h)
             .ok_or(GfsError::NoSuchReplica(h))?
             .clone();
-        let new_len = old.len_bytes.max(end);
-        // Blocks whose bytes change: from the first written byte (or the old end, if the write
-        // leaves a zero-filled gap) to the last written byte.
-        let first = offset.min(old.len_bytes) / bs;
-        let last = (end - 1) / bs;
-        let span_start = first * bs;
-        let span_end = ((last + 1) * bs).min(new_len);
-        // Old bytes of the span, checked (GFS §5.2: verify before overwriting part of a block).
-        let mut span = self.read_verified(h, span_start, span_end).await?;
-        span.resize((span_end - span_start) as usize, 0);
-        let lo = (offset - span_start) as usize;
-        span[lo..lo + data.len()].copy_from_slice(data);
-        let mut info = old;
+        let bs = self.block_size_bytes;
+        let new_len = old.len_bytes.max(hi);
+        let mut info = old.clone();
         info.len_bytes = new_len;
         info.checksums.resize(new_len.div_ceil(bs) as usize, 0);
+        let (first, last) = (lo / bs, (hi - 1) / bs);
         for b in first..=last {
-            let lo = ((b * bs) - span_start) as usize;
-            let hi = ((((b + 1) * bs).min(new_len)) - span_start) as usize;
-            info.checksums[b as usize] = crc(&span[lo..hi]);
+            let (b_lo, b_hi) = (b * bs, ((b + 1) * bs).min(new_len));
+            let whole = lo <= b_lo && b_hi <= hi;
+            info.checksums[b as usize] = match (&change, whole) {
+                (Change::Zeros { .. }, true) => self.zero_crc(b_hi - b_lo),
+                _ => {
+                    // The block's old bytes (verified), with the change applied over them.
+                    let mut block = self.read_verified(h, b_lo, b_hi).await?;
+                    block.set_len(b_hi - b_lo);
+                    match &change {
+                        Change::Bytes {
+                            gap_from,
+                            offset,
+                            bytes,
+                        } => {
+                            let (gap_lo, gap_hi) = ((*gap_from).max(b_lo), (*offset).min(b_hi));
+                            if gap_lo < gap_hi {
+                                block.zero(gap_lo - b_lo, gap_hi - b_lo);
+                            }
+                            let from = (*offset).max(b_lo);
+                            let to = (offset + bytes.len() as u64).min(b_hi);
+                            if from < to {
+                                let part = &bytes[(from - offset) as usize..(to - offset) as usize];
+                                block.write(from - b_lo, part);
+                            }
+                        }
+                        Change::Zeros { from, to } => {
+                            block.zero((*from).max(b_lo) - b_lo, (*to).min(b_hi) - b_lo)
+                        }
+                        Change::Whole(_) => unreachable!("installs compute their checksums"),
+                    }
+                    self.sparse_crc(&block, 0, b_hi - b_lo)
+                }
+            };
         }
-        // The whole span goes to disk, so a gap past the old end is zeros even over stale bytes.
-        self.commit(h, info, Some((span_start, &span))).await
+        self.commit(h, info, Some(change)).await
     }
 
-    /// Record-append padding: zeros from `from` to the end of the chunk (GFS §3.3).
-    pub async fn pad(&mut self, h: ChunkHandle, from: u64) -> Result<(), GfsError> {
-        let from = from.min(self.chunk_size_bytes);
-        let zeros = vec![0; (self.chunk_size_bytes - from) as usize];
-        self.write(h, from, &zeros).await
-    }
-
-    /// The whole replica and whether it is sound: every block passes its checksum and the stored
-    /// header still matches what the chunkserver believes (a scrub must catch rot in either).
-    pub async fn read_whole(&self, h: ChunkHandle) -> Result<(u64, Vec<u8>, bool), GfsError> {
+    /// The whole replica, sparse, and whether it is sound: every block passes its checksum and the
+    /// stored header still matches what the chunkserver believes (a scrub must catch rot in either).
+    pub async fn read_whole(&self, h: ChunkHandle) -> Result<(u64, SparseBytes, bool), GfsError> {
         let info = self.chunks.get(&h).ok_or(GfsError::NoSuchReplica(h))?;
         let bytes = self
             .disk
-            .read(&file_name(h), self.header_bytes(), info.len_bytes)
+            .read_sparse(&file_name(h), self.header_bytes(), info.len_bytes)
             .await
             .map_err(io)?;
         let header = self
@@ -379,6 +491,37 @@ impl ChunkStore {
         let header_ok = !self.verify || self.decode_header(&header).as_ref() == Some(info);
         let ok = header_ok && self.read_verified(h, 0, info.len_bytes).await.is_ok();
         Ok((info.version, bytes, ok))
+    }
+}
+
+/// What a mutation does to a chunk's bytes.
+enum Change<'a> {
+    /// `bytes` at `offset`, and zeros over `[gap_from, offset)` (a hole past the old end).
+    Bytes {
+        gap_from: u64,
+        offset: u64,
+        bytes: Arc<Vec<u8>>,
+    },
+    Zeros {
+        from: u64,
+        to: u64,
+    },
+    /// A whole replica, copied in.
+    Whole(&'a SparseBytes),
+}
+
+impl Change<'_> {
+    /// The byte range it changes.
+    fn range(&self) -> (u64, u64) {
+        match self {
+            Change::Bytes {
+                gap_from,
+                offset,
+                bytes,
+            } => (*gap_from, offset + bytes.len() as u64),
+            Change::Zeros { from, to } => (*from, *to),
+            Change::Whole(data) => (0, data.len()),
+        }
     }
 }
 
@@ -393,6 +536,11 @@ mod tests {
         rt.block_on(async move { node.spawn(f).await.unwrap() });
     }
 
+    /// Reads `[at, at + n)` of chunk 0x1ab, materialized.
+    async fn read(s: &ChunkStore, at: u64, n: u64) -> Result<Vec<u8>, GfsError> {
+        s.read(ChunkHandle(0x1ab), at, n).await.map(|b| b.to_vec())
+    }
+
     #[test]
     fn writes_gaps_padding_and_checksums() {
         on_node(async {
@@ -405,16 +553,21 @@ mod tests {
             s.create(h, 1).await.unwrap();
             s.write(h, 10, b"hello").await.unwrap();
             assert_eq!(
-                s.read(h, 0, 100).await.unwrap(),
+                read(&s, 0, 100).await.unwrap(),
                 [&[0u8; 10][..], b"hello"].concat()
             );
             s.write(h, 40, b"far").await.unwrap();
             assert_eq!(s.info(h).unwrap().len_bytes, 43);
-            assert_eq!(s.read(h, 12, 30).await.unwrap()[..3], *b"llo");
-            assert_eq!(s.read(h, 40, 3).await.unwrap(), b"far");
+            assert_eq!(read(&s, 12, 30).await.unwrap()[..3], *b"llo");
+            assert_eq!(read(&s, 40, 3).await.unwrap(), b"far");
             assert!(s.write(h, 60, b"toolong").await.is_err());
             s.pad(h, 43).await.unwrap();
             assert_eq!(s.info(h).unwrap().len_bytes, 64);
+            // Padding is stored as nothing, and its blocks carry the checksum of zeros.
+            let (_, whole, ok) = s.read_whole(h).await.unwrap();
+            assert!(ok);
+            assert_eq!(whole.stored_bytes(), 5 + 3);
+            assert_eq!(whole.read(43, 21), vec![0; 21]);
             // Reloading from disk gives the same replica.
             let again = ChunkStore::load(disk.clone(), 64, 16).await.unwrap();
             assert_eq!(again.info(h), s.info(h));
@@ -424,20 +577,31 @@ mod tests {
             // still verify, and a partial overwrite of the rotten block is refused too.
             let header = 4 + 8 + 8 + 4 + 4 * 4 + 4;
             disk.write(name, header + 41, b"X").await.unwrap();
-            assert_eq!(s.read(h, 40, 2).await, Err(GfsError::ChecksumMismatch(h)));
-            assert_eq!(s.read(h, 10, 5).await.unwrap(), b"hello");
+            assert_eq!(read(&s, 40, 2).await, Err(GfsError::ChecksumMismatch(h)));
+            assert_eq!(read(&s, 10, 5).await.unwrap(), b"hello");
             assert_eq!(
                 s.write(h, 33, b"y").await,
                 Err(GfsError::ChecksumMismatch(h))
             );
             let (_, _, ok) = s.read_whole(h).await.unwrap();
             assert!(!ok);
+            // Rot in a block that is all padding (stored as nothing) is caught too.
+            disk.write(name, header + 41, b"a").await.unwrap(); // back as it was
+            assert!(s.read_whole(h).await.unwrap().2);
+            disk.write(name, header + 60, b"\x01").await.unwrap();
+            assert_eq!(read(&s, 56, 8).await, Err(GfsError::ChecksumMismatch(h)));
             // A copy is installed whole, checksums included, and survives a reload.
             let copy = ChunkHandle(7);
-            s.install(copy, 4, b"0123456789abcdefXYZ").await.unwrap();
-            assert_eq!(s.read(copy, 14, 10).await.unwrap(), b"efXYZ");
+            let mut data = SparseBytes::from(&b"0123456789abcdefXYZ"[..]);
+            data.zero(19, 40);
+            s.install(copy, 4, &data).await.unwrap();
+            assert_eq!(
+                s.read(copy, 14, 10).await.unwrap().to_vec(),
+                b"efXYZ\0\0\0\0\0"
+            );
             let reloaded = ChunkStore::load(disk.clone(), 64, 16).await.unwrap();
             assert_eq!(reloaded.info(copy), s.info(copy));
+            assert!(reloaded.read_whole(copy).await.unwrap().2);
             // A rotten header makes the replica untrustworthy: it is dropped at the next load.
             disk.write(name, 5, b"\xff").await.unwrap();
             disk.sync(name).await.unwrap();
@@ -446,6 +610,29 @@ mod tests {
             assert_eq!(reloaded.discarded(), &[h]);
             assert!(reloaded.info(copy).is_some());
             assert!(!disk.exists(name).await);
+        });
+    }
+
+    #[test]
+    fn a_padded_paper_sized_chunk_stores_only_its_records() {
+        on_node(async {
+            let faults = crate::disk::DiskFaults::new(100, false, "");
+            let disk = Disk::open(crate::trace::NodeName::Cs(crate::ServerId(0)), faults)
+                .await
+                .unwrap();
+            let (chunk, block) = (64 << 20, 64 << 10);
+            let mut s = ChunkStore::load(disk.clone(), chunk, block).await.unwrap();
+            let h = ChunkHandle(1);
+            s.create(h, 1).await.unwrap();
+            s.write(h, 0, &[7; 100]).await.unwrap();
+            s.pad(h, 100).await.unwrap();
+            let (_, whole, ok) = s.read_whole(h).await.unwrap();
+            assert!(ok);
+            assert_eq!((whole.len(), whole.stored_bytes()), (chunk, 100));
+            assert_eq!(
+                s.read(h, chunk - 10, 10).await.unwrap().to_vec(),
+                vec![0; 10]
+            );
         });
     }
 }

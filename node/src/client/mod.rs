@@ -18,13 +18,14 @@ use crate::config::ClusterConfig;
 use crate::msg::*;
 use crate::now_ns;
 use crate::rpc::call_result;
+use crate::sparse::SparseBytes;
 use crate::types::{addr, validate_path, DataId, GfsError, RequestId, ServerId};
 use madsim::net::Endpoint;
 use rand::Rng;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Largest file offset the client accepts (1 TiB): bounds every size computation.
@@ -268,6 +269,17 @@ impl Client {
     /// Reads up to `len` bytes at `offset`. The result is short only at the end of the file;
     /// never-written ranges inside the file read as zeros.
     pub async fn read(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, GfsError> {
+        Ok(self.read_sparse(path, offset, len).await?.to_vec())
+    }
+
+    /// [`Client::read`] without materializing zeros: holes and record-append padding stay
+    /// unstored, so reading a mostly empty 64 MiB chunk costs what was written in it.
+    pub async fn read_sparse(
+        &self,
+        path: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<SparseBytes, GfsError> {
         validate_path(path)?;
         if len > MAX_READ_BYTES {
             return Err(GfsError::InvalidRange(format!(
@@ -280,7 +292,7 @@ impl Client {
             .ok_or_else(|| {
                 GfsError::InvalidRange(format!("offset {offset} + {len} is past 1 TiB"))
             })?;
-        let mut out = Vec::with_capacity(len as usize);
+        let mut out = SparseBytes::default();
         for p in pieces(offset, len, self.cfg.chunk_size_bytes) {
             let read = self.read_piece(path, p.index, p.chunk_offset, p.len_bytes);
             let (bytes, chunk_count) = match read.await {
@@ -288,14 +300,14 @@ impl Client {
                 Err(GfsError::NoSuchChunk) => break, // past the last chunk
                 Err(e) => return Err(e),
             };
-            let short = (bytes.len() as u64) < p.len_bytes;
-            out.extend_from_slice(&bytes);
-            if short {
+            let at = p.data.start as u64;
+            out.write_sparse(at, &bytes);
+            if bytes.len() < p.len_bytes {
                 if p.index + 1 >= chunk_count {
                     break; // the end of the file
                 }
                 // A hole: never written, reads as zeros.
-                out.resize(out.len() + (p.len_bytes as usize - bytes.len()), 0);
+                out.set_len(at + p.len_bytes);
             }
         }
         Ok(out)
@@ -308,11 +320,12 @@ impl Client {
         index: u64,
         chunk_offset: u64,
         len_bytes: u64,
-    ) -> Result<(Vec<u8>, u64), GfsError> {
+    ) -> Result<(SparseBytes, u64), GfsError> {
         self.retrying(|| async move {
             let loc = self.location(path, index).await.map_err(Failure::Checked)?;
             if loc.version == 0 {
-                return Ok((Vec::new(), loc.chunk_count)); // allocated, never written
+                // Allocated, never written.
+                return Ok((SparseBytes::default(), loc.chunk_count));
             }
             let req = ReadChunk {
                 handle: loc.handle,
@@ -357,8 +370,9 @@ impl Client {
         Ok(info)
     }
 
-    /// GFS §3.2: pushes `data` along primary -> secondaries and returns its id.
-    async fn push(&self, info: &PrimaryInfo, data: &[u8]) -> Result<DataId, GfsError> {
+    /// GFS §3.2: pushes `data` along primary -> secondaries and returns its id. The buffer is
+    /// shared by every hop and every replica's write, never copied.
+    async fn push(&self, info: &PrimaryInfo, data: &Arc<Vec<u8>>) -> Result<DataId, GfsError> {
         let id = DataId {
             client: self.id,
             seq: self.next_data.fetch_add(1, Ordering::Relaxed),
@@ -367,7 +381,7 @@ impl Client {
         chain.extend(&info.secondaries);
         let msg = PushData {
             id,
-            data: data.to_vec(),
+            data: data.clone(),
             forward: chain[1..].to_vec(),
         };
         let r = call_result(&self.ep, cs(chain[0]), msg, self.cfg.rpc_timeout_ms).await;
@@ -401,6 +415,7 @@ impl Client {
         chunk_offset: u64,
         data: &[u8],
     ) -> Result<(), GfsError> {
+        let data = &Arc::new(data.to_vec());
         self.retrying(|| async move {
             let info = self
                 .primary(path, Some(index))
@@ -446,6 +461,7 @@ impl Client {
         }
         // One attempt may hop over up to MAX_CHUNK_HOPS full chunks; running out of hops
         // (`ChunkFull`) fails the attempt like any retryable error.
+        let data = &Arc::new(data.to_vec());
         self.retrying(|| async move {
             let mut index = ChunkIndex::Last { at_least: 0 };
             let mut hops = 0;

@@ -42,7 +42,7 @@ pub fn check(inputs: &Inputs, exps: &[Expectation]) -> Option<Violation> {
                     mismatches.push((e.op, format!("{where_}: a block fails its checksum")))
                 }
                 Some(Ok(r)) => {
-                    let found = r.data.get(within).copied();
+                    let found = r.data.get(within as u64);
                     if !found.is_some_and(|b| e.allowed.contains(&b)) {
                         let found = found.map_or("end of replica".into(), |b| format!("{b:#04x}"));
                         mismatches.push((
@@ -51,7 +51,7 @@ pub fn check(inputs: &Inputs, exps: &[Expectation]) -> Option<Violation> {
                                 "{where_} @{within} (file @{}): {found}, expected one of {:02x?}; {}",
                                 e.offset,
                                 e.allowed,
-                                context(&r.data, within)
+                                context(&r.data, within as u64)
                             ),
                         ));
                     }
@@ -98,7 +98,7 @@ mod tests {
         let good = |data: &[u8]| {
             Ok(ReplicaContent {
                 version: 1,
-                data: data.to_vec(),
+                data: data.to_vec().into(),
                 checksums_ok: true,
             })
         };
@@ -125,7 +125,7 @@ mod tests {
             (ChunkHandle(6), ServerId(1)),
             Ok(ReplicaContent {
                 version: 1,
-                data: b"yz".to_vec(),
+                data: b"yz".to_vec().into(),
                 checksums_ok: false,
             }),
         );

@@ -20,7 +20,7 @@ pub fn check(inputs: &Inputs, exps: &[Expectation]) -> Option<Violation> {
             )),
             Some(Err(why)) => mismatches.push((e.op, format!("reading {} failed: {why}", e.path))),
             Some(Ok(bytes)) => {
-                let found = bytes.get(e.offset as usize).copied();
+                let found = bytes.get(e.offset);
                 if !found.is_some_and(|b| e.allowed.contains(&b)) {
                     let found = found.map_or("end of file".into(), |b| format!("{b:#04x}"));
                     mismatches.push((
@@ -30,7 +30,7 @@ pub fn check(inputs: &Inputs, exps: &[Expectation]) -> Option<Violation> {
                             e.path,
                             e.offset,
                             e.allowed,
-                            context(bytes, e.offset as usize)
+                            context(bytes, e.offset)
                         ),
                     ));
                 }
@@ -59,14 +59,20 @@ mod tests {
         let history = vec![write(0, 2, b"ab", (0, 10), OpResult::Ok)];
         let exps = expectations(&history);
         let mut state = FinalState::default();
-        state.files.insert("/f".into(), Ok(b"\0\0ab".to_vec()));
+        state
+            .files
+            .insert("/f".into(), Ok(b"\0\0ab".to_vec().into()));
         assert_eq!(check(&test_inputs(&history, &state, 64, 3, 0), &exps), None);
-        state.files.insert("/f".into(), Ok(b"\0\0aX".to_vec()));
+        state
+            .files
+            .insert("/f".into(), Ok(b"\0\0aX".to_vec().into()));
         let v = check(&test_inputs(&history, &state, 64, 3, 0), &exps)
             .expect("a changed byte is caught");
         assert!(v.report.contains("/f @3: read 0x58"), "{}", v.report);
         assert!(v.report.contains("op #0"), "{}", v.report);
-        state.files.insert("/f".into(), Ok(b"\0\0a".to_vec()));
+        state
+            .files
+            .insert("/f".into(), Ok(b"\0\0a".to_vec().into()));
         assert!(check(&test_inputs(&history, &state, 64, 3, 0), &exps)
             .unwrap()
             .report

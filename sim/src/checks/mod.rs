@@ -22,6 +22,7 @@ pub mod versions_monotonic;
 
 use crate::history::{OpRecord, OpResult};
 use node::msg::{ChunkDump, ReplicaContent};
+use node::sparse::SparseBytes;
 use node::ServerId;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -38,8 +39,9 @@ pub struct Violation {
 /// What the harness read at the end of a run.
 #[derive(Debug, Clone, Default)]
 pub struct FinalState {
-    /// Each file's bytes read through a client (`Err`: the read failed).
-    pub files: BTreeMap<String, Result<Vec<u8>, String>>,
+    /// Each file's bytes read through a client (`Err`: the read failed), sparse: padding and
+    /// holes are not stored.
+    pub files: BTreeMap<String, Result<SparseBytes, String>>,
     /// The master's chunk table.
     pub chunks: Vec<ChunkDump>,
     /// Each listed replica's content, by chunk handle and server.
@@ -165,13 +167,52 @@ pub fn chunks_by_position(state: &FinalState) -> BTreeMap<(&str, u64), &ChunkDum
         .collect()
 }
 
+/// Byte strings a report can show a window of.
+pub trait Window {
+    fn byte_len(&self) -> u64;
+    /// The bytes of `[lo, hi)` (within the length).
+    fn window(&self, lo: u64, hi: u64) -> Vec<u8>;
+}
+
+impl Window for [u8] {
+    fn byte_len(&self) -> u64 {
+        self.len() as u64
+    }
+    fn window(&self, lo: u64, hi: u64) -> Vec<u8> {
+        self[lo as usize..hi as usize].to_vec()
+    }
+}
+
+impl Window for Vec<u8> {
+    fn byte_len(&self) -> u64 {
+        self.len() as u64
+    }
+    fn window(&self, lo: u64, hi: u64) -> Vec<u8> {
+        self[lo as usize..hi as usize].to_vec()
+    }
+}
+
+impl Window for SparseBytes {
+    fn byte_len(&self) -> u64 {
+        self.len()
+    }
+    fn window(&self, lo: u64, hi: u64) -> Vec<u8> {
+        self.read(lo, hi - lo)
+    }
+}
+
 /// Hex and printable views of `bytes[at - 8 .. at + 8]`, the judged byte in brackets.
-pub fn context(bytes: &[u8], at: usize) -> String {
+pub fn context(bytes: &(impl Window + ?Sized), at: u64) -> String {
     let lo = at.saturating_sub(8);
-    let hi = (at + 8).min(bytes.len());
+    let hi = (at + 8).min(bytes.byte_len());
     let mut hex = String::new();
     let mut text = String::new();
-    for (i, &b) in bytes.iter().enumerate().take(hi).skip(lo) {
+    let window = if lo < hi {
+        bytes.window(lo, hi)
+    } else {
+        Vec::new()
+    };
+    for (i, &b) in (lo..).zip(window.iter()) {
         if i == at {
             let _ = write!(hex, "[{b:02x}]");
         } else {

@@ -75,7 +75,7 @@ pub fn check(history: &[OpRecord]) -> Option<Violation> {
                     "  {describe}\n    returned bytes at file offset {}..{} that no mutation wrote there\n    read {}",
                     offset + start as u64,
                     offset + i as u64,
-                    context(data, start),
+                    context(data, start as u64),
                     describe = describe(read),
                 );
                 break;

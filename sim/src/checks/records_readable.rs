@@ -44,7 +44,9 @@ pub fn scans(inputs: &Inputs) -> BTreeMap<String, Scan> {
         .state
         .files
         .iter()
-        .filter_map(|(path, bytes)| Some((path.clone(), records::scan(bytes.as_ref().ok()?))))
+        .filter_map(|(path, bytes)| {
+            Some((path.clone(), records::scan_sparse(bytes.as_ref().ok()?)))
+        })
         .collect()
 }
 
@@ -66,8 +68,8 @@ pub fn check(inputs: &Inputs) -> Option<Violation> {
             .as_ref()
             .expect("scanned files were read");
         for f in &scan.records {
-            let at = f.offset as usize;
-            let read = &bytes[at..at + f.len];
+            let at = f.offset;
+            let read = &bytes.read(at, f.len as u64)[..];
             let origin = appended.get(&f.id).and_then(|rec| match &rec.op {
                 OpSpec::Append { path: p, data } if p == path && data[..] == *read => Some(rec),
                 _ => None,
@@ -112,11 +114,11 @@ pub fn check(inputs: &Inputs) -> Option<Violation> {
                 scan.padding_bytes,
                 scan.fragment_bytes
             );
-            if (*offset as usize) < bytes.len() {
+            if *offset < bytes.len() {
                 let _ = write!(
                     p,
                     "\n    at its offset {offset}: {}",
-                    context(bytes, *offset as usize)
+                    context(bytes, *offset)
                 );
             }
             problems.push(p);
@@ -153,7 +155,7 @@ mod tests {
 
     fn checked(history: &[OpRecord], file: &[u8]) -> Option<Violation> {
         let mut state = FinalState::default();
-        state.files.insert("/f".into(), Ok(file.to_vec()));
+        state.files.insert("/f".into(), Ok(file.to_vec().into()));
         check(&test_inputs(history, &state, 64, 2, 0))
     }
 

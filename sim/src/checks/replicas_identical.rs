@@ -55,15 +55,14 @@ pub fn check(inputs: &Inputs) -> Option<Violation> {
         for (server, data) in &contents[1..] {
             if data != first {
                 bad += 1;
-                let at = first.iter().zip(data.iter()).position(|(a, b)| a != b);
-                let at = at.unwrap_or(first.len().min(data.len()));
+                let at = first.first_difference(data).unwrap_or(0);
                 let _ = writeln!(
                     report,
                     "  {name}: {first_server} and {server} differ from byte {at} (lengths {} and {})\n    {first_server}: {}\n    {server}: {}",
                     first.len(),
                     data.len(),
-                    context(first, at),
-                    context(data, at)
+                    context(*first, at),
+                    context(*data, at)
                 );
             }
         }
@@ -101,7 +100,7 @@ mod tests {
         let put = |state: &mut FinalState, s, data: &[u8]| {
             let r = ReplicaContent {
                 version: 2,
-                data: data.to_vec(),
+                data: data.to_vec().into(),
                 checksums_ok: true,
             };
             state.replicas.insert((ChunkHandle(1), ServerId(s)), Ok(r));

@@ -127,7 +127,7 @@ pub(super) async fn check_phase(
             Ok(files) => {
                 for f in files {
                     let bytes = client
-                        .read(&f.path, 0, f.size_bytes)
+                        .read_sparse(&f.path, 0, f.size_bytes)
                         .await
                         .map_err(|e| e.to_string());
                     state.files.insert(f.path, bytes);

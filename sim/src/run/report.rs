@@ -124,7 +124,7 @@ impl RunReport {
         // What the record reader (GFS §2.7.2) skipped to read every record back.
         if let Some(state) = &self.final_state {
             for bytes in state.files.values().flatten() {
-                let scan = crate::records::scan(bytes);
+                let scan = crate::records::scan_sparse(bytes);
                 for (key, n) in [
                     ("records read back", scan.distinct().len() as u64),
                     ("records duplicates skipped", scan.duplicates),

@@ -8,6 +8,7 @@ use crate::history::{OpRecord, OpResult};
 use crate::records;
 use crate::workload::OpSpec;
 use node::msg::ChunkDump;
+use node::sparse::SparseBytes;
 use node::GfsError;
 use node::ServerId;
 use std::collections::BTreeMap;
@@ -208,7 +209,7 @@ pub fn judge_all(inputs: &Inputs) -> Judged {
                 if let Some(chunk) = chunks.get(&(m.path, index)) {
                     for s in &chunk.replicas {
                         let bytes = match inputs.state.replicas.get(&(chunk.handle, *s)) {
-                            Some(Ok(r)) => context(&r.data, within),
+                            Some(Ok(r)) => context(&r.data, within as u64),
                             Some(Err(e)) => format!("unreadable: {e}"),
                             None => "not read".into(),
                         };
@@ -265,15 +266,16 @@ pub fn judge_all(inputs: &Inputs) -> Judged {
         let state = if overwritten(rec, path, lo, (dump.index + 1) * cs) {
             State::Superseded
         } else {
+            // A replica shorter than the chunk has no whole padding region.
             let region = |s: &ServerId| match inputs.state.replicas.get(&(dump.handle, *s)) {
-                Some(Ok(r)) => r.data.get(from as usize..cs as usize),
+                Some(Ok(r)) if r.data.len() >= cs => Some(r.data.slice(from, cs - from)),
                 _ => None,
             };
-            let regions: Vec<Option<&[u8]>> = dump.replicas.iter().map(region).collect();
-            let first = regions.first().copied().flatten();
+            let regions: Vec<Option<SparseBytes>> = dump.replicas.iter().map(region).collect();
+            let first = regions.first().cloned().flatten();
             if regions.is_empty() || first.is_none() || regions.iter().any(|r| *r != first) {
                 State::Inconsistent
-            } else if first.is_some_and(|b| b.iter().all(|&x| x == 0)) {
+            } else if first.as_ref().is_some_and(SparseBytes::all_zero) {
                 State::Padding
             } else {
                 State::Consistent
@@ -306,7 +308,7 @@ fn record_locations<'a>(inputs: &'a Inputs) -> BTreeMap<(&'a str, u32), Vec<Loca
             let Some(Ok(r)) = inputs.state.replicas.get(&(chunk.handle, *s)) else {
                 continue;
             };
-            for f in records::scan(&r.data).records {
+            for f in records::scan_sparse(&r.data).records {
                 let key = (chunk.path.as_str(), f.id, chunk.index, f.offset);
                 found
                     .entry(key)
@@ -369,7 +371,7 @@ fn region_state(
     // The first byte where the replicas differ, and the first where they agree on other bytes.
     let (mut first_split, mut first_other) = (None, None);
     // The current chunk's index and its replicas' bytes (None: unreadable), looked up once.
-    let mut replicas: Option<(u64, Vec<Option<&[u8]>>)> = None;
+    let mut replicas: Option<(u64, Vec<Option<&SparseBytes>>)> = None;
     for b in m.offset..m.end() {
         if tainted.iter().any(|t| t.offset <= b && b < t.end()) {
             continue;
@@ -384,14 +386,14 @@ fn region_state(
                 .replicas
                 .iter()
                 .map(|s| match inputs.state.replicas.get(&(chunk.handle, *s)) {
-                    Some(Ok(r)) => Some(r.data.as_slice()),
+                    Some(Ok(r)) => Some(&r.data),
                     _ => None,
                 })
                 .collect();
             replicas = Some((index, bytes));
         }
         let values = replicas.as_ref().map_or(&[][..], |(_, v)| v.as_slice());
-        let value = |r: &Option<&[u8]>| r.and_then(|d| d.get(within).copied());
+        let value = |r: &Option<&SparseBytes>| r.and_then(|d| d.get(within as u64));
         let first = values.first().and_then(value);
         if values.is_empty() || values.iter().any(|r| value(r) != first) || first.is_none() {
             consistent = false;

@@ -88,7 +88,7 @@ mod tests {
         for (s, data) in servers.iter().zip(replicas) {
             let r = ReplicaContent {
                 version: 1,
-                data: data.to_vec(),
+                data: data.to_vec().into(),
                 checksums_ok: true,
             };
             state.replicas.insert((ChunkHandle(1), *s), Ok(r));
