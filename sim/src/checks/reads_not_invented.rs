@@ -13,6 +13,7 @@
 use super::{context, describe, Violation};
 use crate::history::{OpRecord, OpResult};
 use crate::workload::OpSpec;
+use node::GfsError;
 use std::fmt::Write;
 
 pub const NAME: &str = "reads_not_invented";
@@ -26,25 +27,37 @@ pub fn check(history: &[OpRecord]) -> Option<Violation> {
         else {
             continue;
         };
-        // Mutations of this path that may have taken effect before the read returned.
+        // Mutations of this path that may have taken effect before the read returned; writes
+        // only where they overlap the read (a read of a whole 64 MiB chunk stays cheap).
         let before = |o: &&OpRecord| read.complete_ns.is_none_or(|end| o.invoke_ns < end);
+        let read_end = offset + data.len() as u64;
         let writes: Vec<(u64, &[u8])> = history
             .iter()
             .filter(before)
             .filter_map(|o| match &o.op {
                 OpSpec::Write {
                     path: p,
-                    offset,
+                    offset: at,
                     data,
-                } if p == path => Some((*offset, data.as_slice())),
+                } if p == path && *at < read_end && *offset < at + data.len() as u64 => {
+                    Some((*at, data.as_slice()))
+                }
                 _ => None,
             })
             .collect();
+        // An append the client refused as too large was never sent (GFS §3.3): its bytes explain
+        // nothing, so if they land anyway they read as invented.
         let records: Vec<&[u8]> = history
             .iter()
             .filter(before)
-            .filter_map(|o| match &o.op {
-                OpSpec::Append { path: p, data } if p == path && !data.is_empty() => {
+            .filter_map(|o| match (&o.op, &o.outcome) {
+                (
+                    _,
+                    Some(OpResult::Err {
+                        error: GfsError::RecordTooLarge { .. },
+                    }),
+                ) => None,
+                (OpSpec::Append { path: p, data }, _) if p == path && !data.is_empty() => {
                     Some(data.as_slice())
                 }
                 _ => None,
@@ -128,11 +141,31 @@ pub fn stale_reads(history: &[OpRecord]) -> (u64, u64) {
         if recreated {
             continue;
         }
-        let is_stale = data.iter().enumerate().any(|(i, &got)| {
-            let at = offset + i as u64;
-            let covering = placed
+        // Only bytes some mutation covers can be stale: walk those, not the whole read.
+        let read_end = offset + data.len() as u64;
+        let relevant: Vec<_> = placed
+            .iter()
+            .filter(|(_, p, o, d, _)| p == path && *o < read_end && *offset < o + d.len() as u64)
+            .collect();
+        let mut spans: Vec<(u64, u64)> = relevant
+            .iter()
+            .map(|(_, _, o, d, _)| ((*o).max(*offset), (o + d.len() as u64).min(read_end)))
+            .collect();
+        spans.sort_unstable();
+        let mut covered = Vec::new();
+        let mut next = *offset;
+        for (lo, hi) in spans {
+            if lo.max(next) < hi {
+                covered.push(lo.max(next)..hi);
+            }
+            next = next.max(hi);
+        }
+        let is_stale = covered.into_iter().flatten().any(|at| {
+            let got = data[(at - offset) as usize];
+            let covering = relevant
                 .iter()
-                .filter(|(_, p, o, d, _)| p == path && *o <= at && at < o + d.len() as u64);
+                .copied()
+                .filter(|(_, _, o, d, _)| *o <= at && at < o + d.len() as u64);
             // The last mutation of this byte to complete before the read began.
             let Some(latest) = covering
                 .clone()
@@ -162,6 +195,18 @@ fn tiled_by_records(run: &[u8], records: &[&[u8]]) -> bool {
     {
         return true;
     }
+    // Where each byte value occurs inside each record (past its first byte): a suffix can only
+    // start where the run's next byte does, so only those starts are tried.
+    let starts: Vec<Vec<Vec<usize>>> = records
+        .iter()
+        .map(|r| {
+            let mut at = vec![Vec::new(); 256];
+            for (k, &b) in r.iter().enumerate().skip(1) {
+                at[b as usize].push(k);
+            }
+            at
+        })
+        .collect();
     // reach[p]: the bytes run[..p] are tiled.
     let mut reach = vec![false; run.len() + 1];
     reach[0] = true;
@@ -171,14 +216,14 @@ fn tiled_by_records(run: &[u8], records: &[&[u8]]) -> bool {
         }
         let rest = &run[p..];
         let common = |a: &[u8]| a.iter().zip(rest).take_while(|(x, y)| x == y).count();
-        for r in records {
+        for (r, starts) in records.iter().zip(&starts) {
             // Prefixes, the whole record included: every length up to the common prefix.
             for j in 1..=common(r) {
                 reach[p + j] = true;
             }
             // Proper suffixes, tried only where the first byte matches.
-            for k in 1..r.len() {
-                if r[k] == rest[0] && common(&r[k..]) == r.len() - k {
+            for &k in &starts[rest[0] as usize] {
+                if common(&r[k..]) == r.len() - k {
                     reach[p + r.len() - k] = true;
                 }
             }

@@ -7,7 +7,7 @@ use super::converge_limit;
 use super::play::perform;
 use crate::checks::{self, FinalState};
 use crate::history::History;
-use crate::workload::OpSpec;
+use crate::workload::{OpSpec, MAX_PAYLOAD_BYTES};
 use madsim::runtime::Handle;
 use node::client::Client;
 use node::msg::{DumpChunks, ListReplicas, ReadReplica};
@@ -92,14 +92,17 @@ pub(super) async fn check_phase(
             // file created, written across a chunk boundary, listed and deleted.
             let probe = "/after-heal".to_string();
             let cs = cfg.chunk_size_bytes;
+            // Probes stay small with large chunks: a chunk's worth of bytes at 64 MiB would cost
+            // more than the whole workload and prove nothing more.
+            let probe_len = cs.min(2 * MAX_PAYLOAD_BYTES);
             let mut ops = vec![
                 OpSpec::Create {
                     path: probe.clone(),
                 },
                 OpSpec::Write {
                     path: probe.clone(),
-                    offset: cs / 2,
-                    data: vec![0xa5; cs as usize],
+                    offset: cs - probe_len / 2,
+                    data: vec![0xa5; probe_len as usize],
                 },
                 OpSpec::List,
                 OpSpec::Delete { path: probe },
@@ -113,7 +116,7 @@ pub(super) async fn check_phase(
                 ops.push(OpSpec::Read {
                     path: f.clone(),
                     offset: 0,
-                    len: cs,
+                    len: probe_len,
                 });
             }
             for op in ops {
