@@ -43,6 +43,16 @@ pub struct ClusterConfig {
     pub max_concurrent_clones: usize,
     /// How often a chunkserver verifies every block of every replica it holds (GFS §5.2).
     pub scrub_interval_ms: u64,
+    /// Receive loops the master runs per request kind (see [`crate::rpc::handle`]): madsim holds
+    /// every received message for at least a millisecond in the loop that received it, so one loop
+    /// takes at most 1,000 requests of a kind per simulated second. [`ClusterConfig::receivers_for`]
+    /// sizes this to the nodes that call the master: every chunkserver and client.
+    #[serde(default = "one")]
+    pub master_receivers_per_kind: u32,
+    /// Receive loops each chunkserver runs per request kind, sized to the clients (the master and
+    /// a chunk's few other replicas add little).
+    #[serde(default = "one")]
+    pub chunkserver_receivers_per_kind: u32,
     /// Planted bugs switched on (see [`crate::bugs`]); empty in every honest run.
     #[serde(default)]
     pub bugs: BTreeSet<Bug>,
@@ -67,6 +77,8 @@ impl Default for ClusterConfig {
             gc_delay_ms: 2_000,
             max_concurrent_clones: 2,
             scrub_interval_ms: 1_000,
+            master_receivers_per_kind: 1,
+            chunkserver_receivers_per_kind: 1,
             bugs: BTreeSet::new(),
         }
     }
@@ -78,7 +90,22 @@ pub const MAX_CHUNKSERVERS: u32 = 2_000;
 /// Largest chunk size the simulation accepts: the paper's 64 MiB.
 pub const MAX_CHUNK_SIZE_BYTES: u64 = 64 << 20;
 
+fn one() -> u32 {
+    1
+}
+
+/// Most receive loops a node runs per request kind.
+pub const MAX_RECEIVERS_PER_KIND: u32 = 256;
+
 impl ClusterConfig {
+    /// Receive loops per request kind for a node that `callers` nodes may call: one per ten, so
+    /// that heartbeats from 1,000 chunkservers (5,000 a second at the default interval) or a burst
+    /// from 100 clients at one primary queue behind nothing but the network. One for the default
+    /// cluster's eight nodes.
+    pub fn receivers_for(callers: u32) -> u32 {
+        (1 + callers / 10).min(MAX_RECEIVERS_PER_KIND)
+    }
+
     /// Whether planted bug `b` is switched on.
     pub fn has(&self, b: Bug) -> bool {
         self.bugs.contains(&b)
@@ -102,6 +129,14 @@ impl ClusterConfig {
             ("gc_delay_ms", self.gc_delay_ms),
             ("max_concurrent_clones", self.max_concurrent_clones as u64),
             ("scrub_interval_ms", self.scrub_interval_ms),
+            (
+                "master_receivers_per_kind",
+                self.master_receivers_per_kind as u64,
+            ),
+            (
+                "chunkserver_receivers_per_kind",
+                self.chunkserver_receivers_per_kind as u64,
+            ),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -112,6 +147,15 @@ impl ClusterConfig {
             return Err(format!(
                 "replication {} is above the number of chunkservers {}: replicas must sit on distinct servers",
                 self.replication, self.chunkservers
+            ));
+        }
+        let receivers = [
+            self.master_receivers_per_kind,
+            self.chunkserver_receivers_per_kind,
+        ];
+        if receivers.iter().any(|&r| r > MAX_RECEIVERS_PER_KIND) {
+            return Err(format!(
+                "at most {MAX_RECEIVERS_PER_KIND} receive loops per request kind, got {receivers:?}"
             ));
         }
         if self.chunkservers > MAX_CHUNKSERVERS {

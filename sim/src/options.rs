@@ -183,6 +183,10 @@ impl RunOptions {
             heartbeat_ms: self.heartbeat_ms,
             rpc_timeout_ms: self.rpc_timeout_ms,
             server_timeout_ms: server_timeout_ms(self.heartbeat_ms, self.rpc_timeout_ms),
+            master_receivers_per_kind: ClusterConfig::receivers_for(
+                self.chunkservers + self.clients,
+            ),
+            chunkserver_receivers_per_kind: ClusterConfig::receivers_for(self.clients),
             bugs: self.bugs.iter().copied().collect(),
             ..ClusterConfig::default()
         }

@@ -127,7 +127,8 @@ macro_rules! handler {
     ($cs:expr, $req:ty, $method:ident) => {{
         let cs = $cs.clone();
         // Requests arrive in an envelope naming the message, for the trace (see `rpc`).
-        $cs.ep.add_rpc_handler(move |env: Envelope<$req>| {
+        let receivers = $cs.cfg.chunkserver_receivers_per_kind;
+        crate::rpc::handle(&$cs.ep, receivers, move |env: Envelope<$req>| {
             let req = serve(cs.name, env);
             let cs = cs.clone();
             async move { cs.$method(req).await }

@@ -121,13 +121,18 @@ macro_rules! handler {
     ($master:expr, $req:ty, $method:ident) => {{
         let m = $master.clone();
         // Requests arrive in an envelope naming the message, for the trace (see `rpc`).
-        $master.ep.add_rpc_handler(move |env: Envelope<$req>| {
+        let receivers = $master.cfg.master_receivers_per_kind;
+        crate::rpc::handle(&$master.ep, receivers, move |env: Envelope<$req>| {
             let req = serve(NodeName::Master, env);
             let m = m.clone();
             async move { m.$method(req).await }
         });
     }};
 }
+
+/// Rounds a delete makes (revoking the file's leases each time) before it gives up on a file that
+/// keeps gaining chunks; the client retries.
+const MAX_DELETE_ATTEMPTS: u32 = 16;
 
 impl Master {
     fn serve(self: &Arc<Self>) {
@@ -318,12 +323,17 @@ impl Master {
     }
 
     async fn delete_once(&self, req: &DeleteFile) -> Result<(), GfsError> {
+        // Revoke first, log the deletion after: a primary whose lease outlived the deletion would
+        // go on acknowledging mutations of the deleted file (from a client holding its chunk
+        // handle in its cache), even after the path is created again, and those writes are lost.
+        // Until the deletion is logged the file exists, so the path cannot be reused meanwhile.
+        // (Found by a sweep: an acknowledged write to a recreated file landed in the old one.)
+        //
         // No lease grant may be in flight on the file's chunks: a revocation sent now could reach
-        // the primary before its grant does, and revoke nothing. So hold their grant locks, and
-        // start over if a chunk was added meanwhile (bounded: the file grows a chunk at a time).
-        let mut attempts = 0;
-        let (live, _granting) = loop {
-            attempts += 1;
+        // the primary before its grant does, and revoke nothing. So hold their grant locks until
+        // the deletion is logged. A chunk added meanwhile (its lock was not held, so it may have
+        // been granted a lease) means starting over; bounded, as the file grows a chunk at a time.
+        for _attempt in 0..MAX_DELETE_ATTEMPTS {
             let handles: Vec<ChunkHandle> = {
                 let core = self.core.lock().await;
                 core.state.chunks_of(&req.path)?.to_vec()
@@ -333,48 +343,65 @@ impl Master {
             for lock in locks {
                 held.push(lock.lock_owned().await);
             }
+            let live = {
+                let mut core = self.core.lock().await;
+                if core.state.chunks_of(&req.path)? != handles.as_slice() {
+                    continue;
+                }
+                if let Some(answer) = req.request.and_then(|r| core.state.answered(r)) {
+                    return answer; // a duplicate of a delete already done
+                }
+                core.state.start_revoking(&req.path, now_ns())?
+            };
+            for &(handle, lease) in &live {
+                let dst = addr::chunkserver(lease.primary);
+                let revoked = call_result(
+                    &self.ep,
+                    dst,
+                    RevokeLease { handle },
+                    self.cfg.rpc_timeout_ms,
+                )
+                .await;
+                if revoked.is_err() {
+                    // Not extended since `start_revoking`: it runs out at the latest then.
+                    let wait = lease.expires_ns.saturating_sub(now_ns());
+                    madsim::time::sleep(Duration::from_nanos(wait)).await;
+                }
+                emit(|| Event::LeaseRevoked {
+                    chunk: handle,
+                    primary: lease.primary,
+                });
+            }
             let mut core = self.core.lock().await;
-            if core.state.chunks_of(&req.path)? != handles.as_slice() && attempts < 16 {
+            core.state.end_revoking(&handles);
+            // Checked and logged in one critical section: no chunk can be added in between.
+            if core.state.chunks_of(&req.path)? != handles.as_slice() {
                 continue;
             }
-            let (recs, live) = core
+            let (recs, _) = core
                 .state
                 .delete_file_once(&req.path, now_ns(), req.request)?;
             if recs.is_empty() {
                 return Ok(()); // a duplicate of a delete already done
             }
             Self::persist(&mut core, &recs).await;
-            break (live, held);
-        };
-        emit(|| Event::FileDeleted {
-            path: req.path.clone(),
-            live_leases: live.len(),
-        });
-        for (handle, lease) in live {
-            let dst = addr::chunkserver(lease.primary);
-            let revoked = call_result(
-                &self.ep,
-                dst,
-                RevokeLease { handle },
-                self.cfg.rpc_timeout_ms,
-            )
-            .await;
-            if revoked.is_err() {
-                let wait = lease.expires_ns.saturating_sub(now_ns());
-                madsim::time::sleep(Duration::from_nanos(wait)).await;
-            }
-            emit(|| Event::LeaseRevoked {
-                chunk: handle,
-                primary: lease.primary,
+            emit(|| Event::FileDeleted {
+                path: req.path.clone(),
+                live_leases: live.len(),
             });
+            drop(held);
+            // Drop grant locks of chunks that no longer exist: the map stays bounded by the chunk
+            // table.
+            self.grant_locks
+                .lock()
+                .unwrap()
+                .retain(|h, _| core.state.chunk(*h).is_some());
+            return Ok(());
         }
-        // Drop grant locks of chunks that no longer exist: the map stays bounded by the chunk table.
-        let core = self.core.lock().await;
-        self.grant_locks
-            .lock()
-            .unwrap()
-            .retain(|h, _| core.state.chunk(*h).is_some());
-        Ok(())
+        Err(GfsError::Unavailable(format!(
+            "{} kept growing while being deleted",
+            req.path
+        )))
     }
 
     async fn list(&self, _req: ListFiles) -> Result<Vec<FileEntry>, GfsError> {

@@ -94,13 +94,89 @@ pub struct ChunkMeta {
     pub issued: u64,
     /// Volatile: when `version` last changed, to ignore heartbeats taken before that.
     pub version_set_ns: u64,
-    /// Volatile: servers holding the current version, with when that was last confirmed.
+    /// Volatile: servers holding the current version, with when that was last confirmed. Changed
+    /// only through [`HeldBy`], which keeps the inverse map in step.
     pub locations: BTreeMap<ServerId, u64>,
     /// Volatile: the current lease and its replica set, if one was granted.
     pub lease: Option<LeaseHolder>,
     /// Volatile: servers that did not take the current version when it was granted. They may
     /// hold it anyway (the answer was lost) but missed its mutations, so they are stale.
     pub excluded: BTreeSet<ServerId>,
+}
+
+/// Which chunks each server holds a current replica of: the inverse of every
+/// [`ChunkMeta::locations`]. With it a heartbeat, a placement and a dead server cost what that
+/// server holds instead of a walk over the whole chunk table, so the master is not quadratic in
+/// servers x chunks (1,000 servers and 100,000 chunks). Every change to a chunk's locations goes
+/// through these methods; [`MasterState::check_invariants`] checks the two maps agree.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct HeldBy(BTreeMap<ServerId, BTreeSet<ChunkHandle>>);
+
+impl HeldBy {
+    /// `server` holds the current version of `handle`, confirmed at `at_ns` (a later confirmation
+    /// than one already recorded wins).
+    fn confirm(&mut self, handle: ChunkHandle, meta: &mut ChunkMeta, server: ServerId, at_ns: u64) {
+        let seen = meta.locations.entry(server).or_insert(at_ns);
+        *seen = (*seen).max(at_ns);
+        self.0.entry(server).or_default().insert(handle);
+    }
+
+    /// `server` holds the current version of `handle`, confirmed at `at_ns` exactly.
+    fn set(&mut self, handle: ChunkHandle, meta: &mut ChunkMeta, server: ServerId, at_ns: u64) {
+        meta.locations.insert(server, at_ns);
+        self.0.entry(server).or_default().insert(handle);
+    }
+
+    /// `server` no longer counts as holding `handle`. Returns whether it did.
+    fn remove(&mut self, handle: ChunkHandle, meta: &mut ChunkMeta, server: ServerId) -> bool {
+        let had = meta.locations.remove(&server).is_some();
+        if had {
+            let held = self.0.get_mut(&server).expect("inverse of a location");
+            assert!(
+                held.remove(&handle),
+                "{server} holds {handle} in one map only"
+            );
+            if held.is_empty() {
+                self.0.remove(&server);
+            }
+        }
+        had
+    }
+
+    /// The chunk's locations become exactly `servers`, each confirmed at `at_ns`.
+    fn replace(
+        &mut self,
+        handle: ChunkHandle,
+        meta: &mut ChunkMeta,
+        servers: impl IntoIterator<Item = ServerId>,
+        at_ns: u64,
+    ) {
+        self.forget(handle, meta);
+        for s in servers {
+            self.set(handle, meta, s, at_ns);
+        }
+    }
+
+    /// The chunk has no locations any more (it is being dropped, or relocated from scratch).
+    fn forget(&mut self, handle: ChunkHandle, meta: &mut ChunkMeta) {
+        let servers: Vec<ServerId> = meta.locations.keys().copied().collect();
+        for s in servers {
+            self.remove(handle, meta, s);
+        }
+    }
+
+    /// The chunks `server` holds, in handle order.
+    fn chunks(&self, server: ServerId) -> Vec<ChunkHandle> {
+        self.0
+            .get(&server)
+            .map(|h| h.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// How many chunks `server` holds (its load, GFS §4.2).
+    fn load(&self, server: ServerId) -> usize {
+        self.0.get(&server).map_or(0, BTreeSet::len)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,6 +291,8 @@ pub struct MasterState {
     /// Hidden files and their deletion times (persistent).
     deleted_at: BTreeMap<String, u64>,
     chunks: BTreeMap<ChunkHandle, ChunkMeta>,
+    /// Volatile: the inverse of the chunks' locations.
+    held: HeldBy,
     servers: BTreeMap<ServerId, ServerInfo>,
     next_handle: u64,
     lsn: u64,
@@ -225,6 +303,9 @@ pub struct MasterState {
     /// Chunks a client asked to mutate while they had too few live replicas for a usable lease,
     /// with when it last asked: re-replication copies them first (volatile).
     blocked: BTreeMap<ChunkHandle, u64>,
+    /// Chunks whose leases a delete is revoking, with how many deletes are (volatile): no lease of
+    /// theirs is extended meanwhile, so a revocation that fails can wait for a known expiry.
+    revoking: BTreeMap<ChunkHandle, u32>,
     /// Planted bugs switched on (volatile configuration, not metadata).
     bugs: BTreeSet<Bug>,
     /// User paths deleted since start: only the `gc_deletes_referenced` bug looks at them.
@@ -304,7 +385,9 @@ impl MasterState {
                 );
                 let chunks = self.files.remove(hidden).expect("deleted file exists");
                 for h in chunks {
-                    self.chunks.remove(&h);
+                    if let Some(mut meta) = self.chunks.remove(&h) {
+                        self.held.forget(h, &mut meta);
+                    }
                     self.blocked.remove(&h);
                 }
             }
@@ -494,6 +577,16 @@ impl MasterState {
                 "bad trash entry {hidden}"
             );
         }
+        let mut inverse: BTreeMap<ServerId, BTreeSet<ChunkHandle>> = BTreeMap::new();
+        for (h, m) in &self.chunks {
+            for s in m.locations.keys() {
+                inverse.entry(*s).or_default().insert(*h);
+            }
+        }
+        assert!(
+            inverse == self.held.0,
+            "the servers' held chunks are not the inverse of the chunks' locations"
+        );
         let hidden_files = self.files.keys().filter(|p| is_hidden(p)).count();
         assert_eq!(
             hidden_files,
@@ -578,6 +671,34 @@ impl MasterState {
         };
         self.commit(rec, &mut out);
         Ok((out, live))
+    }
+
+    /// The unexpired leases on `path`'s chunks, which a delete revokes before it logs the deletion
+    /// (so that no mutation of the file can be acknowledged after the deletion, nor after the path
+    /// is created again). Until [`MasterState::end_revoking`], heartbeats extend none of them.
+    pub fn start_revoking(&mut self, path: &str, now_ns: u64) -> Result<LiveLeases, GfsError> {
+        let handles = self.chunks_of(path)?.to_vec();
+        for h in &handles {
+            *self.revoking.entry(*h).or_default() += 1;
+        }
+        Ok(handles
+            .iter()
+            .filter_map(|h| {
+                let lease = self.chunks[h].lease.as_ref()?.lease;
+                (lease.expires_ns > now_ns).then_some((*h, lease))
+            })
+            .collect())
+    }
+
+    /// A delete that called [`MasterState::start_revoking`] on `handles` is done revoking.
+    pub fn end_revoking(&mut self, handles: &[ChunkHandle]) {
+        for h in handles {
+            let n = self.revoking.get_mut(h).expect("started revoking");
+            *n -= 1;
+            if *n == 0 {
+                self.revoking.remove(h);
+            }
+        }
     }
 
     /// Hidden files deleted at least `delay_ns` ago, oldest first.
@@ -668,13 +789,7 @@ impl MasterState {
     ) -> Vec<ServerId> {
         let mut live = self.live_servers(now_ns, timeout_ns);
         live.shuffle(rng);
-        let load = |s: &ServerId| {
-            self.chunks
-                .values()
-                .filter(|m| m.locations.contains_key(s))
-                .count()
-        };
-        live.sort_by_cached_key(load);
+        live.sort_by_cached_key(|s| self.held.load(*s));
         live.truncate(n);
         live.sort();
         live
@@ -748,7 +863,7 @@ impl MasterState {
         if meta.version == 0 {
             let servers = self.place(placement.replication, now_ns, placement.timeout_ns, rng);
             let meta = self.chunks.get_mut(&handle).expect("exists");
-            meta.locations = servers.into_iter().map(|s| (s, now_ns)).collect();
+            self.held.replace(handle, meta, servers, now_ns);
         }
         let meta = self.chunks.get_mut(&handle).expect("exists");
         let replicas: Vec<ServerId> = meta.locations.keys().copied().collect();
@@ -818,7 +933,7 @@ impl MasterState {
         lease_ns: u64,
     ) -> Option<u64> {
         let meta = self.chunks.get_mut(&handle)?;
-        if is_hidden(&meta.path) {
+        if is_hidden(&meta.path) || self.revoking.contains_key(&handle) {
             return None; // a deleted file's chunk: its lease was revoked, or runs out
         }
         let holder = meta.lease.as_mut()?;
@@ -920,7 +1035,8 @@ impl MasterState {
         );
         let meta = self.chunks.get_mut(&handle).expect("exists");
         meta.version_set_ns = now_ns;
-        meta.locations = acked.iter().map(|&s| (s, now_ns)).collect();
+        self.held
+            .replace(handle, meta, acked.iter().copied(), now_ns);
         Some(out)
     }
 
@@ -966,14 +1082,8 @@ impl MasterState {
             .map(|(h, m)| (m.locations.len(), !self.blocked.contains_key(h), *h))
             .collect();
         needy.sort();
-        let mut load: BTreeMap<ServerId, usize> = live.iter().map(|s| (*s, 0)).collect();
-        for m in self.chunks.values() {
-            for s in m.locations.keys() {
-                if let Some(n) = load.get_mut(s) {
-                    *n += 1;
-                }
-            }
-        }
+        let mut load: BTreeMap<ServerId, usize> =
+            live.iter().map(|s| (*s, self.held.load(*s))).collect();
         let mut orders = Vec::new();
         for (have, _, handle) in needy.into_iter().take(max) {
             let meta = &self.chunks[&handle];
@@ -1013,12 +1123,8 @@ impl MasterState {
         target: usize,
         quiet_ns: u64,
     ) -> Vec<(ChunkHandle, ServerId)> {
-        let mut load: BTreeMap<ServerId, usize> = BTreeMap::new();
-        for m in self.chunks.values() {
-            for s in m.locations.keys() {
-                *load.entry(*s).or_default() += 1;
-            }
-        }
+        let mut load: BTreeMap<ServerId, usize> =
+            self.held.0.iter().map(|(s, h)| (*s, h.len())).collect();
         let mut dropped = Vec::new();
         for (h, m) in self.chunks.iter_mut() {
             let quiet = m
@@ -1031,7 +1137,7 @@ impl MasterState {
             let mut servers: Vec<ServerId> = m.locations.keys().copied().collect();
             servers.sort_by_key(|s| std::cmp::Reverse((load[s], *s)));
             for s in servers.into_iter().take(m.locations.len() - target) {
-                m.locations.remove(&s);
+                self.held.remove(*h, m, s);
                 m.excluded.insert(s);
                 *load.get_mut(&s).expect("counted") -= 1;
                 dropped.push((*h, s));
@@ -1048,7 +1154,7 @@ impl MasterState {
         if meta.version != order.version {
             return false; // a lease was granted meanwhile: the copy may miss its mutations
         }
-        meta.locations.insert(order.dest, now_ns);
+        self.held.set(order.handle, meta, order.dest, now_ns);
         meta.excluded.remove(&order.dest);
         true
     }
@@ -1068,7 +1174,7 @@ impl MasterState {
         if version < meta.version || version > meta.issued.max(meta.version) {
             return false;
         }
-        meta.locations.remove(&server);
+        self.held.remove(handle, meta, server);
         meta.excluded.insert(server)
     }
 
@@ -1106,12 +1212,12 @@ impl MasterState {
                 continue;
             }
             if version < meta.version && self.bugs.contains(&Bug::StaleReplicasCurrent) {
-                meta.locations.insert(server, now_ns); // bug: an old version counts as current
+                self.held.set(handle, meta, server, now_ns); // bug: an old version counts as current
             } else if self.bugs.contains(&Bug::GcDeletesReferenced)
                 && self.deleted_paths.contains(&meta.path)
             {
                 // Bug: every chunk of a path that was ever deleted is garbage, even the new file's.
-                meta.locations.remove(&server);
+                self.held.remove(handle, meta, server);
                 outcome.garbage.push((handle, version));
             } else if version < meta.version {
                 // Stale, unless the report predates the bump or the server acknowledged the new
@@ -1122,22 +1228,20 @@ impl MasterState {
                     .get(&server)
                     .is_some_and(|&c| c >= snapshot_ns);
                 if !(predates_bump || acked_since) {
-                    meta.locations.remove(&server);
+                    self.held.remove(handle, meta, server);
                     outcome.garbage.push((handle, version));
                 }
             } else if version == meta.version && meta.excluded.contains(&server) {
                 outcome.garbage.push((handle, version)); // took the version, missed its mutations
             } else if version == meta.version {
-                let seen = meta.locations.entry(server).or_insert(now_ns);
-                *seen = (*seen).max(now_ns);
+                self.held.confirm(handle, meta, server, now_ns);
             } else if version <= meta.issued {
                 // It took a grant that was never committed: no mutation happened under it, so
                 // its bytes are the current version's. Current, unless excluded at that version.
                 if meta.excluded.contains(&server) {
                     outcome.garbage.push((handle, version));
                 } else {
-                    let seen = meta.locations.entry(server).or_insert(now_ns);
-                    *seen = (*seen).max(now_ns);
+                    self.held.confirm(handle, meta, server, now_ns);
                 }
             } else {
                 // Ahead of anything this master issued: it lost a record. The replica's version
@@ -1153,21 +1257,20 @@ impl MasterState {
                 );
                 let meta = self.chunks.get_mut(&handle).expect("exists");
                 meta.version_set_ns = now_ns;
-                meta.locations = [(server, now_ns)].into();
+                self.held.replace(handle, meta, [server], now_ns);
                 meta.excluded.clear();
                 meta.lease = None;
                 outcome.adopted.push((handle, version));
             }
         }
         // Locations the server no longer reports (and that were confirmed before the snapshot).
-        for (handle, meta) in self.chunks.iter_mut() {
-            if reported.contains(handle) {
+        for handle in self.held.chunks(server) {
+            if reported.contains(&handle) {
                 continue;
             }
-            if let Some(&confirmed) = meta.locations.get(&server) {
-                if confirmed < snapshot_ns {
-                    meta.locations.remove(&server);
-                }
+            let meta = self.chunks.get_mut(&handle).expect("held chunks exist");
+            if meta.locations[&server] < snapshot_ns {
+                self.held.remove(handle, meta, server);
             }
         }
         outcome
@@ -1181,10 +1284,11 @@ impl MasterState {
             .filter(|(_, s)| s.last_heartbeat_ns + timeout_ns <= now_ns)
             .map(|(id, _)| *id)
             .collect();
-        for id in &dead {
-            self.servers.remove(id);
-            for meta in self.chunks.values_mut() {
-                meta.locations.remove(id);
+        for &id in &dead {
+            self.servers.remove(&id);
+            for handle in self.held.chunks(id) {
+                let meta = self.chunks.get_mut(&handle).expect("held chunks exist");
+                self.held.remove(handle, meta, id);
             }
         }
         dead
@@ -1576,6 +1680,76 @@ mod tests {
         );
         assert_eq!(m.chunk(h).unwrap().version, 4);
         assert_eq!(m.replicas(h), vec![ServerId(1)]);
+        m.check_invariants(); // the servers' held chunks followed every change
+    }
+
+    #[test]
+    fn a_lease_being_revoked_by_a_delete_is_not_extended() {
+        let mut m = master_with(3);
+        let mut r = rng();
+        m.create_file("/f").unwrap();
+        let (h, _) = m.ensure_chunk("/f", 0).unwrap();
+        let (g, _) = grant_all(&mut m, h, MS, &mut r);
+        let p = g.lease.primary;
+        let live = m.start_revoking("/f", 2 * MS).unwrap();
+        assert_eq!(
+            live,
+            vec![(h, g.lease)],
+            "the unexpired lease is to be revoked"
+        );
+        assert_eq!(
+            m.extend_lease(h, p, 1, 3 * MS, LEASE),
+            None,
+            "not while revoking"
+        );
+        // Two deletes of one path: the chunk stays frozen until both are done.
+        m.start_revoking("/f", 3 * MS).unwrap();
+        m.end_revoking(&[h]);
+        assert_eq!(m.extend_lease(h, p, 1, 4 * MS, LEASE), None);
+        m.end_revoking(&[h]);
+        assert!(m.extend_lease(h, p, 1, 5 * MS, LEASE).is_some());
+        assert!(m.start_revoking("/nope", 6 * MS).is_err());
+    }
+
+    #[test]
+    fn held_chunks_stay_the_inverse_of_locations() {
+        let mut m = master_with(6);
+        let mut r = rng();
+        m.create_file("/f").unwrap();
+        let mut handles = Vec::new();
+        for i in 0..8 {
+            let (h, _) = m.ensure_chunk("/f", i).unwrap();
+            grant_all(&mut m, h, MS, &mut r);
+            handles.push(h);
+        }
+        m.check_invariants();
+        // A server that stops reporting a chunk loses it; one that reports it again regains it.
+        let s = m.replicas(handles[0])[0];
+        let mine: Vec<(ChunkHandle, u64)> = handles
+            .iter()
+            .filter(|h| m.replicas(**h).contains(&s))
+            .map(|h| (*h, 1))
+            .collect();
+        m.heartbeat(s, 10 * MS, 9 * MS, &mine[1..], TIMEOUT);
+        assert!(!m.replicas(handles[0]).contains(&s));
+        m.check_invariants();
+        // Placement counts load from the index: the server that lost a chunk is preferred.
+        let loads: BTreeMap<ServerId, usize> = (0..6)
+            .map(|i| (ServerId(i), m.held.load(ServerId(i))))
+            .collect();
+        let least = *loads.values().min().unwrap();
+        let chosen = m.place(1, 10 * MS, TIMEOUT, &mut r);
+        assert_eq!(loads[&chosen[0]], least, "{loads:?} {chosen:?}");
+        // A dead server's chunks lose it as a location, and a reclaimed file's chunks vanish.
+        m.expire_servers(10 * MS + TIMEOUT + 1, TIMEOUT);
+        m.check_invariants();
+        m.delete_file("/f", 20 * MS).unwrap();
+        let hidden = m.reclaimable(u64::MAX / 2, 0);
+        for h in hidden {
+            m.reclaim(&h);
+        }
+        m.check_invariants();
+        assert!((0..6).all(|i| m.held.load(ServerId(i)) == 0));
     }
 
     #[test]

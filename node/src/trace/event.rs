@@ -252,7 +252,7 @@ events! {
     /// A chunkserver went silent for longer than the server timeout.
     ServerDead = "server_dead" { server: ServerId } => |f| write!(f, "server={server}");
     FileCreated = "file_created" { path: String } => |f| write!(f, "path={path}");
-    /// A file was deleted (renamed to a hidden name, GFS §4.4); its live leases are revoked next.
+    /// A file was deleted (renamed to a hidden name, GFS §4.4), after its live leases were revoked.
     FileDeleted = "file_deleted" { path: String, live_leases: usize }
         => |f| write!(f, "path={path} live_leases={live_leases}");
     /// Lazy garbage collection removed a deleted file's hidden name (GFS §4.4).
