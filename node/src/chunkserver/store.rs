@@ -410,8 +410,17 @@ impl ChunkStore {
     }
 
     /// Record-append padding: zeros from `from` to the end of the chunk (GFS §3.3). Stores nothing.
+    /// A replica shorter than `from` (it missed the records before the pad) is zero-filled from its
+    /// end as a write's gap is: the block its end falls in grows, so its checksum must be taken
+    /// again. (A sweep found a pad that skipped it: the block's checksum still covered only its old
+    /// bytes, and the sound replica failed verification.)
     pub async fn pad(&mut self, h: ChunkHandle, from: u64) -> Result<(), GfsError> {
-        let from = from.min(self.chunk_size_bytes);
+        let old_len = self
+            .chunks
+            .get(&h)
+            .ok_or(GfsError::NoSuchReplica(h))?
+            .len_bytes;
+        let from = from.min(old_len).min(self.chunk_size_bytes);
         let to = self.chunk_size_bytes;
         if from == to {
             return Ok(());
@@ -561,6 +570,15 @@ mod tests {
             assert_eq!(read(&s, 12, 30).await.unwrap()[..3], *b"llo");
             assert_eq!(read(&s, 40, 3).await.unwrap(), b"far");
             assert!(s.write(h, 60, b"toolong").await.is_err());
+            // A pad past the end (this replica missed a record) zero-fills from the end, and the
+            // block the old end fell in gets the checksum of its new length.
+            let gapped = ChunkHandle(0x2cd);
+            s.create(gapped, 1).await.unwrap();
+            s.write(gapped, 0, &[7; 43]).await.unwrap();
+            s.pad(gapped, 59).await.unwrap();
+            let (_, bytes, ok) = s.read_whole(gapped).await.unwrap();
+            assert!(ok, "the padded replica verifies");
+            assert_eq!(bytes.read(40, 24), [&[7u8; 3][..], &[0; 21]].concat());
             s.pad(h, 43).await.unwrap();
             assert_eq!(s.info(h).unwrap().len_bytes, 64);
             // Padding is stored as nothing, and its blocks carry the checksum of zeros.
