@@ -19,25 +19,52 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Args)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunOptions {
+    /// The paper's parameters as defaults (GFS §2.5, §3.1, §3.3, §5.2, §6): 64 MiB chunks, 64 KiB
+    /// checksum blocks, 60 s leases (records up to 16 MiB follow from the chunk size), 300
+    /// chunkservers heartbeating every 12 s (the default's five heartbeats a lease, and its 25 a
+    /// second at the master). Any flag given besides overrides its part.
+    #[arg(long)]
+    #[serde(skip)]
+    pub paper: bool,
     /// Number of chunkservers.
-    #[arg(long, default_value_t = 5)]
+    #[arg(
+        long,
+        default_value_t = 5,
+        default_value_if("paper", "true", PAPER_CHUNKSERVERS)
+    )]
     pub chunkservers: u32,
     /// Replicas per chunk.
     #[arg(long, default_value_t = 3)]
     pub replication: u32,
     /// Chunk size in bytes (8 bytes to 64 MiB).
-    #[arg(long = "chunk-size", default_value_t = 64)]
+    #[arg(
+        long = "chunk-size",
+        default_value_t = 64,
+        default_value_if("paper", "true", PAPER_CHUNK_SIZE_BYTES)
+    )]
     #[serde(rename = "chunk_size")]
     pub chunk_size_bytes: u64,
     /// Checksum block size in bytes; at most the chunk size.
-    #[arg(long = "block-size", default_value_t = 16)]
+    #[arg(
+        long = "block-size",
+        default_value_t = 16,
+        default_value_if("paper", "true", PAPER_BLOCK_SIZE_BYTES)
+    )]
     #[serde(rename = "block_size")]
     pub block_size_bytes: u64,
     /// Lease duration in milliseconds of simulated time.
-    #[arg(long = "lease-ms", default_value_t = 1_000)]
+    #[arg(
+        long = "lease-ms",
+        default_value_t = 1_000,
+        default_value_if("paper", "true", PAPER_LEASE_MS)
+    )]
     pub lease_ms: u64,
     /// Heartbeat interval in milliseconds of simulated time.
-    #[arg(long = "heartbeat-ms", default_value_t = 200)]
+    #[arg(
+        long = "heartbeat-ms",
+        default_value_t = 200,
+        default_value_if("paper", "true", PAPER_HEARTBEAT_MS)
+    )]
     pub heartbeat_ms: u64,
     /// Timeout of one RPC attempt, in milliseconds of simulated time.
     #[arg(long = "rpc-timeout-ms", default_value_t = 300)]
@@ -103,6 +130,13 @@ fn is_default_faults(f: &FaultSpec) -> bool {
     *f == RunOptions::default().faults
 }
 
+// The `--paper` preset (clap takes these as the flags' text).
+const PAPER_CHUNKSERVERS: &str = "300";
+const PAPER_CHUNK_SIZE_BYTES: &str = "67108864"; // 64 MiB, GFS §2.5
+const PAPER_BLOCK_SIZE_BYTES: &str = "65536"; // 64 KiB, GFS §5.2
+const PAPER_LEASE_MS: &str = "60000"; // GFS §3.1
+const PAPER_HEARTBEAT_MS: &str = "12000";
+
 impl Default for RunOptions {
     fn default() -> Self {
         let c = ClusterConfig::default();
@@ -124,6 +158,7 @@ impl Default for RunOptions {
             disk_latency_us: 500,
             lying_disks: false,
             bugs: Vec::new(),
+            paper: false,
         }
     }
 }
@@ -352,6 +387,31 @@ mod tests {
     fn parse(flags: &str) -> RunOptions {
         let args = std::iter::once("sim").chain(flags.split_whitespace());
         Cli::try_parse_from(args).expect("flags parse").opts
+    }
+
+    #[test]
+    fn the_paper_preset_sets_defaults_that_flags_override() {
+        let paper = parse("--paper");
+        assert_eq!(
+            (paper.chunk_size_bytes, paper.block_size_bytes),
+            (64 << 20, 64 << 10)
+        );
+        assert_eq!((paper.lease_ms, paper.heartbeat_ms), (60_000, 12_000));
+        assert_eq!(paper.chunkservers, 300);
+        assert_eq!(paper.cluster().max_record_bytes(), 16 << 20, "GFS §3.3");
+        assert!(paper.validate().is_ok(), "{:?}", paper.validate());
+        let mine = parse("--paper --chunkservers 20 --lease-ms 30000");
+        assert_eq!((mine.chunkservers, mine.lease_ms), (20, 30_000));
+        assert_eq!(mine.chunk_size_bytes, 64 << 20);
+        // Its reproduce line spells the values out, and they parse back to the same run.
+        let back = parse(&paper.flags());
+        assert_eq!(
+            RunOptions {
+                paper: true,
+                ..back
+            },
+            paper
+        );
     }
 
     #[test]

@@ -34,12 +34,15 @@ pub fn check(inputs: &Inputs, exps: &[Expectation]) -> Option<Violation> {
             ));
         }
         for server in &chunk.replicas {
-            let where_ = format!("{} ({} #{index}) on {server}", chunk.handle, e.path);
+            // Formatted only for a mismatch: a sweep checks millions of bytes that match.
+            let where_ = || format!("{} ({} #{index}) on {server}", chunk.handle, e.path);
             match inputs.state.replicas.get(&(chunk.handle, *server)) {
-                None => mismatches.push((e.op, format!("{where_}: replica was not read"))),
-                Some(Err(why)) => mismatches.push((e.op, format!("{where_}: read failed: {why}"))),
+                None => mismatches.push((e.op, format!("{}: replica was not read", where_()))),
+                Some(Err(why)) => {
+                    mismatches.push((e.op, format!("{}: read failed: {why}", where_())))
+                }
                 Some(Ok(r)) if !r.checksums_ok => {
-                    mismatches.push((e.op, format!("{where_}: a block fails its checksum")))
+                    mismatches.push((e.op, format!("{}: a block fails its checksum", where_())))
                 }
                 Some(Ok(r)) => {
                     let found = r.data.get(within as u64);
@@ -48,7 +51,8 @@ pub fn check(inputs: &Inputs, exps: &[Expectation]) -> Option<Violation> {
                         mismatches.push((
                             e.op,
                             format!(
-                                "{where_} @{within} (file @{}): {found}, expected one of {:02x?}; {}",
+                                "{} @{within} (file @{}): {found}, expected one of {:02x?}; {}",
+                                where_(),
                                 e.offset,
                                 e.allowed,
                                 context(&r.data, within as u64)

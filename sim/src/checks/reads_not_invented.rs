@@ -63,13 +63,18 @@ pub fn check(history: &[OpRecord]) -> Option<Violation> {
                 _ => None,
             })
             .collect();
-        let explained = |i: usize| {
-            let at = offset + i as u64;
-            data[i] == 0
-                || writes.iter().any(|(o, d)| {
-                    at >= *o && at < o + d.len() as u64 && d[(at - o) as usize] == data[i]
-                })
-        };
+        // Which bytes a write explains, marked write by write (the overlaps' total length, not
+        // bytes x writes).
+        let mut by_write: Vec<bool> = data.iter().map(|&b| b == 0).collect();
+        for (o, d) in &writes {
+            let lo = (*o).max(*offset);
+            let hi = (o + d.len() as u64).min(read_end);
+            for at in lo..hi {
+                let i = (at - *offset) as usize;
+                by_write[i] |= d[(at - o) as usize] == data[i];
+            }
+        }
+        let explained = |i: usize| by_write[i];
         // Maximal runs of bytes no write explains; each must be tiled by append records.
         let mut i = 0;
         while i < data.len() {
@@ -188,48 +193,81 @@ pub fn stale_reads(history: &[OpRecord]) -> (u64, u64) {
 
 /// Whether `run` is a sequence of `records`, each whole, or cut on its left (a suffix) or right (a
 /// prefix); or, alone, any piece of one record.
+///
+/// Linear in the run and the records: a read of a long stretch of records must not cost their
+/// length squared. The longest match of each record at every position of the run, forwards (a
+/// prefix starting there) and backwards (a suffix ending there), comes from the Z-function; any
+/// shorter prefix or suffix then matches too, so the best record at a position stands for all.
 fn tiled_by_records(run: &[u8], records: &[&[u8]]) -> bool {
-    if records
-        .iter()
-        .any(|r| r.windows(run.len()).any(|w| w == run))
-    {
+    let n = run.len();
+    if records.iter().any(|r| occurs_in(run, r)) {
         return true;
     }
-    // Where each byte value occurs inside each record (past its first byte): a suffix can only
-    // start where the run's next byte does, so only those starts are tried.
-    let starts: Vec<Vec<Vec<usize>>> = records
-        .iter()
-        .map(|r| {
-            let mut at = vec![Vec::new(); 256];
-            for (k, &b) in r.iter().enumerate().skip(1) {
-                at[b as usize].push(k);
-            }
-            at
-        })
-        .collect();
-    // reach[p]: the bytes run[..p] are tiled.
-    let mut reach = vec![false; run.len() + 1];
-    reach[0] = true;
-    for p in 0..run.len() {
-        if !reach[p] {
-            continue;
-        }
-        let rest = &run[p..];
-        let common = |a: &[u8]| a.iter().zip(rest).take_while(|(x, y)| x == y).count();
-        for (r, starts) in records.iter().zip(&starts) {
-            // Prefixes, the whole record included: every length up to the common prefix.
-            for j in 1..=common(r) {
-                reach[p + j] = true;
-            }
-            // Proper suffixes, tried only where the first byte matches.
-            for &k in &starts[rest[0] as usize] {
-                if common(&r[k..]) == r.len() - k {
-                    reach[p + r.len() - k] = true;
-                }
-            }
+    // prefix[p]: the longest record prefix that starts the run at p; suffix[e]: the longest
+    // record suffix that ends the run at e.
+    let mut prefix = vec![0usize; n];
+    let mut suffix = vec![0usize; n + 1];
+    let reversed: Vec<u8> = run.iter().rev().copied().collect();
+    for r in records {
+        let forward = matches_at(r, run);
+        let rev_r: Vec<u8> = r.iter().rev().copied().collect();
+        let backward = matches_at(&rev_r, &reversed);
+        for p in 0..n {
+            prefix[p] = prefix[p].max(forward[p]);
+            // The run read backwards from its end e = n - q.
+            suffix[n - p] = suffix[n - p].max(backward[p]);
         }
     }
-    reach[run.len()]
+    // reach[p]: the bytes run[..p] are tiled. A prefix from a reached p reaches up to p +
+    // prefix[p] (`frontier`); a suffix ending at e reaches e from any of the suffix[e] positions
+    // before it (counted in `reached_before`).
+    let mut reach = vec![false; n + 1];
+    let mut reached_before = vec![0usize; n + 2]; // reached_before[i]: reached positions < i
+    reach[0] = true;
+    let mut frontier = 0;
+    for e in 0..=n {
+        if e > 0 {
+            let from = e - suffix[e];
+            let by_suffix = suffix[e] > 0 && reached_before[e] > reached_before[from];
+            reach[e] = e <= frontier || by_suffix;
+        }
+        reached_before[e + 1] = reached_before[e] + usize::from(reach[e]);
+        if reach[e] && e < n {
+            frontier = frontier.max(e + prefix[e]);
+        }
+    }
+    reach[n]
+}
+
+/// Whether `needle` occurs anywhere in `hay`.
+fn occurs_in(needle: &[u8], hay: &[u8]) -> bool {
+    needle.len() <= hay.len() && matches_at(needle, hay).contains(&needle.len())
+}
+
+/// For each position of `text`, how many bytes of `pattern` match from there (at most its
+/// length): the Z-function of `pattern`, a separator no byte equals, then `text`.
+fn matches_at(pattern: &[u8], text: &[u8]) -> Vec<usize> {
+    let s: Vec<u16> = pattern
+        .iter()
+        .map(|&b| u16::from(b))
+        .chain(std::iter::once(256))
+        .chain(text.iter().map(|&b| u16::from(b)))
+        .collect();
+    let mut z = vec![0usize; s.len()];
+    let (mut l, mut r) = (0, 0);
+    for i in 1..s.len() {
+        if i < r {
+            z[i] = z[i - l].min(r - i);
+        }
+        while i + z[i] < s.len() && s[z[i]] == s[i + z[i]] {
+            z[i] += 1;
+        }
+        if i + z[i] > r {
+            l = i;
+            r = i + z[i];
+        }
+    }
+    z.split_off(pattern.len() + 1)
 }
 
 #[cfg(test)]
@@ -333,5 +371,82 @@ mod tests {
             read(2, 0, b"xyECOxy", (20, 30)),
         ];
         assert!(check(&h).is_some());
+    }
+
+    /// The definition, checked position by position (quadratic): what `tiled_by_records` must
+    /// agree with.
+    fn tiled_slowly(run: &[u8], records: &[&[u8]]) -> bool {
+        if records
+            .iter()
+            .any(|r| r.windows(run.len()).any(|w| w == run))
+        {
+            return true;
+        }
+        let mut reach = vec![false; run.len() + 1];
+        reach[0] = true;
+        for p in 0..run.len() {
+            if !reach[p] {
+                continue;
+            }
+            for r in records {
+                for k in 0..r.len() {
+                    // r[k..] as a piece (a suffix, or the whole record at k = 0)
+                    if run[p..].starts_with(&r[k..]) {
+                        reach[p + r.len() - k] = true;
+                    }
+                }
+                for j in 1..=r.len().min(run.len() - p) {
+                    if run[p..p + j] == r[..j] {
+                        reach[p + j] = true; // a prefix
+                    }
+                }
+            }
+        }
+        reach[run.len()]
+    }
+
+    #[test]
+    fn tiling_agrees_with_its_definition_on_random_runs() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let (mut tiled, mut not) = (0, 0);
+        for _ in 0..3000 {
+            // A small alphabet makes many partial matches.
+            let records: Vec<Vec<u8>> = (0..rng.gen_range(1..4))
+                .map(|_| {
+                    (0..rng.gen_range(1..7))
+                        .map(|_| rng.gen_range(1..4))
+                        .collect()
+                })
+                .collect();
+            let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+            let mut run = Vec::new();
+            for _ in 0..rng.gen_range(1..5) {
+                let r = &records[rng.gen_range(0..records.len())];
+                let (a, b) = (rng.gen_range(0..r.len()), rng.gen_range(0..=r.len()));
+                run.extend_from_slice(&r[a.min(b)..a.max(b)]);
+                if rng.gen_bool(0.2) {
+                    run.push(rng.gen_range(1..5));
+                }
+            }
+            if run.is_empty() {
+                continue;
+            }
+            let want = tiled_slowly(&run, &refs);
+            assert_eq!(
+                tiled_by_records(&run, &refs),
+                want,
+                "{run:?} by {records:?}"
+            );
+            if want {
+                tiled += 1;
+            } else {
+                not += 1;
+            }
+        }
+        assert!(
+            tiled > 300 && not > 300,
+            "both answers exercised: {tiled} / {not}"
+        );
     }
 }
