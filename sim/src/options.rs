@@ -218,6 +218,9 @@ impl RunOptions {
             heartbeat_ms: self.heartbeat_ms,
             rpc_timeout_ms: self.rpc_timeout_ms,
             server_timeout_ms: server_timeout_ms(self.heartbeat_ms, self.rpc_timeout_ms),
+            // A scrub every five heartbeats: once a second by default, as the cluster's other
+            // periods scale with the heartbeat (the paper's preset scrubs once a minute).
+            scrub_interval_ms: self.heartbeat_ms.saturating_mul(5),
             master_receivers_per_kind: ClusterConfig::receivers_for(
                 self.chunkservers + self.clients,
             ),

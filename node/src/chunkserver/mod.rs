@@ -177,10 +177,10 @@ impl ChunkServer {
     /// Verifies every block of every replica, so rot in chunks nobody reads is found too.
     async fn scrub(&self) {
         let bad: Vec<(ChunkHandle, u64)> = {
-            let store = self.store.lock().await;
+            let mut store = self.store.lock().await;
             let mut bad = Vec::new();
             for (h, version) in store.report() {
-                if let Ok((_, _, false)) = store.read_whole(h).await {
+                if let Ok(false) = store.scrub(h).await {
                     bad.push((h, version));
                 }
             }
@@ -238,10 +238,10 @@ impl ChunkServer {
         Ok(data)
     }
     async fn list_replicas(&self, _req: ListReplicas) -> Vec<ReplicaSummary> {
-        let store = self.store.lock().await;
+        let mut store = self.store.lock().await;
         let mut out = Vec::new();
         for (handle, version) in store.report() {
-            let healthy = matches!(store.read_whole(handle).await, Ok((_, _, true)));
+            let healthy = matches!(store.scrub(handle).await, Ok(true));
             let len_bytes = store.info(handle).map_or(0, |i| i.len_bytes);
             out.push(ReplicaSummary {
                 handle,

@@ -44,6 +44,11 @@ pub struct ChunkStore {
     /// the chunk size is not a multiple of the block size).
     zero_crc: u32,
     zero_crc_last: u32,
+    /// Replicas the last scrub found sound, with their file's disk stamp and header then: while
+    /// both are unchanged the answer is the same, so [`ChunkStore::scrub`] does not recompute it.
+    /// (A shortcut of the simulation, not of the protocol: the stamp says what a re-read would
+    /// find, flipped bits included.)
+    sound: BTreeMap<ChunkHandle, (u64, ChunkInfo)>,
 }
 
 const MAGIC: &[u8; 4] = b"GFSC";
@@ -151,6 +156,7 @@ impl ChunkStore {
             verify: true,
             zero_crc: crc(&vec![0; block_size_bytes as usize]),
             zero_crc_last: crc(&vec![0; (chunk_size_bytes % block_size_bytes) as usize]),
+            sound: BTreeMap::new(),
         };
         for name in store.disk.list("chunks/").await {
             let Some(stem) = name.strip_suffix(".chunk") else {
@@ -312,6 +318,7 @@ impl ChunkStore {
 
     pub async fn remove(&mut self, h: ChunkHandle) -> Result<(), GfsError> {
         self.chunks.remove(&h).ok_or(GfsError::NoSuchReplica(h))?;
+        self.sound.remove(&h);
         let name = file_name(h);
         if self.disk.exists(&name).await {
             self.disk.remove(&name).await.map_err(io)?;
@@ -483,6 +490,33 @@ impl ChunkStore {
         self.commit(h, info, Some(change)).await
     }
 
+    /// Whether the replica is sound, as [`ChunkStore::read_whole`] says, without reading it again
+    /// if its file has not changed since it was last found sound (GFS §5.2's scan of inactive
+    /// chunks, most of which did not change since the last one).
+    pub async fn scrub(&mut self, h: ChunkHandle) -> Result<bool, GfsError> {
+        let info = self
+            .chunks
+            .get(&h)
+            .ok_or(GfsError::NoSuchReplica(h))?
+            .clone();
+        let stamp = self.disk.stamp(&file_name(h)).await;
+        if let (Some(stamp), Some((was, then))) = (stamp, self.sound.get(&h)) {
+            if stamp == *was && info == *then {
+                return Ok(true);
+            }
+        }
+        let (_, _, ok) = self.read_whole(h).await?;
+        match (ok, stamp) {
+            (true, Some(stamp)) => {
+                self.sound.insert(h, (stamp, info));
+            }
+            _ => {
+                self.sound.remove(&h);
+            }
+        }
+        Ok(ok)
+    }
+
     /// The whole replica, sparse, and whether it is sound: every block passes its checksum and the
     /// stored header still matches what the chunkserver believes (a scrub must catch rot in either).
     pub async fn read_whole(&self, h: ChunkHandle) -> Result<(u64, SparseBytes, bool), GfsError> {
@@ -548,6 +582,39 @@ mod tests {
     /// Reads `[at, at + n)` of chunk 0x1ab, materialized.
     async fn read(s: &ChunkStore, at: u64, n: u64) -> Result<Vec<u8>, GfsError> {
         s.read(ChunkHandle(0x1ab), at, n).await.map(|b| b.to_vec())
+    }
+
+    #[test]
+    fn a_scrub_remembers_sound_replicas_until_their_file_changes() {
+        on_node(async {
+            let faults = crate::disk::DiskFaults::new(100, false, "chunks/");
+            let disk = Disk::open(
+                crate::trace::NodeName::Cs(crate::ServerId(0)),
+                faults.clone(),
+            )
+            .await
+            .unwrap();
+            let mut s = ChunkStore::load(disk, 64, 16).await.unwrap();
+            let h = ChunkHandle(0x1ab);
+            s.create(h, 1).await.unwrap();
+            s.write(h, 0, &[5; 40]).await.unwrap();
+            assert_eq!(s.scrub(h).await, Ok(true));
+            assert_eq!(s.scrub(h).await, Ok(true), "remembered");
+            // A flipped bit is a change to the file: the next scrub reads it and finds the rot.
+            faults.request_bit_flip();
+            assert_eq!(s.scrub(h).await, Ok(false));
+            assert_eq!(faults.flips_applied(), 1);
+            assert_eq!(
+                s.scrub(h).await,
+                Ok(false),
+                "rot is never remembered as sound"
+            );
+            // A write over the whole replica heals it, and the scrub sees that too.
+            s.remove(h).await.unwrap();
+            s.create(h, 2).await.unwrap();
+            s.write(h, 0, &[6; 40]).await.unwrap();
+            assert_eq!(s.scrub(h).await, Ok(true));
+        });
     }
 
     #[test]

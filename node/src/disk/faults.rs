@@ -36,6 +36,11 @@ pub struct DiskFaults {
     /// What reached the platters: every file's durable content, by name (a name is here from its
     /// creation, as directory changes are durable at once).
     pub(super) platters: std::sync::Mutex<BTreeMap<String, crate::sparse::SparseBytes>>,
+    /// A stamp per file, new whenever what a read of it returns may have changed (a write, a sync,
+    /// a flipped bit; a removed name has none). Stamps are never reused, so an unchanged stamp
+    /// means unchanged content: a scrub skips what it already found sound.
+    pub(super) stamps: std::sync::Mutex<BTreeMap<String, u64>>,
+    pub(super) next_stamp: AtomicU64,
 }
 
 impl DiskFaults {
@@ -47,6 +52,12 @@ impl DiskFaults {
         };
         *f.flip_prefix.lock().unwrap() = flip_prefix.to_string();
         Arc::new(f)
+    }
+
+    /// Gives `name` a new stamp: its content may have changed.
+    pub(super) fn touch(&self, name: &str) {
+        let stamp = self.next_stamp.fetch_add(1, Ordering::Relaxed) + 1;
+        self.stamps.lock().unwrap().insert(name.to_string(), stamp);
     }
 
     /// Asks for one bit to flip in a stored file; applied at the disk's next operation.

@@ -141,6 +141,8 @@ impl Inner {
         for op in ops {
             op.apply(file);
         }
+        drop(platters);
+        self.faults.touch(name);
         Ok(())
     }
 
@@ -171,6 +173,7 @@ impl Inner {
             let old = file.byte_at(at);
             file.write(at, &[old ^ (1 << bit)]);
             drop(platters);
+            faults.touch(&name);
             faults.flips_applied.fetch_add(1, Ordering::Relaxed);
             crate::trace::emit(self.node, || Event::BitFlipped {
                 file: name,
@@ -211,6 +214,7 @@ impl Inner {
             write,
         });
         self.pending.entry(name.to_string()).or_default().push(op);
+        self.faults.touch(name);
     }
 }
 
@@ -265,6 +269,15 @@ impl Disk {
         let mut inner = self.inner.lock().await;
         inner.apply_flips();
         inner.view(name, offset, len)
+    }
+
+    /// The file's stamp (see [`DiskFaults`]): equal stamps, equal content, flips included. Applies
+    /// pending bit flips first, as a read would at this instant.
+    pub async fn stamp(&self, name: &str) -> Option<u64> {
+        let mut inner = self.inner.lock().await;
+        inner.apply_flips();
+        let stamp = inner.faults.stamps.lock().unwrap().get(name).copied();
+        stamp
     }
 
     pub async fn len(&self, name: &str) -> io::Result<u64> {
@@ -368,6 +381,7 @@ impl Disk {
                 bytes: bytes_of(&ops),
                 why: LossCause::SyncLied,
             });
+            inner.faults.touch(name);
             return Ok(()); // the writes are simply dropped
         }
         inner.write_durable(name, &ops)?;
@@ -395,6 +409,7 @@ impl Disk {
         let dropped = inner.pending.remove(name).map_or(0, |ops| ops.len() as u64);
         inner.faults.forget_unsynced(dropped);
         inner.faults.uncached(name);
+        inner.faults.stamps.lock().unwrap().remove(name);
         Ok(())
     }
 
@@ -422,6 +437,8 @@ impl Disk {
         if let Some(ops) = ops {
             inner.pending.insert(to.to_string(), ops);
         }
+        inner.faults.stamps.lock().unwrap().remove(from);
+        inner.faults.touch(to);
         Ok(())
     }
 
