@@ -49,8 +49,8 @@ pub struct ClusterConfig {
     /// sizes this to the nodes that call the master: every chunkserver and client.
     #[serde(default = "one")]
     pub master_receivers_per_kind: u32,
-    /// Receive loops each chunkserver runs per request kind, sized to the clients (the master and
-    /// a chunk's few other replicas add little).
+    /// Receive loops each chunkserver runs per request kind. One in every run for now: it paces a
+    /// primary under a burst of clients (see `sim::options::RunOptions::cluster`).
     #[serde(default = "one")]
     pub chunkserver_receivers_per_kind: u32,
     /// Planted bugs switched on (see [`crate::bugs`]); empty in every honest run.
