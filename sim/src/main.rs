@@ -8,11 +8,13 @@ use sim::run::run_seed;
 use sim::sweep::{parse_seeds, sweep, SweepSummary};
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
     name = "sim",
+    version,
     about = "Deterministic simulation testbed for the Google File System",
     long_about = "Runs a GFS cluster (master, chunkservers, clients) inside the madsim simulator under \
 an explicit seed, plays a random workload, and checks that every acknowledged write survives. The \
@@ -27,9 +29,13 @@ struct Cli {
 enum Command {
     /// Run one seed and print its summary: operations by kind and outcome, messages, times, verdict.
     Run {
-        /// The seed to run.
-        #[arg(long)]
-        seed: u64,
+        /// The seed to run, as `replay` and `shrink` take it (`--seed SEED` works too: reproduce
+        /// lines print it so).
+        #[arg(value_name = "SEED", required_unless_present = "seed_flag")]
+        seed: Option<u64>,
+        /// The seed to run (the same as SEED).
+        #[arg(long = "seed", value_name = "SEED", conflicts_with = "seed")]
+        seed_flag: Option<u64>,
         #[command(flatten)]
         opts: RunOptions,
         /// Also print every operation of the history.
@@ -132,7 +138,28 @@ fn fail(msg: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Whether a panic is expected and reported another way: a node's broken invariant inside a sweep,
+/// hunt or shrink is that seed's failure, so its message would only clutter stderr.
+static QUIET_PANICS: AtomicBool = AtomicBool::new(false);
+
+/// Panics print as Rust's default hook prints them, but for two cases: quiet ones (see
+/// [`QUIET_PANICS`]), and stdout closed by its reader (`sim replay 42 | head -1`), where the tool
+/// stops quietly with success, as a shell tool killed by the broken pipe would stop.
+fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload_as_str().unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        if !QUIET_PANICS.load(Ordering::Relaxed) {
+            default(info);
+        }
+    }));
+}
+
 fn main() -> ExitCode {
+    install_panic_hook();
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Sweep {
         seeds: 0..1000,
@@ -142,10 +169,12 @@ fn main() -> ExitCode {
     match command {
         Command::Run {
             seed,
+            seed_flag,
             opts,
             history,
             events,
         } => {
+            let seed = seed.or(seed_flag).expect("clap requires a seed");
             if let Err(e) = opts.validate() {
                 return fail(&e);
             }
@@ -179,7 +208,7 @@ fn main() -> ExitCode {
                 Ok(jobs) => jobs,
                 Err(e) => return fail(&e),
             };
-            std::panic::set_hook(Box::new(|_| {}));
+            QUIET_PANICS.store(true, Ordering::Relaxed);
             eprintln!(
                 "hunting over seeds {}..{}{}",
                 seeds.start,
@@ -187,7 +216,7 @@ fn main() -> ExitCode {
                 opts.flags()
             );
             let h = sim::sweep::hunt(seeds, jobs, &opts, |_| {});
-            let _ = std::panic::take_hook();
+            QUIET_PANICS.store(false, Ordering::Relaxed);
             match &h.found {
                 Some(f) => {
                     println!(
@@ -301,9 +330,9 @@ fn scenario(name: Option<&str>, dir: &std::path::Path, show: &[sim::trace::Shown
 }
 
 fn shrink(seed: u64, opts: &RunOptions, dir: &std::path::Path, max_runs: u64) -> ExitCode {
-    std::panic::set_hook(Box::new(|_| {}));
+    QUIET_PANICS.store(true, Ordering::Relaxed);
     let result = sim::shrink::shrink(seed, opts, max_runs, |line| eprintln!("shrink: {line}"));
-    let _ = std::panic::take_hook();
+    QUIET_PANICS.store(false, Ordering::Relaxed);
     let s = match result {
         Ok(s) => s,
         Err(e) => return fail(&e),
@@ -497,7 +526,7 @@ fn sweep_with_progress(
         opts.flags()
     );
     // Panics inside a run are caught and reported as that seed's failure; keep stderr readable.
-    std::panic::set_hook(Box::new(|_| {}));
+    QUIET_PANICS.store(true, Ordering::Relaxed);
     let summary = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(total);
         bar.set_style(
@@ -521,7 +550,7 @@ fn sweep_with_progress(
             }
         })
     };
-    let _ = std::panic::take_hook();
+    QUIET_PANICS.store(false, Ordering::Relaxed);
     summary
 }
 

@@ -156,7 +156,10 @@ pub fn sweep(
 ) -> SweepSummary {
     // Wall-clock time of the sweep, measured outside any simulation.
     let start = std::time::Instant::now();
-    let next = AtomicU64::new(seeds.start);
+    // Seeds are handed out as offsets into the range: a counter of seeds themselves would wrap past
+    // u64::MAX at the top of the range and start again from seed 0.
+    let next = AtomicU64::new(0);
+    let count = seeds.end.saturating_sub(seeds.start);
     let (tx, rx) = mpsc::sync_channel::<SeedResult>(jobs * 4);
     let mut summary = SweepSummary::default();
     std::thread::scope(|scope| {
@@ -164,10 +167,11 @@ pub fn sweep(
             let (tx, next) = (tx.clone(), &next);
             // Worker threads sit outside any simulation; each runs one runtime at a time.
             scope.spawn(move || loop {
-                let seed = next.fetch_add(1, Ordering::Relaxed);
-                if seed >= seeds.end {
+                let offset = next.fetch_add(1, Ordering::Relaxed);
+                if offset >= count {
                     break;
                 }
+                let seed = seeds.start + offset;
                 if tx.send(SeedResult::of(&run_seed(seed, opts))).is_err() {
                     break;
                 }
@@ -202,7 +206,7 @@ pub fn hunt(
     let jobs = jobs.max(1) as u64;
     let mut start = seeds.start;
     while start < seeds.end {
-        let end = (start + jobs).min(seeds.end);
+        let end = start.saturating_add(jobs).min(seeds.end);
         let reports: Vec<RunReport> = std::thread::scope(|scope| {
             let handles: Vec<_> = (start..end)
                 .map(|seed| scope.spawn(move || run_seed(seed, opts)))

@@ -349,3 +349,61 @@ fn replay_shows_messages_and_disk_only_when_asked_but_always_writes_them() {
     assert_eq!(bad.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_the_output_quietly() {
+    // `sim run --seed 1 --events ... | head -1`: stdout closes after one line (of 190 KB, more than
+    // a pipe holds, so the writer does meet the closed pipe).
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args([
+            "run",
+            "--seed",
+            "1",
+            "--events",
+            "--clients",
+            "20",
+            "--ops",
+            "40",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sim runs");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("chunkserver_started"), "{first}");
+    // The reader is gone now (its end of the pipe dropped with the BufReader).
+    let out = child.wait_with_output().expect("sim ends");
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{:?} {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn version_and_one_seed_syntax() {
+    let out = sim(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("sim {}", env!("CARGO_PKG_VERSION"))
+    );
+    // `run` takes its seed as `replay` and `shrink` do, and as reproduce lines print it.
+    let without_wall = |o: &Output| {
+        text(&o.stdout)
+            .lines()
+            .filter(|l| !l.starts_with("wall time"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let positional = sim(&["run", "3", "--faults", "none"]);
+    let flag = sim(&["run", "--seed", "3", "--faults", "none"]);
+    assert!(positional.status.success() && flag.status.success());
+    assert_eq!(without_wall(&positional), without_wall(&flag));
+    assert!(without_wall(&positional).starts_with("seed 3"));
+    let both = sim(&["run", "3", "--seed", "4"]);
+    assert_eq!(both.status.code(), Some(2), "{}", text(&both.stderr));
+}

@@ -105,3 +105,23 @@ fn hundreds_of_chunkservers_heartbeat_without_loss() {
     assert_eq!(count("server_dead"), 0, "no live server declared dead");
     assert_eq!(count("msg_dropped"), 0, "no message lost without a fault");
 }
+
+#[test]
+fn a_range_at_the_top_of_the_seeds_runs_exactly_its_seeds() {
+    // The seed counter used to wrap past u64::MAX and sweep seeds 0, 1, 2, ... forever.
+    let top = u64::MAX - 3..u64::MAX;
+    let opts = RunOptions {
+        faults: "none".parse().unwrap(),
+        ops_per_client: 2,
+        ..RunOptions::default()
+    };
+    let s = sweep(top.clone(), 2, &opts, |done, _| {
+        assert!(done <= 3, "swept past the range: {done} seeds");
+    });
+    assert_eq!(s.seeds, 3);
+    assert_all_pass("top of the range", &s);
+    let h = sim::sweep::hunt(top, 2, &opts, |tried| {
+        assert!(tried <= 3, "hunted past the range: {tried} seeds");
+    });
+    assert_eq!((h.tried, h.found.is_none()), (3, true));
+}
