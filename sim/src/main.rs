@@ -99,6 +99,10 @@ enum Command {
         /// Most candidate runs to try.
         #[arg(long, default_value_t = 2000)]
         max_runs: u64,
+        /// Replace a scenario of the same name (they are tracked: `scenarios/found/` is replayed
+        /// by the tests).
+        #[arg(long)]
+        force: bool,
     },
     /// Compare two trace files and show the first line where they differ.
     Diff {
@@ -197,11 +201,12 @@ fn main() -> ExitCode {
             opts,
             out,
             max_runs,
+            force,
         } => {
             if let Err(e) = opts.validate() {
                 return fail(&e);
             }
-            shrink(seed, &opts, &out, max_runs)
+            shrink(seed, &opts, &out, max_runs, force)
         }
         Command::Hunt { seeds, jobs, opts } => {
             let jobs = match sweep_jobs(jobs, &opts) {
@@ -329,14 +334,13 @@ fn scenario(name: Option<&str>, dir: &std::path::Path, show: &[sim::trace::Shown
     }
 }
 
-fn shrink(seed: u64, opts: &RunOptions, dir: &std::path::Path, max_runs: u64) -> ExitCode {
-    QUIET_PANICS.store(true, Ordering::Relaxed);
-    let result = sim::shrink::shrink(seed, opts, max_runs, |line| eprintln!("shrink: {line}"));
-    QUIET_PANICS.store(false, Ordering::Relaxed);
-    let s = match result {
-        Ok(s) => s,
-        Err(e) => return fail(&e),
-    };
+fn shrink(
+    seed: u64,
+    opts: &RunOptions,
+    dir: &std::path::Path,
+    max_runs: u64,
+    force: bool,
+) -> ExitCode {
     let bugs: Vec<&str> = opts.bugs.iter().map(|b| b.name()).collect();
     let name = if bugs.is_empty() {
         format!("seed-{seed}")
@@ -344,6 +348,16 @@ fn shrink(seed: u64, opts: &RunOptions, dir: &std::path::Path, max_runs: u64) ->
         format!("seed-{seed}-{}", bugs.join("-"))
     };
     let path = dir.join(format!("{name}.toml"));
+    if path.exists() && !force {
+        return fail(&format!("{} exists; --force replaces it", path.display()));
+    }
+    QUIET_PANICS.store(true, Ordering::Relaxed);
+    let result = sim::shrink::shrink(seed, opts, max_runs, |line| eprintln!("shrink: {line}"));
+    QUIET_PANICS.store(false, Ordering::Relaxed);
+    let s = match result {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
     let text = sim::shrink::to_scenario(seed, opts, &s);
     if let Err(e) = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&path, &text)) {
         return fail(&format!("cannot write {}: {e}", path.display()));
@@ -390,9 +404,22 @@ fn diff(a: &std::path::Path, b: &std::path::Path) -> ExitCode {
         (Err(e), _) | (_, Err(e)) => return fail(&e),
     };
     match sim::trace::first_difference(&ta, &tb) {
-        None => {
+        None if ta == tb => {
             println!("identical: {} lines", ta.lines().count());
             ExitCode::SUCCESS
+        }
+        None => {
+            // Line by line the same, byte by byte not: say what differs rather than "identical".
+            let why = if ta.ends_with('\n') != tb.ends_with('\n') {
+                "one ends with a newline and the other does not"
+            } else {
+                "in their line endings"
+            };
+            println!(
+                "the same {} lines, but the files differ: {why}",
+                ta.lines().count()
+            );
+            ExitCode::FAILURE
         }
         Some((line, x, y)) => {
             println!("first difference at line {}:", line + 1);

@@ -216,6 +216,22 @@ fn replay_writes_a_trace_and_diff_compares_two() {
     let differ = sim(&["diff", first.to_str().unwrap(), other.to_str().unwrap()]);
     assert_eq!(differ.status.code(), Some(1));
     assert!(text(&differ.stdout).contains("first difference at line"));
+    // Byte-exact: a trace that lost its final newline is not "identical".
+    let cut = dir.join("cut.jsonl");
+    let whole = std::fs::read_to_string(&first).unwrap();
+    std::fs::write(&cut, whole.trim_end_matches('\n')).unwrap();
+    let cut_diff = sim(&["diff", first.to_str().unwrap(), cut.to_str().unwrap()]);
+    assert_eq!(
+        cut_diff.status.code(),
+        Some(1),
+        "{}",
+        text(&cut_diff.stdout)
+    );
+    assert!(
+        text(&cut_diff.stdout).contains("newline"),
+        "{}",
+        text(&cut_diff.stdout)
+    );
     let missing = sim(&["diff", "/no/such/trace", first.to_str().unwrap()]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(text(&missing.stderr).contains("cannot read trace /no/such/trace"));
@@ -406,4 +422,31 @@ fn version_and_one_seed_syntax() {
     assert!(without_wall(&positional).starts_with("seed 3"));
     let both = sim(&["run", "3", "--seed", "4"]);
     assert_eq!(both.status.code(), Some(2), "{}", text(&both.stderr));
+}
+
+#[test]
+fn shrink_does_not_replace_a_scenario_without_force() {
+    let dir = std::env::temp_dir().join(format!("gfs-sim-shrink-force-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("seed-0-early_lease.toml");
+    std::fs::write(&file, "# mine\n").unwrap();
+    let d = dir.to_str().unwrap();
+    let refused = sim(&["shrink", "0", "--bug", "early_lease", "--out", d]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("--force"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "# mine\n",
+        "untouched"
+    );
+    let forced = sim(&["shrink", "0", "--bug", "early_lease", "--out", d, "--force"]);
+    assert!(forced.status.success(), "{}", text(&forced.stderr));
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .contains("early_lease"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
