@@ -300,7 +300,7 @@ fn replay(
     );
     println!("trace: {} ({} lines)", path.display(), lines.len());
     say_hidden(&lines, show);
-    summarize(seed, opts, &report)
+    summarize(seed, opts, &report, &opts.reproduce_command(seed))
 }
 
 fn scenario(name: Option<&str>, dir: &std::path::Path, show: &[sim::trace::Shown]) -> ExitCode {
@@ -318,7 +318,12 @@ fn scenario(name: Option<&str>, dir: &std::path::Path, show: &[sim::trace::Shown
     print!("{}", sim::scenario::timeline(&report, show));
     say_hidden(&sim::trace::lines(&report), show);
     println!("scenario {}: {}", loaded.name, loaded.scenario.description);
-    let verdict = summarize(report.seed, &loaded.options, &report);
+    // A scenario's run is its script, not a seeded workload: it replays through `scenario`.
+    let mut reproduce = format!("cargo run --release -p sim -- scenario {name}");
+    if dir != std::path::Path::new("scenarios") {
+        reproduce.push_str(&format!(" --dir {}", dir.display()));
+    }
+    let verdict = summarize(report.seed, &loaded.options, &report, &reproduce);
     let results = sim::scenario::check(&loaded, &report);
     println!("expectations:");
     for (held, what) in &results {
@@ -448,11 +453,17 @@ fn run_one(seed: u64, opts: &RunOptions, show_history: bool, show_events: bool) 
             println!("{}", sim::checks::describe(op));
         }
     }
-    summarize(seed, opts, &report)
+    summarize(seed, opts, &report, &opts.reproduce_command(seed))
 }
 
 /// The summary of a run: operations, faults and recoveries, messages, times, verdict.
-fn summarize(seed: u64, opts: &RunOptions, report: &sim::run::RunReport) -> ExitCode {
+/// Prints a run's summary and verdict; a failure ends with `reproduce`, the command that replays it.
+fn summarize(
+    seed: u64,
+    opts: &RunOptions,
+    report: &sim::run::RunReport,
+    reproduce: &str,
+) -> ExitCode {
     println!("seed {seed}{}", opts.flags());
     println!("operations by kind and outcome:");
     for ((kind, outcome), n) in report.outcomes() {
@@ -481,7 +492,7 @@ fn summarize(seed: u64, opts: &RunOptions, report: &sim::run::RunReport) -> Exit
             _ => println!("verdict: FAIL ({}: {})", f.check, f.report),
         }
     }
-    println!("reproduce: {}", opts.reproduce_command(seed));
+    println!("reproduce: {reproduce}");
     ExitCode::FAILURE
 }
 

@@ -450,3 +450,36 @@ fn shrink_does_not_replace_a_scenario_without_force() {
         .contains("early_lease"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_scenario_prints_the_command_that_replays_the_scenario() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios");
+    let out = sim(&["scenario", "found/seed-0-early_lease", "--dir", dir]);
+    let stdout = text(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("reproduce: "))
+        .unwrap_or_else(|| panic!("no reproduce line: {stdout}"));
+    let args: Vec<&str> = line
+        .split(" -- ")
+        .nth(1)
+        .expect("cargo run ... -- ARGS")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        args,
+        ["scenario", "found/seed-0-early_lease", "--dir", dir],
+        "{line}"
+    );
+    let again = sim(&args);
+    let verdict = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("verdict:"))
+            .map(str::to_owned)
+    };
+    assert_eq!(verdict(&text(&again.stdout)), verdict(&stdout));
+    assert!(
+        verdict(&stdout).unwrap().contains("single_primary"),
+        "{stdout}"
+    );
+}
