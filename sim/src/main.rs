@@ -193,7 +193,7 @@ fn main() -> ExitCode {
             if let Err(e) = opts.validate() {
                 return fail(&e);
             }
-            replay(seed, &opts, &out, &show)
+            replay(seed, &opts, &in_repository(&out), &show)
         }
         Command::Diff { a, b } => diff(&a, &b),
         Command::Shrink {
@@ -206,7 +206,7 @@ fn main() -> ExitCode {
             if let Err(e) = opts.validate() {
                 return fail(&e);
             }
-            shrink(seed, &opts, &out, max_runs, force)
+            shrink(seed, &opts, &in_repository(&out), max_runs, force)
         }
         Command::Hunt { seeds, jobs, opts } => {
             let jobs = match sweep_jobs(jobs, &opts) {
@@ -237,7 +237,9 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Scenario { name, dir, show } => scenario(name.as_deref(), &dir, &show),
+        Command::Scenario { name, dir, show } => {
+            scenario(name.as_deref(), &in_repository(&dir), &show)
+        }
         Command::Sweep { seeds, jobs, opts } => match sweep_jobs(jobs, &opts) {
             Ok(jobs) => run_sweep(seeds, jobs, &opts),
             Err(e) => fail(&e),
@@ -247,6 +249,31 @@ fn main() -> ExitCode {
             Err(e) => fail(&e),
         },
     }
+}
+
+/// A relative path (`scenarios`, `traces`, `scenarios/found`) taken from the repository's root
+/// when `sim` runs in a directory below it (`cargo run` from `sim/`), so that scenarios are found
+/// and traces land where the README says. The root is the nearest directory up from here with a
+/// `Cargo.toml` and a `scenarios/` directory; outside the repository the path stays as given.
+fn in_repository(path: &std::path::Path) -> std::path::PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    let Ok(here) = std::env::current_dir() else {
+        return path.to_path_buf();
+    };
+    here.ancestors()
+        .find(|d| d.join("Cargo.toml").is_file() && d.join("scenarios").is_dir())
+        .map_or_else(
+            || path.to_path_buf(),
+            |root| {
+                if root == here {
+                    path.to_path_buf() // keep relative paths relative in what is printed
+                } else {
+                    root.join(path)
+                }
+            },
+        )
 }
 
 /// What a timeline left out, and the flag that shows it.

@@ -483,3 +483,26 @@ fn a_scenario_prints_the_command_that_replays_the_scenario() {
         "{stdout}"
     );
 }
+
+#[test]
+fn scenarios_are_found_from_a_directory_below_the_repository_root() {
+    // `cargo test` and `cargo run` from `sim/` start there; the scenarios live one level up.
+    let below = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["scenario", "happy_path"])
+        .current_dir(below)
+        .output()
+        .expect("sim runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("every expectation held"));
+    // Outside any repository, the error says where it looked.
+    let out = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["scenario", "happy_path"])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("sim runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("there is no directory scenarios"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -59,10 +59,18 @@ pub fn locate(dir: &Path, name: &str) -> Result<PathBuf, String> {
     if in_dir.is_file() {
         return Ok(in_dir);
     }
-    let known = list(dir).join(", ");
+    let known = list(dir);
+    if !dir.is_dir() {
+        return Err(format!(
+            "no scenario named {name:?}: there is no directory {} (run sim in the repository, or \
+             give --dir, or a path to a .toml file)",
+            dir.display()
+        ));
+    }
     Err(format!(
-        "no scenario named {name:?} in {} (known: {known})",
-        dir.display()
+        "no scenario named {name:?} in {} (known: {})",
+        dir.display(),
+        known.join(", ")
     ))
 }
 
