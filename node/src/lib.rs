@@ -20,6 +20,15 @@
 //! Every build is a simulation build (`--cfg madsim`, set in `.cargo/config.toml`): time,
 //! randomness, network and disk all come from madsim, so a seed fixes the whole run.
 
+// Every build is a simulation build (`.cargo/config.toml` sets `--cfg madsim`). An environment
+// RUSTFLAGS replaces that setting instead of adding to it, and madsim then builds for real
+// networks and clocks: say so, rather than leave a page of unrelated type errors.
+#[cfg(not(madsim))]
+compile_error!(
+    "built without `--cfg madsim`: a RUSTFLAGS environment variable replaces .cargo/config.toml's \
+     flags; add `--cfg madsim` to it (RUSTFLAGS=\"--cfg madsim ...\") or unset it"
+);
+
 pub mod bugs;
 pub mod chunkserver;
 pub mod client;
