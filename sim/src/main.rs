@@ -5,7 +5,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sim::failure::FailureClass;
 use sim::options::RunOptions;
 use sim::run::run_seed;
-use sim::sweep::{parse_seeds, sweep, SweepSummary};
+use sim::sweep::{parse_seeds, sweep_reporting, SweepSummary};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -598,25 +598,43 @@ fn sweep_with_progress(
             ProgressStyle::with_template("{bar:40} {pos}/{len} seeds  {per_sec}  eta {eta}  {msg}")
                 .expect("valid template"),
         );
-        let s = sweep(seeds, jobs, opts, |done, failed| {
-            bar.set_position(done);
-            if failed > 0 {
-                bar.set_message(format!("{failed} failed"));
-            }
-        });
+        let s = sweep_reporting(
+            seeds,
+            jobs,
+            opts,
+            |done, failed| {
+                bar.set_position(done);
+                if failed > 0 {
+                    bar.set_message(format!("{failed} failed"));
+                }
+            },
+            |f| bar.println(found_line(f)),
+        );
         bar.finish_and_clear();
         s
     } else {
         // No terminal (CI): a plain line every tenth of the way.
         let step = (total / 10).max(1);
-        sweep(seeds, jobs, opts, |done, failed| {
-            if done % step == 0 || done == total {
-                eprintln!("progress: {done}/{total} seeds, {failed} failed");
-            }
-        })
+        sweep_reporting(
+            seeds,
+            jobs,
+            opts,
+            |done, failed| {
+                if done % step == 0 || done == total {
+                    eprintln!("progress: {done}/{total} seeds, {failed} failed");
+                }
+            },
+            |f| eprintln!("{}", found_line(f)),
+        )
     };
     QUIET_PANICS.store(false, Ordering::Relaxed);
     summary
+}
+
+/// A failure as the sweep finds it (on stderr; the summary on stdout lists them all again, in seed
+/// order): an interrupted sweep loses none.
+fn found_line(f: &sim::sweep::FailedSeed) -> String {
+    format!("found: seed {} fails {}: {}", f.seed, f.check, f.command)
 }
 
 /// The fault table: how often each fault kind struck and each recovery path ran.

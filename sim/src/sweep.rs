@@ -152,7 +152,19 @@ pub fn sweep(
     seeds: Range<u64>,
     jobs: usize,
     opts: &RunOptions,
+    progress: impl FnMut(u64, u64),
+) -> SweepSummary {
+    sweep_reporting(seeds, jobs, opts, progress, |_| {})
+}
+
+/// [`sweep`], also handing each failing seed to `found` as soon as its run ends (in the order runs
+/// end), so that a sweep cut short has already shown every failure it found.
+pub fn sweep_reporting(
+    seeds: Range<u64>,
+    jobs: usize,
+    opts: &RunOptions,
     mut progress: impl FnMut(u64, u64),
+    mut found: impl FnMut(&FailedSeed),
 ) -> SweepSummary {
     // Wall-clock time of the sweep, measured outside any simulation.
     let start = std::time::Instant::now();
@@ -179,6 +191,9 @@ pub fn sweep(
         }
         drop(tx);
         for result in rx {
+            if let Some(f) = &result.failure {
+                found(f);
+            }
             summary.add(result);
             progress(summary.seeds, summary.failures.len() as u64);
         }

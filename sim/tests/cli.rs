@@ -506,3 +506,45 @@ fn scenarios_are_found_from_a_directory_below_the_repository_root() {
     assert!(err.contains("there is no directory scenarios"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn a_sweep_shows_each_failure_as_it_finds_it() {
+    // A long sweep stopped early (here killed once it has found two) has already shown them.
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args([
+            "sweep",
+            "--seeds",
+            "0..100000",
+            "--jobs",
+            "1",
+            "--bug",
+            "early_lease",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sim runs");
+    let mut found = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.starts_with("found: ") {
+            found.push(line);
+            if found.len() == 2 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found[0].starts_with("found: seed 0 fails single_primary: cargo run"),
+        "{found:?}"
+    );
+    assert!(
+        found[0].ends_with("run --seed 0 --bug early_lease"),
+        "{found:?}"
+    );
+}
