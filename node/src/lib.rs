@@ -22,8 +22,9 @@
 
 // Every build is a simulation build (`.cargo/config.toml` sets `--cfg madsim`). An environment
 // RUSTFLAGS replaces that setting instead of adding to it, and madsim then builds for real
-// networks and clocks: say so, rather than leave a page of unrelated type errors.
-#[cfg(not(madsim))]
+// networks and clocks: say so, rather than leave a page of unrelated type errors. (rustdoc reads
+// the crate without the build's flags, to document it or collect its doctests: not for it.)
+#[cfg(not(any(madsim, doc, doctest)))]
 compile_error!(
     "built without `--cfg madsim`: a RUSTFLAGS environment variable replaces .cargo/config.toml's \
      flags; add `--cfg madsim` to it (RUSTFLAGS=\"--cfg madsim ...\") or unset it"
