@@ -29,6 +29,21 @@ pub enum FailureClass {
 }
 
 impl FailureClass {
+    /// The exit code of a command whose most severe failure is of this class: 1 a violation, 3 a
+    /// liveness failure, 4 a panic (0 is a pass and 2 bad input, for every command).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            FailureClass::Violation => 1,
+            FailureClass::Liveness => 3,
+            FailureClass::Panic => 4,
+        }
+    }
+
+    /// The most severe of `classes` (see the order above), if any.
+    pub fn worst(classes: impl IntoIterator<Item = FailureClass>) -> Option<FailureClass> {
+        classes.into_iter().min()
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             FailureClass::Panic => "panic",
@@ -87,5 +102,34 @@ mod tests {
             report: "2 mutations left a state\n  op #3 ...".into(),
         };
         assert_eq!(f.line(), "table1: 2 mutations left a state");
+    }
+
+    #[test]
+    fn the_most_severe_class_gives_the_exit_code() {
+        assert_eq!(
+            FailureClass::worst([
+                FailureClass::Liveness,
+                FailureClass::Violation,
+                FailureClass::Liveness
+            ]),
+            Some(FailureClass::Violation)
+        );
+        assert_eq!(
+            FailureClass::worst([
+                FailureClass::Liveness,
+                FailureClass::Panic,
+                FailureClass::Violation
+            ]),
+            Some(FailureClass::Panic)
+        );
+        assert_eq!(FailureClass::worst([]), None);
+        let codes: Vec<u8> = [
+            FailureClass::Violation,
+            FailureClass::Liveness,
+            FailureClass::Panic,
+        ]
+        .map(FailureClass::exit_code)
+        .into();
+        assert_eq!(codes, [1, 3, 4], "0 and 2 are a pass and bad input");
     }
 }

@@ -18,7 +18,10 @@ use std::time::Duration;
     about = "Deterministic simulation testbed for the Google File System",
     long_about = "Runs a GFS cluster (master, chunkservers, clients) inside the madsim simulator under \
 an explicit seed, plays a random workload, and checks that every acknowledged write survives. The \
-same seed and options always give the same run.\n\nWithout a subcommand, sweeps seeds 0..1000."
+same seed and options always give the same run.\n\nWithout a subcommand, sweeps seeds 0..1000.\n\nExit \
+codes: 0 every run passed (a hunt: the bug was caught), 1 a check was violated (also: a scenario's \
+expectation or a shrink failed, a hunt caught nothing, traces differ), 2 bad input, 3 a liveness failure (no progress, no \
+convergence), 4 a node panicked on a broken invariant. A sweep exits with its most severe failure."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -520,7 +523,13 @@ fn summarize(
         }
     }
     println!("reproduce: {reproduce}");
-    ExitCode::FAILURE
+    failed_with(report.failures().iter().map(|f| f.class))
+}
+
+/// The exit code of a command that saw failures of these classes: that of the most severe.
+fn failed_with(classes: impl IntoIterator<Item = FailureClass>) -> ExitCode {
+    let worst = FailureClass::worst(classes).expect("called only on failures");
+    ExitCode::from(worst.exit_code())
 }
 
 /// Validates a sweep's options and resolves its thread count.
@@ -539,7 +548,7 @@ fn run_sweep(seeds: std::ops::Range<u64>, jobs: usize, opts: &RunOptions) -> Exi
     if summary.failures.is_empty() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::FAILURE
+        failed_with(summary.failures.iter().map(|f| f.class))
     }
 }
 
@@ -573,7 +582,9 @@ fn table(seeds: std::ops::Range<u64>, jobs: usize, opts: &RunOptions) -> ExitCod
             summary.failures.len(),
             summary.seeds
         );
-        ExitCode::FAILURE
+        // A forbidden state is a violation; failed runs may add a more severe class.
+        let forbidden = (summary.table1_forbidden > 0).then_some(FailureClass::Violation);
+        failed_with(summary.failures.iter().map(|f| f.class).chain(forbidden))
     }
 }
 
