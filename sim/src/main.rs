@@ -129,15 +129,41 @@ enum Command {
     },
     /// Run every seed of a range and report each failing seed with the command that reproduces it.
     Sweep {
-        /// Seeds to run, as A..B (B excluded), for example 0..10000.
+        /// Seeds to run, as A..B (B excluded), for example 0..10000. Without it, madsim's own
+        /// convention: MADSIM_TEST_SEED (the first seed) and MADSIM_TEST_NUM (how many, default 1).
         #[arg(long, value_parser = parse_seeds)]
-        seeds: std::ops::Range<u64>,
+        seeds: Option<std::ops::Range<u64>>,
         /// Worker threads; defaults to the number of cores.
         #[arg(long, short)]
         jobs: Option<usize>,
         #[command(flatten)]
         opts: RunOptions,
     },
+}
+
+/// The seeds madsim's test macro would run: MADSIM_TEST_SEED, then MADSIM_TEST_NUM - 1 more.
+fn seeds_from_env() -> Result<std::ops::Range<u64>, String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let number = |name: &str, v: String| {
+        v.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{name}={v:?} is not a non-negative integer"))
+    };
+    let Some(seed) = var("MADSIM_TEST_SEED") else {
+        return Err("sweep needs --seeds A..B, or MADSIM_TEST_SEED (and MADSIM_TEST_NUM)".into());
+    };
+    let start = number("MADSIM_TEST_SEED", seed)?;
+    let count = match var("MADSIM_TEST_NUM") {
+        Some(n) => number("MADSIM_TEST_NUM", n)?,
+        None => 1,
+    };
+    if count == 0 {
+        return Err("MADSIM_TEST_NUM=0 runs no seed".into());
+    }
+    let end = start
+        .checked_add(count)
+        .ok_or_else(|| format!("MADSIM_TEST_SEED + MADSIM_TEST_NUM passes {}", u64::MAX))?;
+    Ok(start..end)
 }
 
 fn fail(msg: &str) -> ExitCode {
@@ -169,7 +195,7 @@ fn main() -> ExitCode {
     install_panic_hook();
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Sweep {
-        seeds: 0..1000,
+        seeds: Some(0..1000),
         jobs: None,
         opts: RunOptions::default(),
     });
@@ -243,10 +269,16 @@ fn main() -> ExitCode {
         Command::Scenario { name, dir, show } => {
             scenario(name.as_deref(), &in_repository(&dir), &show)
         }
-        Command::Sweep { seeds, jobs, opts } => match sweep_jobs(jobs, &opts) {
-            Ok(jobs) => run_sweep(seeds, jobs, &opts),
-            Err(e) => fail(&e),
-        },
+        Command::Sweep { seeds, jobs, opts } => {
+            let seeds = match seeds.map_or_else(seeds_from_env, Ok) {
+                Ok(seeds) => seeds,
+                Err(e) => return fail(&e),
+            };
+            match sweep_jobs(jobs, &opts) {
+                Ok(jobs) => run_sweep(seeds, jobs, &opts),
+                Err(e) => fail(&e),
+            }
+        }
         Command::Table { seeds, jobs, opts } => match sweep_jobs(jobs, &opts) {
             Ok(jobs) => table(seeds, jobs, &opts),
             Err(e) => fail(&e),

@@ -565,3 +565,43 @@ fn exit_codes_follow_the_most_severe_failure_class() {
     assert_eq!(sweep("29..31"), Some(1), "a violation outranks liveness");
     assert_eq!(code(&["run", "--replication", "9"]), Some(2), "bad input");
 }
+
+#[test]
+fn sweep_takes_its_seeds_from_madsims_variables_when_not_given() {
+    let sweep = |env: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sim"));
+        c.args(["sweep", "--faults", "none", "--ops", "2"])
+            .env_remove("MADSIM_TEST_SEED")
+            .env_remove("MADSIM_TEST_NUM");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().expect("sim runs")
+    };
+    let out = sweep(&[("MADSIM_TEST_SEED", "5"), ("MADSIM_TEST_NUM", "3")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("sweeping seeds 5..8"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("3 passed"),
+        "{}",
+        text(&out.stdout)
+    );
+    let one = sweep(&[("MADSIM_TEST_SEED", "7")]);
+    assert!(text(&one.stderr).contains("sweeping seeds 7..8"));
+    for (env, says) in [
+        (&[][..], "needs --seeds"),
+        (&[("MADSIM_TEST_SEED", "x")][..], "MADSIM_TEST_SEED=\"x\""),
+        (
+            &[("MADSIM_TEST_SEED", "1"), ("MADSIM_TEST_NUM", "0")][..],
+            "runs no seed",
+        ),
+    ] {
+        let out = sweep(env);
+        assert_eq!(out.status.code(), Some(2), "{env:?}");
+        assert!(text(&out.stderr).contains(says), "{}", text(&out.stderr));
+    }
+}
