@@ -99,9 +99,9 @@ pub const MAX_RECEIVERS_PER_KIND: u32 = 256;
 
 impl ClusterConfig {
     /// Receive loops per request kind for a node that `callers` nodes may call: one per ten, so
-    /// that heartbeats from 1,000 chunkservers (5,000 a second at the default interval) or a burst
-    /// from 100 clients at one primary queue behind nothing but the network. One for the default
-    /// cluster's eight nodes.
+    /// that heartbeats from 1,000 chunkservers (5,000 a second at the default interval) and the
+    /// requests of many clients reach the master without queueing behind each other. One for the
+    /// default cluster's eight nodes. (Chunkservers keep one: see `chunkserver_receivers_per_kind`.)
     pub fn receivers_for(callers: u32) -> u32 {
         (1 + callers / 10).min(MAX_RECEIVERS_PER_KIND)
     }
