@@ -166,10 +166,9 @@ pub fn sweep_reporting(
     mut progress: impl FnMut(u64, u64),
     mut found: impl FnMut(&FailedSeed),
 ) -> SweepSummary {
-    // Wall-clock time of the sweep, measured outside any simulation.
-    let start = std::time::Instant::now();
-    // Seeds are handed out as offsets into the range: a counter of seeds themselves would wrap past
-    // u64::MAX at the top of the range and start again from seed 0.
+    let start = std::time::Instant::now(); // real time: the sweep's wall clock, outside any simulation
+                                           // Seeds are handed out as offsets into the range: a counter of seeds themselves would wrap past
+                                           // u64::MAX at the top of the range and start again from seed 0.
     let next = AtomicU64::new(0);
     let count = seeds.end.saturating_sub(seeds.start);
     let (tx, rx) = mpsc::sync_channel::<SeedResult>(jobs * 4);

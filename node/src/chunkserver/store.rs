@@ -579,6 +579,18 @@ mod tests {
         rt.block_on(async move { node.spawn(f).await.unwrap() });
     }
 
+    /// A fresh disk for chunkserver 0; bits may flip in files under `flip_prefix` ("" for none).
+    async fn test_disk(flip_prefix: &str) -> (std::sync::Arc<crate::disk::DiskFaults>, Disk) {
+        let faults = crate::disk::DiskFaults::new(100, false, flip_prefix);
+        let disk = Disk::open(
+            crate::trace::NodeName::Cs(crate::ServerId(0)),
+            faults.clone(),
+        )
+        .await
+        .unwrap();
+        (faults, disk)
+    }
+
     /// Reads `[at, at + n)` of chunk 0x1ab, materialized.
     async fn read(s: &ChunkStore, at: u64, n: u64) -> Result<Vec<u8>, GfsError> {
         s.read(ChunkHandle(0x1ab), at, n).await.map(|b| b.to_vec())
@@ -587,13 +599,7 @@ mod tests {
     #[test]
     fn a_scrub_remembers_sound_replicas_until_their_file_changes() {
         on_node(async {
-            let faults = crate::disk::DiskFaults::new(100, false, "chunks/");
-            let disk = Disk::open(
-                crate::trace::NodeName::Cs(crate::ServerId(0)),
-                faults.clone(),
-            )
-            .await
-            .unwrap();
+            let (faults, disk) = test_disk("chunks/").await;
             let mut s = ChunkStore::load(disk, 64, 16).await.unwrap();
             let h = ChunkHandle(0x1ab);
             s.create(h, 1).await.unwrap();
@@ -620,10 +626,7 @@ mod tests {
     #[test]
     fn writes_gaps_padding_and_checksums() {
         on_node(async {
-            let faults = crate::disk::DiskFaults::new(100, false, "");
-            let disk = Disk::open(crate::trace::NodeName::Cs(crate::ServerId(0)), faults)
-                .await
-                .unwrap();
+            let (_, disk) = test_disk("").await;
             let mut s = ChunkStore::load(disk.clone(), 64, 16).await.unwrap();
             let h = ChunkHandle(0x1ab);
             s.create(h, 1).await.unwrap();
@@ -701,10 +704,7 @@ mod tests {
     #[test]
     fn a_padded_paper_sized_chunk_stores_only_its_records() {
         on_node(async {
-            let faults = crate::disk::DiskFaults::new(100, false, "");
-            let disk = Disk::open(crate::trace::NodeName::Cs(crate::ServerId(0)), faults)
-                .await
-                .unwrap();
+            let (_, disk) = test_disk("").await;
             let (chunk, block) = (64 << 20, 64 << 10);
             let mut s = ChunkStore::load(disk.clone(), chunk, block).await.unwrap();
             let h = ChunkHandle(1);

@@ -378,7 +378,7 @@ impl Master {
             if core.state.chunks_of(&req.path)? != handles.as_slice() {
                 continue;
             }
-            let (recs, _) = core
+            let recs = core
                 .state
                 .delete_file_once(&req.path, now_ns(), req.request)?;
             if recs.is_empty() {

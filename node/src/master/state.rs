@@ -626,13 +626,9 @@ impl MasterState {
     }
 
     /// Deletes a file by renaming it to a hidden name (GFS §4.4); [`MasterState::reclaimable`] names
-    /// it once the GC delay has passed. Returns the leases that were live on its chunks, which the
-    /// caller revokes before answering, so no primary keeps writing to a deleted file.
-    pub fn delete_file(
-        &mut self,
-        path: &str,
-        now_ns: u64,
-    ) -> Result<(Vec<LogRecord>, LiveLeases), GfsError> {
+    /// it once the GC delay has passed. The caller first revokes the leases on its chunks (see
+    /// [`MasterState::start_revoking`]), so no primary keeps writing to a deleted file.
+    pub fn delete_file(&mut self, path: &str, now_ns: u64) -> Result<Vec<LogRecord>, GfsError> {
         self.delete_file_once(path, now_ns, None)
     }
 
@@ -642,24 +638,17 @@ impl MasterState {
         path: &str,
         now_ns: u64,
         request: Option<RequestId>,
-    ) -> Result<(Vec<LogRecord>, LiveLeases), GfsError> {
+    ) -> Result<Vec<LogRecord>, GfsError> {
         if let Some(answer) = request.and_then(|r| self.answered(r)) {
-            return answer.map(|()| (Vec::new(), Vec::new()));
+            return answer.map(|()| Vec::new());
         }
         validate_user_path(path)?;
-        let Some(handles) = self.files.get(path) else {
+        if !self.files.contains_key(path) {
             return Err(GfsError::NotFound(path.to_string()));
-        };
+        }
         if self.bugs.contains(&Bug::GcDeletesReferenced) {
             self.deleted_paths.insert(path.to_string());
         }
-        let live: Vec<_> = handles
-            .iter()
-            .filter_map(|h| {
-                let lease = self.chunks[h].lease.as_ref()?.lease;
-                (lease.expires_ns > now_ns).then_some((*h, lease))
-            })
-            .collect();
         let mut out = Vec::new();
         // The next log sequence number makes the hidden name unique.
         let hidden = format!("{HIDDEN_PREFIX}{}{path}", self.lsn + 1);
@@ -670,7 +659,7 @@ impl MasterState {
             request,
         };
         self.commit(rec, &mut out);
-        Ok((out, live))
+        Ok(out)
     }
 
     /// The unexpired leases on `path`'s chunks, which a delete revokes before it logs the deletion
@@ -1336,6 +1325,16 @@ mod tests {
         (g, recs)
     }
 
+    /// A master of `n` servers with file `/f` whose first chunk was granted a lease at 1 ms.
+    fn one_leased_chunk(n: u32) -> (MasterState, rand::rngs::StdRng, ChunkHandle, LeaseGrant) {
+        let mut m = master_with(n);
+        let mut r = rng();
+        m.create_file("/f").unwrap();
+        let (h, _) = m.ensure_chunk("/f", 0).unwrap();
+        let (g, _) = grant_all(&mut m, h, MS, &mut r);
+        (m, r, h, g)
+    }
+
     /// Registers that the replicas took the new version, as the shell does after SetVersion.
     fn confirm(m: &mut MasterState, h: ChunkHandle, now: u64) {
         let replicas = m.replicas(h);
@@ -1584,11 +1583,7 @@ mod tests {
 
     #[test]
     fn lease_extension_only_for_the_holder_at_its_version() {
-        let mut m = master_with(3);
-        let mut r = rng();
-        m.create_file("/f").unwrap();
-        let (h, _) = m.ensure_chunk("/f", 0).unwrap();
-        let (g, _) = grant_all(&mut m, h, MS, &mut r);
+        let (mut m, mut r, h, g) = one_leased_chunk(3);
         let p = g.lease.primary;
         let other = g.replicas.iter().copied().find(|s| *s != p).unwrap();
         assert_eq!(m.extend_lease(h, other, 1, 2 * MS, LEASE), None);
@@ -1685,11 +1680,7 @@ mod tests {
 
     #[test]
     fn a_lease_being_revoked_by_a_delete_is_not_extended() {
-        let mut m = master_with(3);
-        let mut r = rng();
-        m.create_file("/f").unwrap();
-        let (h, _) = m.ensure_chunk("/f", 0).unwrap();
-        let (g, _) = grant_all(&mut m, h, MS, &mut r);
+        let (mut m, _, h, g) = one_leased_chunk(3);
         let p = g.lease.primary;
         let live = m.start_revoking("/f", 2 * MS).unwrap();
         assert_eq!(
@@ -1843,9 +1834,9 @@ mod tests {
         let a0 = live.chunks_of("/a").unwrap()[0];
         log.extend(grant_all(&mut live, a0, 2 * MS, &mut r).1);
         log.extend(grant_all(&mut live, a0, 2 * MS + LEASE, &mut r).1);
-        log.extend(live.delete_file("/b", 3 * MS).unwrap().0);
+        log.extend(live.delete_file("/b", 3 * MS).unwrap());
         log.extend(live.create_file("/b").unwrap());
-        log.extend(live.delete_file("/c", 4 * MS).unwrap().0);
+        log.extend(live.delete_file("/c", 4 * MS).unwrap());
         let hidden = live.reclaimable(5 * MS, MS);
         assert_eq!(hidden.len(), 2);
         log.extend(live.reclaim(&hidden[0]));
@@ -1916,11 +1907,11 @@ mod request_tests {
         let a = RequestId { client: 1, seq: 7 };
         let b = RequestId { client: 2, seq: 1 };
         let mut log = m.create_file_once("/f", Some(a)).unwrap();
-        log.extend(m.delete_file_once("/f", 10, Some(b)).unwrap().0);
+        log.extend(m.delete_file_once("/f", 10, Some(b)).unwrap());
         log.extend(m.create_file_once("/f", None).unwrap());
         // The delete's retry must not delete the re-created file; the create's retry must not
         // fail with already_exists.
-        assert_eq!(m.delete_file_once("/f", 20, Some(b)).unwrap().0, Vec::new());
+        assert_eq!(m.delete_file_once("/f", 20, Some(b)).unwrap(), Vec::new());
         assert!(m.exists("/f"));
         assert_eq!(m.create_file_once("/f", Some(a)).unwrap(), Vec::new());
         // A restarted master knows them from its log, and from a checkpoint.
@@ -1929,7 +1920,7 @@ mod request_tests {
         let from_cp = MasterState::from_checkpoint(&replayed.checkpoint());
         for mut again in [replayed, from_cp] {
             assert_eq!(
-                again.delete_file_once("/f", 30, Some(b)).unwrap().0,
+                again.delete_file_once("/f", 30, Some(b)).unwrap(),
                 Vec::new()
             );
             assert!(again.exists("/f"));
