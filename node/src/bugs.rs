@@ -37,9 +37,18 @@ pub enum Bug {
     GcDeletesReferenced,
     /// A restarted master grants leases at once, while leases of its previous life may run (§4.5).
     NoGraceAfterRestart,
+    /// The primary keeps numbering mutations after its lease ran out (GFS §3.1): it checks the
+    /// lease's version but not its expiry.
+    PrimaryIgnoresExpiry,
+    /// A listing shows deleted files under their hidden names (GFS §4.4: deletion renames a file
+    /// into a hidden namespace).
+    ListShowsHidden,
+    /// Record-append padding stops one byte short of the chunk's end (GFS §3.3: the primary pads
+    /// the chunk to its maximum size).
+    ShortPad,
 }
 
-pub const ALL_BUGS: [Bug; 11] = [
+pub const ALL_BUGS: [Bug; 14] = [
     Bug::AckBeforeSecondaries,
     Bug::ArrivalOrder,
     Bug::NoVersionBump,
@@ -51,6 +60,9 @@ pub const ALL_BUGS: [Bug; 11] = [
     Bug::AppendNoPad,
     Bug::GcDeletesReferenced,
     Bug::NoGraceAfterRestart,
+    Bug::PrimaryIgnoresExpiry,
+    Bug::ListShowsHidden,
+    Bug::ShortPad,
 ];
 
 impl Bug {
@@ -67,6 +79,9 @@ impl Bug {
             Bug::AppendNoPad => "append_no_pad",
             Bug::GcDeletesReferenced => "gc_deletes_referenced",
             Bug::NoGraceAfterRestart => "no_grace_after_restart",
+            Bug::PrimaryIgnoresExpiry => "primary_ignores_expiry",
+            Bug::ListShowsHidden => "list_shows_hidden",
+            Bug::ShortPad => "short_pad",
         }
     }
 }

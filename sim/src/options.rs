@@ -104,7 +104,8 @@ pub struct RunOptions {
     pub rates: Vec<KindRate>,
     /// Switch on a planted bug (repeatable): ack_before_secondaries, arrival_order,
     /// no_version_bump, early_lease, stale_replicas_current, no_checksum_verify, unsynced_log,
-    /// clone_from_stale, append_no_pad, gc_deletes_referenced, no_grace_after_restart.
+    /// clone_from_stale, append_no_pad, gc_deletes_referenced, no_grace_after_restart,
+    /// primary_ignores_expiry, list_shows_hidden, short_pad.
     #[arg(long = "bug", value_name = "NAME")]
     #[serde(rename = "bug", alias = "bugs", skip_serializing_if = "Vec::is_empty")]
     pub bugs: Vec<node::Bug>,

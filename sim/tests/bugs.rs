@@ -58,6 +58,13 @@ bug_tests! {
     append_no_pad: Bug::AppendNoPad, RunOptions::default(), 50;
     gc_deletes_referenced: Bug::GcDeletesReferenced, RunOptions::default(), 50;
     no_grace_after_restart: Bug::NoGraceAfterRestart, RunOptions::default(), 150;
+    // Only `ordered_under_lease` sees it: the late primary's secondaries have mostly moved on to
+    // the next version and refuse its forwards, so no replica shows the damage.
+    primary_ignores_expiry: Bug::PrimaryIgnoresExpiry, RunOptions::default(), 50;
+    // Hidden names are names no operation created: `namespace_linearizable` explains every name.
+    list_shows_hidden: Bug::ListShowsHidden, RunOptions::default(), 50;
+    // Clients read short chunks as zeros: only `padding_whole`, reading replicas, sees it.
+    short_pad: Bug::ShortPad, RunOptions::default(), 50;
 }
 
 #[test]
@@ -75,6 +82,9 @@ fn every_bug_has_a_test() {
         Bug::AppendNoPad,
         Bug::GcDeletesReferenced,
         Bug::NoGraceAfterRestart,
+        Bug::PrimaryIgnoresExpiry,
+        Bug::ListShowsHidden,
+        Bug::ShortPad,
     ];
     assert_eq!(tested.to_vec(), node::bugs::ALL_BUGS.to_vec());
 }

@@ -157,6 +157,8 @@ pub struct ChunkServerCore {
     append_no_pad: bool,
     /// Bug `arrival_order`: secondaries apply in arrival order, not serial order.
     arrival_order: bool,
+    /// Bug `primary_ignores_expiry`: a lease past its expiry still numbers mutations.
+    ignore_expiry: bool,
     leases: BTreeMap<ChunkHandle, PrimaryLease>,
     /// Last serial applied per chunk, at the version it was applied under.
     applied: BTreeMap<ChunkHandle, (u64, u64)>,
@@ -180,6 +182,7 @@ impl ChunkServerCore {
             chunk_size_bytes: cfg.chunk_size_bytes,
             append_no_pad: cfg.has(Bug::AppendNoPad),
             arrival_order: cfg.has(Bug::ArrivalOrder),
+            ignore_expiry: cfg.has(Bug::PrimaryIgnoresExpiry),
             leases: BTreeMap::new(),
             applied: BTreeMap::new(),
             installed_ns: BTreeMap::new(),
@@ -228,7 +231,7 @@ impl ChunkServerCore {
     /// Whether this server holds a live lease on `h` at `version`, without taking a serial.
     pub fn check_primary(&self, h: ChunkHandle, version: u64, now_ns: u64) -> Result<(), GfsError> {
         let lease = self.leases.get(&h).ok_or(GfsError::NotPrimary)?;
-        if lease.expires_ns <= now_ns {
+        if lease.expires_ns <= now_ns && !self.ignore_expiry {
             return Err(GfsError::NotPrimary);
         }
         if lease.version != version {
@@ -500,6 +503,11 @@ mod tests {
             assert_eq!(lease.mutated, c.want.is_ok(), "{}", c.name);
             assert_eq!(lease.next_serial, 1 + c.want.is_ok() as u64, "{}", c.name);
         }
+        // Bug `primary_ignores_expiry`: the expired lease still numbers, the version still counts.
+        let mut buggy = ChunkServerCore::new(&cfg(&[Bug::PrimaryIgnoresExpiry]));
+        buggy.version_set(H, 2, Some(1_000), 0);
+        assert_eq!(buggy.take_serial(H, 2, 5_000), Ok(1));
+        assert!(buggy.take_serial(H, 3, 5_000).is_err());
     }
 
     #[test]

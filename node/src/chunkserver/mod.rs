@@ -395,6 +395,17 @@ impl ChunkServer {
         Ok(())
     }
 
+    /// GFS §3.1 step 4: numbers the next mutation of `h` under this server's lease.
+    fn take_serial(&self, h: ChunkHandle, version: u64) -> Result<u64, GfsError> {
+        let serial = self.core().take_serial(h, version, now_ns())?;
+        emit(self.name, || Event::MutationOrdered {
+            chunk: h,
+            version,
+            serial,
+        });
+        Ok(serial)
+    }
+
     /// Writes mutation `m` to the replica of `h`; returns the length of the pushed data it used.
     async fn write_mutation(
         &self,
@@ -409,7 +420,12 @@ impl ChunkServer {
                 store.write_shared(h, *offset, bytes).await?;
                 Ok(len)
             }
-            Mutation::Pad { from } => store.pad(h, *from).await.map(|()| 0),
+            Mutation::Pad { from } => {
+                // Bug `short_pad`: an off-by-one leaves the chunk's last byte unpadded.
+                let short_by = u64::from(self.cfg.has(Bug::ShortPad));
+                let to = self.cfg.chunk_size_bytes - short_by;
+                store.pad_to(h, *from, to).await.map(|()| 0)
+            }
             Mutation::WriteCut { offset, data, keep } => {
                 let bytes = self.data(data)?;
                 store
@@ -512,7 +528,7 @@ impl ChunkServer {
         let lock = self.chunk_lock(req.handle);
         let forwarded = {
             let _mutating = lock.lock().await;
-            let serial = self.core().take_serial(req.handle, req.version, now_ns())?;
+            let serial = self.take_serial(req.handle, req.version)?;
             let m = Mutation::Write {
                 offset: req.offset,
                 data: req.data,
@@ -545,7 +561,7 @@ impl ChunkServer {
             let Some(m) = plan.mutation(req.data) else {
                 return Err(GfsError::ChunkFull); // already full: nothing to apply or send
             };
-            let serial = self.core().take_serial(req.handle, req.version, now_ns())?;
+            let serial = self.take_serial(req.handle, req.version)?;
             self.apply_local(req.handle, serial, &m).await?;
             let forwarded = self.forward(req.handle, req.version, serial, m, &req.secondaries);
             (plan, forwarded)

@@ -422,13 +422,19 @@ impl ChunkStore {
     /// again. (A sweep found a pad that skipped it: the block's checksum still covered only its old
     /// bytes, and the sound replica failed verification.)
     pub async fn pad(&mut self, h: ChunkHandle, from: u64) -> Result<(), GfsError> {
+        self.pad_to(h, from, self.chunk_size_bytes).await
+    }
+
+    /// [`ChunkStore::pad`] ending at `to` instead of the chunk's end: only the planted bug
+    /// `short_pad` asks for less than the whole chunk.
+    pub async fn pad_to(&mut self, h: ChunkHandle, from: u64, to: u64) -> Result<(), GfsError> {
         let old_len = self
             .chunks
             .get(&h)
             .ok_or(GfsError::NoSuchReplica(h))?
             .len_bytes;
-        let from = from.min(old_len).min(self.chunk_size_bytes);
-        let to = self.chunk_size_bytes;
+        let to = to.min(self.chunk_size_bytes);
+        let from = from.min(old_len).min(to);
         if from == to {
             return Ok(());
         }

@@ -504,6 +504,12 @@ impl Master {
             )));
         }
         if grant.new {
+            emit(|| Event::LeaseOffered {
+                chunk: handle,
+                version: lease.version,
+                primary: lease.primary,
+                expires_ns: lease.expires_ns,
+            });
             // Tell every replica the new version before anyone learns the primary (GFS §4.5);
             // the bump is logged once one of them has it (see `MasterState::grant_lease`).
             let calls: Vec<_> = grant
@@ -625,6 +631,12 @@ impl Master {
             .iter()
             .filter_map(|&(h, v)| {
                 let until = core.state.extend_lease(h, req.server, v, now, lease_ns)?;
+                emit(|| Event::LeaseRenewed {
+                    chunk: h,
+                    version: v,
+                    primary: server,
+                    expires_ns: until,
+                });
                 Some((h, v, until))
             })
             .collect();

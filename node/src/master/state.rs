@@ -718,11 +718,13 @@ impl MasterState {
         !is_hidden(path) && self.files.contains_key(path)
     }
 
-    /// Every visible file with its chunks, sorted by path.
+    /// Every visible file with its chunks, sorted by path. (Bug `list_shows_hidden`: deleted
+    /// files too, under their hidden names.)
     pub fn list(&self) -> Vec<(String, Vec<ChunkHandle>)> {
+        let hidden_too = self.has(Bug::ListShowsHidden);
         self.files
             .iter()
-            .filter(|(p, _)| !is_hidden(p))
+            .filter(|(p, _)| hidden_too || !is_hidden(p))
             .map(|(p, c)| (p.clone(), c.clone()))
             .collect()
     }

@@ -277,6 +277,22 @@ events! {
         "chunk={chunk} version={version} primary={primary} secondaries=[{}] expires_ms={expires_ms}",
         list(secondaries, ",")
     );
+    /// The master chose `primary` for a new lease until `expires_ns` and sends it the new version
+    /// (GFS §3.1); whether clients are told of it depends on how many replicas take the version
+    /// (`lease_granted`). From here the primary may order mutations until the expiry.
+    LeaseOffered = "lease_offered" {
+        chunk: ChunkHandle,
+        version: u64,
+        primary: ServerId,
+        expires_ns: u64,
+    } => |f| write!(f, "chunk={chunk} version={version} primary={primary} expires_ns={expires_ns}");
+    /// The master extended a lease at its primary's request, carried by a heartbeat (GFS §3.1).
+    LeaseRenewed = "lease_renewed" {
+        chunk: ChunkHandle,
+        version: u64,
+        primary: ServerId,
+        expires_ns: u64,
+    } => |f| write!(f, "chunk={chunk} version={version} primary={primary} expires_ns={expires_ns}");
     /// A lease nobody extended ran out; reported once, at the master's next background pass.
     LeaseExpired = "lease_expired" {
         chunk: ChunkHandle,
@@ -337,6 +353,11 @@ events! {
     /// The master revoked this server's lease.
     LeaseReleased = "lease_released" { chunk: ChunkHandle, version: u64 }
         => |f| write!(f, "chunk={chunk} version={version} revoked");
+    /// The primary numbered a mutation (a write, an append or a pad) under its lease (GFS §3.1
+    /// step 4): the act that decides the mutation order, so it must fall inside a lease the master
+    /// offered or renewed.
+    MutationOrdered = "mutation_ordered" { chunk: ChunkHandle, version: u64, serial: u64 }
+        => |f| write!(f, "chunk={chunk} version={version} serial={serial}");
     /// The primary applied a write (a mutation with data) as serial number `serial`.
     MutationApplied = "mutation_applied" {
         chunk: ChunkHandle,

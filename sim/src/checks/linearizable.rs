@@ -65,10 +65,15 @@ fn error(outcome: &Option<OpResult>) -> Option<&GfsError> {
 
 /// Every path's events, from the history.
 pub fn events(history: &[OpRecord]) -> BTreeMap<String, Vec<Event>> {
+    // Every path an operation named, and every name a list returned: a listed name no operation
+    // created is absent from the start, so a list showing it cannot be explained.
     let mut paths: BTreeSet<String> = BTreeSet::new();
     for op in history {
         if let Some(p) = op.op.path() {
             paths.insert(p.to_string());
+        }
+        if let Some(OpResult::Files { files }) = &op.outcome {
+            paths.extend(files.iter().map(|f| f.path.clone()));
         }
     }
     let mut out: BTreeMap<String, Vec<Event>> = BTreeMap::new();
@@ -287,6 +292,45 @@ mod tests {
             ev(2, (40, 50), Present),
         ];
         assert_eq!(check_path(&pending, MAX_STATES), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn a_listed_name_no_operation_explains_is_caught() {
+        use super::super::model::tests::rec;
+        let listing = |names: &[&str]| OpResult::Files {
+            files: names
+                .iter()
+                .map(|n| node::client::FileInfo {
+                    path: n.to_string(),
+                    size_bytes: 0,
+                    chunks: 0,
+                })
+                .collect(),
+        };
+        let create = rec(
+            0,
+            OpSpec::Create { path: "/a".into() },
+            (0, 10),
+            OpResult::Ok,
+        );
+        let delete = rec(
+            1,
+            OpSpec::Delete { path: "/a".into() },
+            (20, 30),
+            OpResult::Ok,
+        );
+        let ok = [
+            create.clone(),
+            rec(2, OpSpec::List, (12, 14), listing(&["/a"])),
+            delete.clone(),
+            rec(3, OpSpec::List, (40, 50), listing(&[])),
+        ];
+        assert_eq!(check(&ok), None);
+        // A deleted file listed under its hidden name: a path no operation ever created.
+        let mut hidden = ok.clone();
+        hidden[3] = rec(3, OpSpec::List, (40, 50), listing(&["/.deleted/a.20"]));
+        let v = check(&hidden).expect("unexplained name caught");
+        assert!(v.report.contains("/.deleted/a.20"), "{}", v.report);
     }
 
     #[test]

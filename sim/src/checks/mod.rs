@@ -13,6 +13,8 @@ pub mod available;
 pub mod converged;
 pub mod linearizable;
 pub mod model;
+pub mod ordered_under_lease;
+pub mod padding_whole;
 pub mod reads_not_invented;
 pub mod records_readable;
 pub mod replicas_identical;
@@ -82,8 +84,33 @@ pub(crate) fn test_inputs<'a>(
     }
 }
 
+/// For the checks' unit tests: the final state of one chunk (`/f` #0, handle 1, version 1) whose
+/// replicas on servers 0, 1, ... hold `replicas`.
+#[cfg(test)]
+pub(crate) fn one_chunk_state(replicas: &[&[u8]]) -> FinalState {
+    let mut state = FinalState::default();
+    let servers: Vec<ServerId> = (0..replicas.len() as u32).map(ServerId).collect();
+    state.chunks.push(ChunkDump {
+        path: "/f".into(),
+        index: 0,
+        handle: node::ChunkHandle(1),
+        version: 1,
+        issued: 1,
+        replicas: servers.clone(),
+    });
+    for (s, data) in servers.iter().zip(replicas) {
+        let r = ReplicaContent {
+            version: 1,
+            data: data.to_vec().into(),
+            checksums_ok: true,
+        };
+        state.replicas.insert((node::ChunkHandle(1), *s), Ok(r));
+    }
+    state
+}
+
 /// The checks [`run_all`] runs, by name, in its order.
-pub const NAMES: [&str; 11] = [
+pub const NAMES: [&str; 13] = [
     acked_readback::NAME,
     acked_on_replicas::NAME,
     replicas_identical::NAME,
@@ -92,7 +119,9 @@ pub const NAMES: [&str; 11] = [
     table1::NAME,
     reads_not_invented::NAME,
     records_readable::NAME,
+    padding_whole::NAME,
     single_primary::NAME,
+    ordered_under_lease::NAME,
     versions_monotonic::NAME,
     available::NAME,
 ];
@@ -130,7 +159,12 @@ pub fn run_each(inputs: &Inputs) -> Verdicts {
             reads_not_invented::check(inputs.history),
         ),
         (records_readable::NAME, records_readable::check(inputs)),
+        (padding_whole::NAME, padding_whole::check(inputs)),
         (single_primary::NAME, single_primary::check(inputs.events)),
+        (
+            ordered_under_lease::NAME,
+            ordered_under_lease::check(inputs.events),
+        ),
         (
             versions_monotonic::NAME,
             versions_monotonic::check(inputs.events),

@@ -439,7 +439,7 @@ pub fn check(loaded: &Loaded, report: &RunReport) -> Vec<(bool, String)> {
 }
 
 /// The timeline a scenario's snapshot holds: protocol events, faults, operations and verdicts,
-/// without lease extensions, which only say that time passes. Messages and disk operations stay
+/// without lease extensions and renewals, which only say that time passes. Messages and disk operations stay
 /// out, so a snapshot is small enough to read and changes only when the protocol's story does.
 pub fn snapshot_timeline(report: &RunReport) -> String {
     timeline(report, &[])
@@ -449,7 +449,7 @@ pub fn snapshot_timeline(report: &RunReport) -> String {
 pub fn timeline(report: &RunReport, show: &[crate::trace::Shown]) -> String {
     let lines: Vec<_> = crate::trace::shown(&crate::trace::lines(report), show)
         .into_iter()
-        .filter(|l| l.kind != "lease_extended")
+        .filter(|l| l.kind != "lease_extended" && l.kind != "lease_renewed")
         .collect();
     crate::trace::timeline(&lines, &crate::trace::nodes(report))
 }

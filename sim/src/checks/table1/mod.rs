@@ -67,37 +67,14 @@ pub fn violation(forbidden: &[String]) -> Option<Violation> {
 #[cfg(test)]
 mod tests {
     use super::super::model::tests::write;
-    use super::super::{test_inputs, FinalState};
+    use super::super::{one_chunk_state, test_inputs};
     use super::*;
     use crate::history::{OpRecord, OpResult};
     use crate::workload::OpSpec;
-    use node::msg::{ChunkDump, ReplicaContent};
-    use node::{ChunkHandle, ServerId};
-
-    fn state_with(replicas: &[&[u8]]) -> FinalState {
-        let mut state = FinalState::default();
-        let servers: Vec<ServerId> = (0..replicas.len() as u32).map(ServerId).collect();
-        state.chunks.push(ChunkDump {
-            path: "/f".into(),
-            index: 0,
-            handle: ChunkHandle(1),
-            version: 1,
-            issued: 1,
-            replicas: servers.clone(),
-        });
-        for (s, data) in servers.iter().zip(replicas) {
-            let r = ReplicaContent {
-                version: 1,
-                data: data.to_vec().into(),
-                checksums_ok: true,
-            };
-            state.replicas.insert((ChunkHandle(1), *s), Ok(r));
-        }
-        state
-    }
+    use node::ServerId;
 
     fn judged(history: &[OpRecord], replicas: &[&[u8]]) -> (Table, Vec<String>) {
-        let state = state_with(replicas);
+        let state = one_chunk_state(replicas);
         judge(&test_inputs(history, &state, 64, replicas.len() as u32, 0))
     }
 
@@ -291,7 +268,7 @@ mod tests {
         }];
         let h = [rec_append(0, b"x", (0, 10), failed())];
         let judge_with = |replicas: &[&[u8]]| {
-            let state = state_with(replicas);
+            let state = one_chunk_state(replicas);
             let mut inputs = test_inputs(&h, &state, 64, 2, 0);
             inputs.events = &events;
             judge(&inputs).0
