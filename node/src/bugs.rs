@@ -46,9 +46,12 @@ pub enum Bug {
     /// Record-append padding stops one byte short of the chunk's end (GFS §3.3: the primary pads
     /// the chunk to its maximum size).
     ShortPad,
+    /// Garbage collection reclaims a deleted file at its first pass, without waiting out the
+    /// grace period (GFS §4.4).
+    GcIgnoresGrace,
 }
 
-pub const ALL_BUGS: [Bug; 14] = [
+pub const ALL_BUGS: [Bug; 15] = [
     Bug::AckBeforeSecondaries,
     Bug::ArrivalOrder,
     Bug::NoVersionBump,
@@ -63,6 +66,7 @@ pub const ALL_BUGS: [Bug; 14] = [
     Bug::PrimaryIgnoresExpiry,
     Bug::ListShowsHidden,
     Bug::ShortPad,
+    Bug::GcIgnoresGrace,
 ];
 
 impl Bug {
@@ -82,6 +86,7 @@ impl Bug {
             Bug::PrimaryIgnoresExpiry => "primary_ignores_expiry",
             Bug::ListShowsHidden => "list_shows_hidden",
             Bug::ShortPad => "short_pad",
+            Bug::GcIgnoresGrace => "gc_ignores_grace",
         }
     }
 }

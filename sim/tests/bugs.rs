@@ -65,6 +65,8 @@ bug_tests! {
     list_shows_hidden: Bug::ListShowsHidden, RunOptions::default(), 50;
     // Clients read short chunks as zeros: only `padding_whole`, reading replicas, sees it.
     short_pad: Bug::ShortPad, RunOptions::default(), 50;
+    // A deleted file is gone from every listing either way: only the erasures' times tell.
+    gc_ignores_grace: Bug::GcIgnoresGrace, RunOptions::default(), 50;
 }
 
 #[test]
@@ -85,6 +87,7 @@ fn every_bug_has_a_test() {
         Bug::PrimaryIgnoresExpiry,
         Bug::ListShowsHidden,
         Bug::ShortPad,
+        Bug::GcIgnoresGrace,
     ];
     assert_eq!(tested.to_vec(), node::bugs::ALL_BUGS.to_vec());
 }

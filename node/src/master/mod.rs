@@ -175,7 +175,13 @@ impl Master {
             // GFS §3.1: a lease nobody extended runs out; report each once, when next noticed.
             self.report_expired_leases(core.state.expired_leases(now));
             let mut recs = Vec::new();
-            for hidden in core.state.reclaimable(now, self.cfg.gc_delay_ms * MS) {
+            // (Bug `gc_ignores_grace`: no delay at all.)
+            let gc_delay_ms = if self.cfg.has(Bug::GcIgnoresGrace) {
+                0
+            } else {
+                self.cfg.gc_delay_ms
+            };
+            for hidden in core.state.reclaimable(now, gc_delay_ms * MS) {
                 recs.extend(core.state.reclaim(&hidden));
                 emit(|| Event::FileReclaimed {
                     hidden: hidden.clone(),

@@ -11,6 +11,7 @@ pub mod acked_readback;
 pub mod after_heal;
 pub mod available;
 pub mod converged;
+pub mod gc_after_grace;
 pub mod linearizable;
 pub mod model;
 pub mod ordered_under_lease;
@@ -62,6 +63,8 @@ pub struct Inputs<'a> {
     pub events: &'a [node::trace::Entry],
     /// Client attempts that failed and were retried (a failed attempt may leave a partial region).
     pub failed_attempts: u64,
+    /// How long the master keeps a deleted file's hidden name before reclaiming it (GFS §4.4).
+    pub gc_delay_ms: u64,
 }
 
 /// Inputs for the checks' unit tests.
@@ -81,6 +84,7 @@ pub(crate) fn test_inputs<'a>(
         partial_mutations,
         events: &[],
         failed_attempts: 0,
+        gc_delay_ms: node::ClusterConfig::default().gc_delay_ms,
     }
 }
 
@@ -110,7 +114,7 @@ pub(crate) fn one_chunk_state(replicas: &[&[u8]]) -> FinalState {
 }
 
 /// The checks [`run_all`] runs, by name, in its order.
-pub const NAMES: [&str; 13] = [
+pub const NAMES: [&str; 14] = [
     acked_readback::NAME,
     acked_on_replicas::NAME,
     replicas_identical::NAME,
@@ -123,6 +127,7 @@ pub const NAMES: [&str; 13] = [
     single_primary::NAME,
     ordered_under_lease::NAME,
     versions_monotonic::NAME,
+    gc_after_grace::NAME,
     available::NAME,
 ];
 
@@ -168,6 +173,10 @@ pub fn run_each(inputs: &Inputs) -> Verdicts {
         (
             versions_monotonic::NAME,
             versions_monotonic::check(inputs.events),
+        ),
+        (
+            gc_after_grace::NAME,
+            gc_after_grace::check(inputs.events, inputs.gc_delay_ms),
         ),
         (available::NAME, available::check(inputs)),
     ];

@@ -79,6 +79,7 @@ pub fn check_inputs<'a>(report: &'a RunReport, state: &'a FinalState) -> Inputs<
         partial_mutations: partial.count() as u64,
         events: &report.events,
         failed_attempts: report.client.failed_attempts,
+        gc_delay_ms: report.options.cluster().gc_delay_ms,
     }
 }
 
