@@ -34,6 +34,7 @@ pub mod bugs;
 pub mod chunkserver;
 pub mod client;
 pub mod config;
+pub mod coverage;
 pub mod disk;
 pub mod master;
 pub mod msg;

@@ -685,10 +685,29 @@ fn print_counters(counters: &std::collections::BTreeMap<String, u64>) {
     if counters.is_empty() {
         return;
     }
-    println!("faults injected, recoveries run, reads, records:");
+    println!(
+        "faults injected, recoveries run, defensive paths reached (coverage), reads, records:"
+    );
+    let width = counters
+        .keys()
+        .map(|k| k.split_once(' ').map_or(k.len(), |(_, name)| name.len()))
+        .max()
+        .unwrap_or(0);
     for (k, n) in counters {
         let (group, name) = k.split_once(' ').unwrap_or(("", k));
-        println!("  {group:<9} {name:<28} {n:>8}");
+        println!("  {group:<9} {name:<width$} {n:>8}");
+    }
+    let never: Vec<&str> = counters
+        .iter()
+        .filter(|(k, n)| **n == 0 && k.starts_with("coverage "))
+        .map(|(k, _)| &k["coverage ".len()..])
+        .collect();
+    if !never.is_empty() {
+        println!(
+            "coverage: {} defensive paths never ran, so no check judged them: {}",
+            never.len(),
+            never.join("; ")
+        );
     }
 }
 

@@ -38,6 +38,17 @@ fn two_thousand_seeds_of_the_default_workload_pass() {
     }
     assert!(count(&s, "append", "record_too_large") > 100);
     assert!(count(&s, "create", "already_exists") > 100);
+    // Defensive paths the default sweep reaches (see node::coverage), so the checks judge them.
+    for probe in [
+        node::coverage::Probe::SerialHeld,
+        node::coverage::Probe::LeaseExpiredRefusal,
+        node::coverage::Probe::AppendHopped,
+        node::coverage::Probe::CloneLimitReached,
+        node::coverage::Probe::MutationStaleVersion,
+    ] {
+        let n = s.counters.get(&format!("coverage {}", probe.name()));
+        assert!(n.is_some_and(|&n| n > 0), "{probe:?} never ran: {n:?}");
+    }
 }
 
 #[test]

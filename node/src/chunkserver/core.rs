@@ -16,6 +16,7 @@
 
 use crate::bugs::Bug;
 use crate::config::ClusterConfig;
+use crate::coverage::Probe;
 use crate::msg::Mutation;
 use crate::types::{ChunkHandle, DataId, GfsError};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -69,6 +70,7 @@ impl PushBuffer {
             };
             if let Some(d) = self.entries.remove(&oldest) {
                 self.bytes -= d.len();
+                crate::coverage::hit(Probe::PushBufferEvicted);
             }
         }
         self.assert_accounting();
@@ -232,6 +234,7 @@ impl ChunkServerCore {
     pub fn check_primary(&self, h: ChunkHandle, version: u64, now_ns: u64) -> Result<(), GfsError> {
         let lease = self.leases.get(&h).ok_or(GfsError::NotPrimary)?;
         if lease.expires_ns <= now_ns && !self.ignore_expiry {
+            crate::coverage::hit(Probe::LeaseExpiredRefusal);
             return Err(GfsError::NotPrimary);
         }
         if lease.version != version {
@@ -369,7 +372,10 @@ impl ChunkServerCore {
 
     /// Pushed data for a mutation.
     pub fn data(&self, id: &DataId) -> Result<Arc<Vec<u8>>, GfsError> {
-        self.buffer.get(id).ok_or(GfsError::DataNotFound)
+        self.buffer.get(id).ok_or_else(|| {
+            crate::coverage::hit(Probe::PushedDataMissing);
+            GfsError::DataNotFound
+        })
     }
 
     /// GFS §3.3: where a record of `len` bytes goes in a chunk that ends at `end`. A record that

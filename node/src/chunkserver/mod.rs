@@ -27,6 +27,7 @@ pub mod store;
 
 use crate::bugs::Bug;
 use crate::config::ClusterConfig;
+use crate::coverage::{self, Probe};
 use crate::disk::{Disk, DiskFaults};
 use crate::msg::*;
 use crate::now_ns;
@@ -586,6 +587,7 @@ impl ChunkServer {
     /// older one after a newer one.
     async fn apply_mutation(&self, req: ApplyMutation) -> Result<(), GfsError> {
         let arrived_ns = now_ns();
+        let mut held = false;
         let _held = Held {
             cs: self,
             h: req.handle,
@@ -598,6 +600,7 @@ impl ChunkServer {
                 .version(req.handle)
                 .ok_or(GfsError::NoSuchReplica(req.handle))?;
             if version != req.version {
+                coverage::hit(Probe::MutationStaleVersion);
                 return Err(GfsError::StaleVersion {
                     have: version,
                     want: req.version,
@@ -615,6 +618,7 @@ impl ChunkServer {
                     return Ok(());
                 }
                 Admission::Refuse { after_serial } => {
+                    coverage::hit(Probe::SerialRefused);
                     emit(self.name, || Event::MutationRefused {
                         chunk: req.handle,
                         version,
@@ -627,12 +631,18 @@ impl ChunkServer {
                     )));
                 }
                 Admission::Full => {
+                    coverage::hit(Probe::SerialWindowFull);
                     return Err(GfsError::Unavailable(format!(
                         "too many mutations of {} wait for an earlier one",
                         req.handle
-                    )))
+                    )));
                 }
-                Admission::Hold => {}
+                Admission::Hold => {
+                    if !held {
+                        held = true;
+                        coverage::hit(Probe::SerialHeld);
+                    }
+                }
             }
             drop(store);
             madsim::time::sleep(SERIAL_POLL).await;
@@ -649,7 +659,12 @@ impl ChunkServer {
 
     async fn read_chunk(&self, req: ReadChunk) -> Result<SparseBytes, GfsError> {
         let store = self.store.lock().await;
-        Self::check_version(&store, req.handle, req.version)?;
+        if let Err(e) = Self::check_version(&store, req.handle, req.version) {
+            if matches!(e, GfsError::StaleVersion { .. }) {
+                coverage::hit(Probe::ReadStaleVersion);
+            }
+            return Err(e);
+        }
         let result = store.read(req.handle, req.offset, req.len).await;
         if let Err(GfsError::ChecksumMismatch(h)) = &result {
             let version = store.version(*h).unwrap_or(0);

@@ -15,6 +15,7 @@ pub mod core;
 
 use self::core::{pieces, ChunkCache, Failure, RetryPolicy, Verdict};
 use crate::config::ClusterConfig;
+use crate::coverage::{self, Probe};
 use crate::msg::*;
 use crate::now_ns;
 use crate::rpc::call_result;
@@ -491,13 +492,19 @@ impl Client {
                 match result {
                     Ok(within) => return Ok(info.index * self.cfg.chunk_size_bytes + within),
                     Err(GfsError::ChunkFull) if hops < MAX_CHUNK_HOPS => {
+                        coverage::hit(Probe::AppendHopped);
                         hops += 1;
                         // Past the full chunk, to the newest one (others may have filled more).
                         index = ChunkIndex::Last {
                             at_least: info.index + 1,
                         };
                     }
-                    Err(e) => return Err(Failure::Checked(e)),
+                    Err(e) => {
+                        if matches!(e, GfsError::ChunkFull) {
+                            coverage::hit(Probe::AppendHopsExhausted);
+                        }
+                        return Err(Failure::Checked(e));
+                    }
                 }
             }
         })

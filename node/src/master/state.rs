@@ -1075,6 +1075,9 @@ impl MasterState {
         needy.sort();
         let mut load: BTreeMap<ServerId, usize> =
             live.iter().map(|s| (*s, self.held.load(*s))).collect();
+        if needy.len() > max {
+            crate::coverage::hit(crate::coverage::Probe::CloneLimitReached);
+        }
         let mut orders = Vec::new();
         for (have, _, handle) in needy.into_iter().take(max) {
             let meta = &self.chunks[&handle];
@@ -1252,6 +1255,7 @@ impl MasterState {
                 meta.excluded.clear();
                 meta.lease = None;
                 outcome.adopted.push((handle, version));
+                crate::coverage::hit(crate::coverage::Probe::VersionAdopted);
             }
         }
         // Locations the server no longer reports (and that were confirmed before the snapshot).

@@ -148,6 +148,7 @@ fn run_on_fresh_thread(
     cfg.validate().expect("options were validated");
     let history = History::default();
     trace::install(detail);
+    node::coverage::install();
     let h = history.clone();
     let opts2 = opts.clone();
     let limit = workload_limit(opts);
@@ -173,6 +174,7 @@ fn run_on_fresh_thread(
         })
     }));
     let events = trace::take();
+    let coverage = node::coverage::take();
     let history = history.snapshot();
     let mut report = RunReport {
         seed,
@@ -190,6 +192,7 @@ fn run_on_fresh_thread(
         messages: 0,
         sim_time_ns: 0,
         client: ClientStats::default(),
+        coverage,
         wall: Duration::ZERO,
     };
     match outcome {

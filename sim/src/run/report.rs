@@ -36,6 +36,8 @@ pub struct RunReport {
     pub messages: u64,
     pub sim_time_ns: u64,
     pub client: ClientStats,
+    /// How often each defensive path ran ([`node::coverage`]), every probe listed.
+    pub coverage: Vec<(node::coverage::Probe, u64)>,
     /// Real time the run took. Outside the simulation, so it is not part of the record.
     pub wall: Duration,
 }
@@ -117,6 +119,10 @@ impl RunReport {
                 *out.entry("fault unsynced writes lost".to_string())
                     .or_default() += n;
             }
+        }
+        // Every probe, zeros included, so a sweep shows the paths no run reached.
+        for (probe, n) in &self.coverage {
+            out.insert(format!("coverage {}", probe.name()), *n);
         }
         let (reads, stale) = checks::reads_not_invented::stale_reads(&self.history);
         out.insert("reads successful".to_string(), reads);
