@@ -49,9 +49,12 @@ pub enum Bug {
     /// Garbage collection reclaims a deleted file at its first pass, without waiting out the
     /// grace period (GFS §4.4).
     GcIgnoresGrace,
+    /// The primary never asks the master to extend its lease, so a chunk under steady load gets a
+    /// new lease, and a new version, every lease period (GFS §3.1: extensions ride on heartbeats).
+    NoLeaseExtension,
 }
 
-pub const ALL_BUGS: [Bug; 15] = [
+pub const ALL_BUGS: [Bug; 16] = [
     Bug::AckBeforeSecondaries,
     Bug::ArrivalOrder,
     Bug::NoVersionBump,
@@ -67,6 +70,7 @@ pub const ALL_BUGS: [Bug; 15] = [
     Bug::ListShowsHidden,
     Bug::ShortPad,
     Bug::GcIgnoresGrace,
+    Bug::NoLeaseExtension,
 ];
 
 impl Bug {
@@ -87,6 +91,7 @@ impl Bug {
             Bug::ListShowsHidden => "list_shows_hidden",
             Bug::ShortPad => "short_pad",
             Bug::GcIgnoresGrace => "gc_ignores_grace",
+            Bug::NoLeaseExtension => "no_lease_extension",
         }
     }
 }

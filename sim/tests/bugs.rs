@@ -67,6 +67,8 @@ bug_tests! {
     short_pad: Bug::ShortPad, RunOptions::default(), 50;
     // A deleted file is gone from every listing either way: only the erasures' times tell.
     gc_ignores_grace: Bug::GcIgnoresGrace, RunOptions::default(), 50;
+    // It only costs: every used lease lapses and is granted again, which `lease_budget` counts.
+    no_lease_extension: Bug::NoLeaseExtension, RunOptions::default(), 50;
 }
 
 #[test]
@@ -88,6 +90,7 @@ fn every_bug_has_a_test() {
         Bug::ListShowsHidden,
         Bug::ShortPad,
         Bug::GcIgnoresGrace,
+        Bug::NoLeaseExtension,
     ];
     assert_eq!(tested.to_vec(), node::bugs::ALL_BUGS.to_vec());
 }

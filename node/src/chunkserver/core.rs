@@ -161,6 +161,8 @@ pub struct ChunkServerCore {
     arrival_order: bool,
     /// Bug `primary_ignores_expiry`: a lease past its expiry still numbers mutations.
     ignore_expiry: bool,
+    /// Bug `no_lease_extension`: heartbeats never ask for an extension.
+    no_extension: bool,
     leases: BTreeMap<ChunkHandle, PrimaryLease>,
     /// Last serial applied per chunk, at the version it was applied under.
     applied: BTreeMap<ChunkHandle, (u64, u64)>,
@@ -185,6 +187,7 @@ impl ChunkServerCore {
             append_no_pad: cfg.has(Bug::AppendNoPad),
             arrival_order: cfg.has(Bug::ArrivalOrder),
             ignore_expiry: cfg.has(Bug::PrimaryIgnoresExpiry),
+            no_extension: cfg.has(Bug::NoLeaseExtension),
             leases: BTreeMap::new(),
             applied: BTreeMap::new(),
             installed_ns: BTreeMap::new(),
@@ -400,6 +403,9 @@ impl ChunkServerCore {
     /// `snapshot_ns`: those mutated since the last heartbeat and still live then. They are no
     /// longer due until mutated again.
     pub fn leases_to_extend(&mut self, snapshot_ns: u64) -> Vec<(ChunkHandle, u64)> {
+        if self.no_extension {
+            return Vec::new(); // bug `no_lease_extension`
+        }
         self.leases
             .iter_mut()
             .filter(|(_, l)| l.mutated && l.expires_ns > snapshot_ns)
@@ -514,6 +520,14 @@ mod tests {
         buggy.version_set(H, 2, Some(1_000), 0);
         assert_eq!(buggy.take_serial(H, 2, 5_000), Ok(1));
         assert!(buggy.take_serial(H, 3, 5_000).is_err());
+        // Bug `no_lease_extension`: a mutated, live lease is never offered for extension.
+        let mut buggy = ChunkServerCore::new(&cfg(&[Bug::NoLeaseExtension]));
+        buggy.version_set(H, 2, Some(1_000), 0);
+        assert_eq!(buggy.take_serial(H, 2, 10), Ok(1));
+        assert_eq!(buggy.leases_to_extend(20), vec![]);
+        let mut honest = primary();
+        assert_eq!(honest.take_serial(H, 2, 10), Ok(1));
+        assert_eq!(honest.leases_to_extend(20), vec![(H, 2)]);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod after_heal;
 pub mod available;
 pub mod converged;
 pub mod gc_after_grace;
+pub mod lease_budget;
 pub mod linearizable;
 pub mod model;
 pub mod ordered_under_lease;
@@ -65,6 +66,10 @@ pub struct Inputs<'a> {
     pub failed_attempts: u64,
     /// How long the master keeps a deleted file's hidden name before reclaiming it (GFS §4.4).
     pub gc_delay_ms: u64,
+    /// How long a lease lasts unless extended (GFS §3.1).
+    pub lease_ms: u64,
+    /// How long before its expiry a used lease is due an extension ([`lease_budget::slack_ns`]).
+    pub lease_slack_ns: u64,
 }
 
 /// Inputs for the checks' unit tests.
@@ -85,6 +90,11 @@ pub(crate) fn test_inputs<'a>(
         events: &[],
         failed_attempts: 0,
         gc_delay_ms: node::ClusterConfig::default().gc_delay_ms,
+        lease_ms: node::ClusterConfig::default().lease_ms,
+        lease_slack_ns: lease_budget::slack_ns(
+            node::ClusterConfig::default().heartbeat_ms,
+            node::ClusterConfig::default().rpc_timeout_ms,
+        ),
     }
 }
 
@@ -114,7 +124,7 @@ pub(crate) fn one_chunk_state(replicas: &[&[u8]]) -> FinalState {
 }
 
 /// The checks [`run_all`] runs, by name, in its order.
-pub const NAMES: [&str; 14] = [
+pub const NAMES: [&str; 15] = [
     acked_readback::NAME,
     acked_on_replicas::NAME,
     replicas_identical::NAME,
@@ -128,6 +138,7 @@ pub const NAMES: [&str; 14] = [
     ordered_under_lease::NAME,
     versions_monotonic::NAME,
     gc_after_grace::NAME,
+    lease_budget::NAME,
     available::NAME,
 ];
 
@@ -177,6 +188,10 @@ pub fn run_each(inputs: &Inputs) -> Verdicts {
         (
             gc_after_grace::NAME,
             gc_after_grace::check(inputs.events, inputs.gc_delay_ms),
+        ),
+        (
+            lease_budget::NAME,
+            lease_budget::check(inputs.events, inputs.lease_ms, inputs.lease_slack_ns),
         ),
         (available::NAME, available::check(inputs)),
     ];

@@ -80,6 +80,11 @@ pub fn check_inputs<'a>(report: &'a RunReport, state: &'a FinalState) -> Inputs<
         events: &report.events,
         failed_attempts: report.client.failed_attempts,
         gc_delay_ms: report.options.cluster().gc_delay_ms,
+        lease_ms: report.options.lease_ms,
+        lease_slack_ns: checks::lease_budget::slack_ns(
+            report.options.heartbeat_ms,
+            report.options.rpc_timeout_ms,
+        ),
     }
 }
 
