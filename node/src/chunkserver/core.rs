@@ -123,6 +123,17 @@ pub enum AppendPlan {
 impl AppendPlan {
     /// The mutation every replica applies for this plan, with the pushed record `data`.
     /// `None` for [`AppendPlan::Full`], which mutates nothing.
+    /// The bytes the plan's mutation covers, as (offset, length), for a record of `len` bytes
+    /// in a chunk of `chunk_size_bytes`: the record, its cut part, or the padding.
+    pub fn region(self, len: u64, chunk_size_bytes: u64) -> (u64, u64) {
+        match self {
+            AppendPlan::Fits { offset } => (offset, len),
+            AppendPlan::Pad { from } => (from, chunk_size_bytes.saturating_sub(from)),
+            AppendPlan::Cut { offset, keep } => (offset, keep),
+            AppendPlan::Full => (chunk_size_bytes, 0),
+        }
+    }
+
     pub fn mutation(self, data: DataId) -> Option<Mutation> {
         Some(match self {
             AppendPlan::Fits { offset } => Mutation::Write { offset, data },

@@ -396,13 +396,22 @@ impl ChunkServer {
         Ok(())
     }
 
-    /// GFS §3.1 step 4: numbers the next mutation of `h` under this server's lease.
-    fn take_serial(&self, h: ChunkHandle, version: u64) -> Result<u64, GfsError> {
+    /// GFS §3.1 step 4: numbers the next mutation of `h` under this server's lease; it will
+    /// cover `len` bytes from `offset`.
+    fn take_serial(
+        &self,
+        h: ChunkHandle,
+        version: u64,
+        offset: u64,
+        len: u64,
+    ) -> Result<u64, GfsError> {
         let serial = self.core().take_serial(h, version, now_ns())?;
         emit(self.name, || Event::MutationOrdered {
             chunk: h,
             version,
             serial,
+            offset,
+            len,
         });
         Ok(serial)
     }
@@ -529,7 +538,7 @@ impl ChunkServer {
         let lock = self.chunk_lock(req.handle);
         let forwarded = {
             let _mutating = lock.lock().await;
-            let serial = self.take_serial(req.handle, req.version)?;
+            let serial = self.take_serial(req.handle, req.version, req.offset, len)?;
             let m = Mutation::Write {
                 offset: req.offset,
                 data: req.data,
@@ -562,7 +571,8 @@ impl ChunkServer {
             let Some(m) = plan.mutation(req.data) else {
                 return Err(GfsError::ChunkFull); // already full: nothing to apply or send
             };
-            let serial = self.take_serial(req.handle, req.version)?;
+            let (offset, covered) = plan.region(len, self.cfg.chunk_size_bytes);
+            let serial = self.take_serial(req.handle, req.version, offset, covered)?;
             self.apply_local(req.handle, serial, &m).await?;
             let forwarded = self.forward(req.handle, req.version, serial, m, &req.secondaries);
             (plan, forwarded)

@@ -353,11 +353,16 @@ events! {
     /// The master revoked this server's lease.
     LeaseReleased = "lease_released" { chunk: ChunkHandle, version: u64 }
         => |f| write!(f, "chunk={chunk} version={version} revoked");
-    /// The primary numbered a mutation (a write, an append or a pad) under its lease (GFS §3.1
-    /// step 4): the act that decides the mutation order, so it must fall inside a lease the master
-    /// offered or renewed.
-    MutationOrdered = "mutation_ordered" { chunk: ChunkHandle, version: u64, serial: u64 }
-        => |f| write!(f, "chunk={chunk} version={version} serial={serial}");
+    /// The primary numbered a mutation (a write, an append or a pad) covering `len` bytes from
+    /// `offset` under its lease (GFS §3.1 step 4): the act that decides the mutation order, so it
+    /// must fall inside a lease the master offered or renewed.
+    MutationOrdered = "mutation_ordered" {
+        chunk: ChunkHandle,
+        version: u64,
+        serial: u64,
+        offset: u64,
+        len: u64,
+    } => |f| write!(f, "chunk={chunk} version={version} serial={serial} offset={offset} len={len}");
     /// The primary applied a write (a mutation with data) as serial number `serial`.
     MutationApplied = "mutation_applied" {
         chunk: ChunkHandle,

@@ -7,12 +7,15 @@
 //! reclaims early loses data a user could still have wanted back; nothing else notices, since the
 //! file is gone from every listing either way. This check judges the act: each `replica_deleted` a
 //! chunkserver performed, against the `file_deleted` the master logged for the file that owned the
-//! chunk (from `chunk_allocated`). Replicas the master had reason to drop at any time are not
+//! chunk (from `chunk_allocated`), counted from the earliest request that can have caused it.
+//! Replicas the master had reason to drop at any time are not
 //! judged: stale ones (below the chunk's current version, from `version_bumped` and
 //! `version_adopted`), and those it excluded from a lease, trimmed as extra, or found corrupt.
 //! (The other side of the grace period, reclaiming eventually, is part of `converged`.)
 
 use super::Violation;
+use crate::history::OpRecord;
+use crate::workload::OpSpec;
 use node::trace::{Entry, Event, NodeName};
 use node::{ChunkHandle, ServerId};
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,7 +26,22 @@ pub const NAME: &str = "gc_after_grace";
 /// How many early deletions a report lists.
 const SHOWN: usize = 8;
 
-pub fn check(events: &[Entry], gc_delay_ms: u64) -> Option<Violation> {
+/// When the delete the master logged at `logged_ns` (its `file_deleted`) began at the latest:
+/// the earliest invocation among the deletes of `path` still in flight then. The master stamps the
+/// deletion when it decides, before its log is synced and the event emitted, so the event's own
+/// instant is too late a start for the grace period; the client's request that caused it was
+/// already in flight when it decided.
+fn delete_began(history: &[OpRecord], path: &str, logged_ns: u64) -> u64 {
+    history
+        .iter()
+        .filter(|o| matches!(&o.op, OpSpec::Delete { path: p } if p == path))
+        .filter(|o| o.invoke_ns <= logged_ns && o.complete_ns.is_none_or(|c| c >= logged_ns))
+        .map(|o| o.invoke_ns)
+        .min()
+        .unwrap_or(logged_ns)
+}
+
+pub fn check(history: &[OpRecord], events: &[Entry], gc_delay_ms: u64) -> Option<Violation> {
     let grace_ns = gc_delay_ms * 1_000_000;
     // Chunks of each live path, in allocation order, until the path is deleted.
     let mut live: BTreeMap<&str, Vec<ChunkHandle>> = BTreeMap::new();
@@ -38,8 +56,9 @@ pub fn check(events: &[Entry], gc_delay_ms: u64) -> Option<Violation> {
                 live.entry(path.as_str()).or_default().push(*chunk)
             }
             Event::FileDeleted { path, .. } => {
+                let began = delete_began(history, path, e.time_ns);
                 for chunk in live.remove(path.as_str()).unwrap_or_default() {
-                    deleted.insert(chunk, (path.as_str(), e.time_ns, i));
+                    deleted.insert(chunk, (path.as_str(), began, i));
                 }
             }
             Event::VersionBumped { chunk, version: v }
@@ -65,7 +84,7 @@ pub fn check(events: &[Entry], gc_delay_ms: u64) -> Option<Violation> {
                 if e.time_ns < at_ns + grace_ns && !stale && !droppable.contains(&(*chunk, server))
                 {
                     early.push(format!(
-                        "{server} erased chunk {chunk} (v{v}) of {path} at {:.3} ms (event #{i}), {:.3} ms after the delete (event #{at}); the grace period is {gc_delay_ms} ms",
+                        "{server} erased chunk {chunk} (v{v}) of {path} at {:.3} ms (event #{i}), {:.3} ms after the delete (event #{at}) was requested; the grace period is {gc_delay_ms} ms",
                         e.time_ns as f64 / 1e6,
                         (e.time_ns - at_ns) as f64 / 1e6
                     ));
@@ -149,7 +168,7 @@ mod tests {
         let with = |extra: &[Entry]| {
             let mut all = history.clone();
             all.extend_from_slice(extra);
-            check(&all, 2_000)
+            check(&[], &all, 2_000)
         };
         // After the grace period: fine; a stale replica: any time.
         assert_eq!(with(&[erased(2_100, 1, 2)]), None);
@@ -158,7 +177,7 @@ mod tests {
         let v = with(&[erased(2_099, 1, 2)]).expect("early erasure caught");
         assert!(
             v.report.contains(
-                "cs1 erased chunk c4 (v2) of /a at 2099.000 ms (event #3), 1999.000 ms after the delete (event #2)"
+                "cs1 erased chunk c4 (v2) of /a at 2099.000 ms (event #3), 1999.000 ms after the delete (event #2) was requested"
             ),
             "{}",
             v.report
@@ -177,6 +196,20 @@ mod tests {
             with(&[trimmed, erased(150, 2, 2)]).is_some(),
             "another server"
         );
+        // The grace period runs from the request that caused the delete (the master stamps it
+        // before its log sync), not from the event after the sync.
+        let request = crate::checks::model::tests::rec(
+            0,
+            OpSpec::Delete { path: "/a".into() },
+            (80_000_000, 120_000_000),
+            crate::history::OpResult::Ok,
+        );
+        let mut all = history.clone();
+        all.push(erased(2_090, 1, 2));
+        assert!(check(&[], &all, 2_000).is_some());
+        assert_eq!(check(std::slice::from_ref(&request), &all, 2_000), None);
+        all.push(erased(2_079, 2, 2));
+        assert!(check(&[request], &all, 2_000).is_some_and(|v| v.report.starts_with("1 current")));
         // A chunk of a file re-created under the same name is not the deleted file's.
         let again = ev(
             200,

@@ -195,6 +195,8 @@ mod tests {
                     chunk: ChunkHandle(c),
                     version: 1,
                     serial: 1,
+                    offset: 0,
+                    len: 1,
                 },
             ),
         ]

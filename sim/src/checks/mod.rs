@@ -11,6 +11,7 @@ pub mod acked_readback;
 pub mod after_heal;
 pub mod available;
 pub mod converged;
+pub mod divergence_explained;
 pub mod gc_after_grace;
 pub mod lease_budget;
 pub mod linearizable;
@@ -70,6 +71,8 @@ pub struct Inputs<'a> {
     pub lease_ms: u64,
     /// How long before its expiry a used lease is due an extension ([`lease_budget::slack_ns`]).
     pub lease_slack_ns: u64,
+    /// How long a node waits for an answer before it gives up on a request.
+    pub rpc_timeout_ms: u64,
 }
 
 /// Inputs for the checks' unit tests.
@@ -95,6 +98,7 @@ pub(crate) fn test_inputs<'a>(
             node::ClusterConfig::default().heartbeat_ms,
             node::ClusterConfig::default().rpc_timeout_ms,
         ),
+        rpc_timeout_ms: node::ClusterConfig::default().rpc_timeout_ms,
     }
 }
 
@@ -124,10 +128,11 @@ pub(crate) fn one_chunk_state(replicas: &[&[u8]]) -> FinalState {
 }
 
 /// The checks [`run_all`] runs, by name, in its order.
-pub const NAMES: [&str; 15] = [
+pub const NAMES: [&str; 16] = [
     acked_readback::NAME,
     acked_on_replicas::NAME,
     replicas_identical::NAME,
+    divergence_explained::NAME,
     acked_creates::NAME,
     linearizable::NAME,
     table1::NAME,
@@ -165,6 +170,10 @@ pub fn run_each(inputs: &Inputs) -> Verdicts {
         ),
         (replicas_identical::NAME, replicas_identical::check(inputs)),
         (
+            divergence_explained::NAME,
+            divergence_explained::check(inputs),
+        ),
+        (
             acked_creates::NAME,
             acked_creates::check(inputs.history, &files),
         ),
@@ -187,7 +196,7 @@ pub fn run_each(inputs: &Inputs) -> Verdicts {
         ),
         (
             gc_after_grace::NAME,
-            gc_after_grace::check(inputs.events, inputs.gc_delay_ms),
+            gc_after_grace::check(inputs.history, inputs.events, inputs.gc_delay_ms),
         ),
         (
             lease_budget::NAME,

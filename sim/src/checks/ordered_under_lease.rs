@@ -51,6 +51,7 @@ pub fn check(events: &[Entry]) -> Option<Violation> {
                 chunk,
                 version,
                 serial,
+                ..
             } => {
                 let NodeName::Cs(server) = e.node else {
                     continue;
@@ -131,6 +132,8 @@ mod tests {
                 chunk: ChunkHandle(chunk),
                 version,
                 serial,
+                offset: 0,
+                len: 1,
             },
         )
     }

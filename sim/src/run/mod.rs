@@ -85,6 +85,7 @@ pub fn check_inputs<'a>(report: &'a RunReport, state: &'a FinalState) -> Inputs<
             report.options.heartbeat_ms,
             report.options.rpc_timeout_ms,
         ),
+        rpc_timeout_ms: report.options.rpc_timeout_ms,
     }
 }
 
