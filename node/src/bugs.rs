@@ -52,9 +52,12 @@ pub enum Bug {
     /// The primary never asks the master to extend its lease, so a chunk under steady load gets a
     /// new lease, and a new version, every lease period (GFS §3.1: extensions ride on heartbeats).
     NoLeaseExtension,
+    /// Clients keep cached chunk locations forever (GFS §2.7.1: the cache entry's timeout bounds
+    /// how long a client may read a stale replica).
+    CacheNeverExpires,
 }
 
-pub const ALL_BUGS: [Bug; 16] = [
+pub const ALL_BUGS: [Bug; 17] = [
     Bug::AckBeforeSecondaries,
     Bug::ArrivalOrder,
     Bug::NoVersionBump,
@@ -71,6 +74,7 @@ pub const ALL_BUGS: [Bug; 16] = [
     Bug::ShortPad,
     Bug::GcIgnoresGrace,
     Bug::NoLeaseExtension,
+    Bug::CacheNeverExpires,
 ];
 
 impl Bug {
@@ -92,6 +96,7 @@ impl Bug {
             Bug::ShortPad => "short_pad",
             Bug::GcIgnoresGrace => "gc_ignores_grace",
             Bug::NoLeaseExtension => "no_lease_extension",
+            Bug::CacheNeverExpires => "cache_never_expires",
         }
     }
 }

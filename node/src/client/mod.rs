@@ -259,7 +259,12 @@ impl Client {
                 index,
             })
             .await?;
-        let until = now + self.cfg.location_cache_ms * 1_000_000;
+        // (Bug `cache_never_expires`: the entry is kept until something fails.)
+        let until = if self.cfg.has(crate::Bug::CacheNeverExpires) {
+            u64::MAX
+        } else {
+            now + self.cfg.location_cache_ms * 1_000_000
+        };
         self.locations
             .lock()
             .unwrap()

@@ -347,6 +347,16 @@ impl MasterState {
         self.grace_until_ns = until_ns;
     }
 
+    /// Whether every lease a previous incarnation may have granted has run out, and `quiet_ns`
+    /// more has passed for mutations in flight under it. Until then a chunk with no lease on
+    /// record may still have a primary ordering mutations: copying it would miss them, and a
+    /// copy registered as current would lack acknowledged writes (a hot sweep found this: a
+    /// master restarted 85 ms after granting a lease, then copied the chunk while its primary
+    /// went on writing).
+    fn past_grace(&self, now_ns: u64, quiet_ns: u64) -> bool {
+        now_ns >= self.grace_until_ns.saturating_add(quiet_ns)
+    }
+
     // ------------------------------------------------------------------ log application
 
     /// Applies one logged change. Live mutations and replay both come through here.
@@ -1057,11 +1067,13 @@ impl MasterState {
             max,
         } = policy;
         let live = self.live_servers(now_ns, timeout_ns);
+        let after_grace = self.past_grace(now_ns, quiet_ns);
         let mut needy: Vec<(usize, bool, ChunkHandle)> = self
             .chunks
             .iter()
             .filter(|(h, m)| {
-                !busy.contains(h)
+                after_grace
+                    && !busy.contains(h)
                     && !is_hidden(&m.path)
                     && m.version > 0
                     && !m.locations.is_empty()
@@ -1120,11 +1132,12 @@ impl MasterState {
         let mut load: BTreeMap<ServerId, usize> =
             self.held.0.iter().map(|(s, h)| (*s, h.len())).collect();
         let mut dropped = Vec::new();
+        let after_grace = self.past_grace(now_ns, quiet_ns);
         for (h, m) in self.chunks.iter_mut() {
-            let quiet = m
-                .lease
-                .as_ref()
-                .is_none_or(|l| l.lease.expires_ns + quiet_ns <= now_ns);
+            let quiet = after_grace
+                && m.lease
+                    .as_ref()
+                    .is_none_or(|l| l.lease.expires_ns + quiet_ns <= now_ns);
             if is_hidden(&m.path) || !quiet || m.locations.len() <= target {
                 continue;
             }
@@ -1431,6 +1444,17 @@ mod tests {
         unblocked.blocked.clear();
         let orders = unblocked.clone_orders(later + 3 * MS, policy, &BTreeSet::new(), &mut r);
         assert_eq!(orders.iter().map(|o| o.handle).collect::<Vec<_>>(), [a]);
+        // A restarted master copies nothing until a previous life's leases have run out and gone
+        // quiet: it has no record of them.
+        let mut restarted = m.clone();
+        restarted.set_grace_until(later + 10 * MS);
+        let quiet = ClonePolicy {
+            quiet_ns: 5 * MS,
+            ..policy
+        };
+        let copy = |m: &MasterState, t| m.clone_orders(t, quiet, &BTreeSet::new(), &mut r.clone());
+        assert!(copy(&restarted, later + 14 * MS).is_empty());
+        assert_eq!(copy(&restarted, later + 15 * MS).len(), 1);
     }
 
     #[test]

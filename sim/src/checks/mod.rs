@@ -22,6 +22,7 @@ pub mod reads_not_invented;
 pub mod records_readable;
 pub mod replicas_identical;
 pub mod single_primary;
+pub mod stale_reads_bounded;
 pub mod table1;
 pub mod versions_monotonic;
 
@@ -73,6 +74,8 @@ pub struct Inputs<'a> {
     pub lease_slack_ns: u64,
     /// How long a node waits for an answer before it gives up on a request.
     pub rpc_timeout_ms: u64,
+    /// How long a client trusts a cached chunk location (GFS §2.7.1).
+    pub location_cache_ms: u64,
 }
 
 /// Inputs for the checks' unit tests.
@@ -99,6 +102,7 @@ pub(crate) fn test_inputs<'a>(
             node::ClusterConfig::default().rpc_timeout_ms,
         ),
         rpc_timeout_ms: node::ClusterConfig::default().rpc_timeout_ms,
+        location_cache_ms: node::ClusterConfig::default().location_cache_ms,
     }
 }
 
@@ -128,7 +132,7 @@ pub(crate) fn one_chunk_state(replicas: &[&[u8]]) -> FinalState {
 }
 
 /// The checks [`run_all`] runs, by name, in its order.
-pub const NAMES: [&str; 16] = [
+pub const NAMES: [&str; 17] = [
     acked_readback::NAME,
     acked_on_replicas::NAME,
     replicas_identical::NAME,
@@ -137,6 +141,7 @@ pub const NAMES: [&str; 16] = [
     linearizable::NAME,
     table1::NAME,
     reads_not_invented::NAME,
+    stale_reads_bounded::NAME,
     records_readable::NAME,
     padding_whole::NAME,
     single_primary::NAME,
@@ -182,6 +187,10 @@ pub fn run_each(inputs: &Inputs) -> Verdicts {
         (
             reads_not_invented::NAME,
             reads_not_invented::check(inputs.history),
+        ),
+        (
+            stale_reads_bounded::NAME,
+            stale_reads_bounded::check(inputs.history, inputs.location_cache_ms),
         ),
         (records_readable::NAME, records_readable::check(inputs)),
         (padding_whole::NAME, padding_whole::check(inputs)),

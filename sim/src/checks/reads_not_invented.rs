@@ -112,6 +112,21 @@ pub fn check(history: &[OpRecord]) -> Option<Violation> {
 /// mutation's start to the read's end. GFS allows this (§2.7.1: a client may read a stale replica
 /// through a cached location); the count is for the teaching notes, never a failure.
 pub fn stale_reads(history: &[OpRecord]) -> (u64, u64) {
+    let (reads, stale) = stale_read_list(history);
+    (reads, stale.len() as u64)
+}
+
+/// A stale read (see [`stale_reads`]): the read, the latest mutation it missed, and when that
+/// mutation completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stale<'a> {
+    pub read: &'a OpRecord,
+    pub missed: &'a OpRecord,
+    pub missed_done_ns: u64,
+}
+
+/// Successful reads, and each stale one with the mutation it missed (the first such byte's).
+pub fn stale_read_list(history: &[OpRecord]) -> (u64, Vec<Stale<'_>>) {
     // Every mutation with a known region; failures and unreturned ones may land any time later.
     let placed: Vec<(&OpRecord, &str, u64, &[u8], u64)> = history
         .iter()
@@ -131,7 +146,7 @@ pub fn stale_reads(history: &[OpRecord]) -> (u64, u64) {
             }
         })
         .collect();
-    let (mut reads, mut stale) = (0, 0);
+    let (mut reads, mut stale) = (0, Vec::new());
     for read in history {
         let (OpSpec::Read { path, offset, .. }, Some(OpResult::Data { data }), Some(end)) =
             (&read.op, &read.outcome, read.complete_ns)
@@ -165,28 +180,29 @@ pub fn stale_reads(history: &[OpRecord]) -> (u64, u64) {
             }
             next = next.max(hi);
         }
-        let is_stale = covered.into_iter().flatten().any(|at| {
+        let missed = covered.into_iter().flatten().find_map(|at| {
             let got = data[(at - offset) as usize];
             let covering = relevant
                 .iter()
                 .copied()
                 .filter(|(_, _, o, d, _)| *o <= at && at < o + d.len() as u64);
             // The last mutation of this byte to complete before the read began.
-            let Some(latest) = covering
+            let latest = covering
                 .clone()
                 .filter(|(_, _, _, _, until)| *until < read.invoke_ns)
-                .max_by_key(|(_, _, _, _, until)| *until)
-            else {
-                return false;
-            };
+                .max_by_key(|(_, _, _, _, until)| *until)?;
             // Every other mutation of the byte began after the read ended, or succeeded before
             // the latest one began (its `until` is infinite if it failed).
             let alone = covering.clone().all(|(o, _, _, _, until)| {
                 o.id == latest.0.id || o.invoke_ns >= end || *until < latest.0.invoke_ns
             });
-            alone && got != latest.3[(at - latest.2) as usize]
+            (alone && got != latest.3[(at - latest.2) as usize]).then_some(Stale {
+                read,
+                missed: latest.0,
+                missed_done_ns: latest.4,
+            })
         });
-        stale += u64::from(is_stale);
+        stale.extend(missed);
     }
     (reads, stale)
 }

@@ -86,6 +86,7 @@ pub fn check_inputs<'a>(report: &'a RunReport, state: &'a FinalState) -> Inputs<
             report.options.rpc_timeout_ms,
         ),
         rpc_timeout_ms: report.options.rpc_timeout_ms,
+        location_cache_ms: report.options.cluster().location_cache_ms,
     }
 }
 
