@@ -71,7 +71,7 @@ impl Default for ClusterConfig {
             rpc_timeout_ms: 300,
             client_max_attempts: 6,
             location_cache_ms: 2_000,
-            push_buffer_entries: 256,
+            push_buffer_entries: 16,
             push_buffer_bytes: 1 << 20,
             checkpoint_every_records: 64,
             gc_delay_ms: 2_000,
@@ -104,6 +104,15 @@ impl ClusterConfig {
     /// default cluster's eight nodes. (Chunkservers keep one: see `chunkserver_receivers_per_kind`.)
     pub fn receivers_for(callers: u32) -> u32 {
         (1 + callers / 10).min(MAX_RECEIVERS_PER_KIND)
+    }
+
+    /// Push-buffer entries for a chunkserver that `clients` clients push data to: four per client
+    /// (a write that crosses a chunk boundary pushes twice, and a failed attempt leaves its data
+    /// behind), at least 16. Data waits there only until its mutation is applied, so the bound is
+    /// reached in ordinary runs and eviction (GFS §3.2: the buffer is an LRU cache) is exercised
+    /// rather than only written.
+    pub fn push_buffer_for(clients: u32) -> usize {
+        (4 * clients as usize).max(16)
     }
 
     /// Whether planted bug `b` is switched on.

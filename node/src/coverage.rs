@@ -49,8 +49,8 @@ probes! {
     ReadStaleVersion = "chunkserver refused a read at a newer version";
     /// The master adopted a version a chunkserver reported above its own (GFS §4.5).
     VersionAdopted = "master adopted a higher reported version";
-    /// The push buffer evicted data nobody had used yet to stay within its bounds (GFS §3.2).
-    PushBufferEvicted = "push buffer evicted unused data";
+    /// The push buffer evicted its oldest data to stay within its bounds (GFS §3.2).
+    PushBufferEvicted = "push buffer evicted its oldest data";
     /// A mutation named pushed data the chunkserver no longer (or never) had.
     PushedDataMissing = "mutation found its pushed data missing";
     /// A record append moved on past a full chunk (GFS §3.3).

@@ -231,6 +231,7 @@ impl RunOptions {
             // request reaches it together, mutations queue past an RPC timeout, and one operation
             // in ten fails with no fault (the primary needs admission control of its own).
             chunkserver_receivers_per_kind: 1,
+            push_buffer_entries: ClusterConfig::push_buffer_for(self.clients),
             bugs: self.bugs.iter().copied().collect(),
             ..ClusterConfig::default()
         }

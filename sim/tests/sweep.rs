@@ -45,6 +45,7 @@ fn two_thousand_seeds_of_the_default_workload_pass() {
         node::coverage::Probe::AppendHopped,
         node::coverage::Probe::CloneLimitReached,
         node::coverage::Probe::MutationStaleVersion,
+        node::coverage::Probe::PushBufferEvicted,
     ] {
         let n = s.counters.get(&format!("coverage {}", probe.name()));
         assert!(n.is_some_and(|&n| n > 0), "{probe:?} never ran: {n:?}");
