@@ -127,12 +127,14 @@ pub struct Stale<'a> {
 
 /// Successful reads, and each stale one with the mutation it missed (the first such byte's).
 pub fn stale_read_list(history: &[OpRecord]) -> (u64, Vec<Stale<'_>>) {
-    // Every mutation with a known region; failures and unreturned ones may land any time later.
+    // Every mutation with a known region; failures and unreturned ones may land any time later,
+    // and so may a refused one (a write refused `not_found` on its second chunk may have written
+    // its first): only a success completed.
     let placed: Vec<(&OpRecord, &str, u64, &[u8], u64)> = history
         .iter()
         .filter_map(|o| {
             let until = match &o.outcome {
-                Some(r) if !r.is_failure() => o.complete_ns?,
+                Some(r) if r.error().is_none() => o.complete_ns?,
                 _ => u64::MAX,
             };
             match (&o.op, &o.outcome) {

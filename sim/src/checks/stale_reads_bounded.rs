@@ -90,6 +90,16 @@ mod tests {
             v.report
         );
         // A fresh read that late is fine.
-        assert_eq!(check(&[w, read(1, b"ab", (5_000, 5_010))], 2_000), None);
+        assert_eq!(
+            check(&[w.clone(), read(1, b"ab", (5_000, 5_010))], 2_000),
+            None
+        );
+        // A write that was refused (here: its file was gone) completed nothing to miss.
+        let mut refused = w;
+        refused.outcome = Some(OpResult::from_err(&node::GfsError::NotFound("/f".into())));
+        assert_eq!(
+            check(&[refused, read(1, b"\0\0", (2_010, 2_020))], 2_000),
+            None
+        );
     }
 }
