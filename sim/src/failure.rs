@@ -17,7 +17,10 @@
 use std::fmt;
 
 /// The three ways a run fails, in order of precedence (the first is the most severe).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum FailureClass {
     /// A node or the harness panicked: a broken invariant.
     Panic,

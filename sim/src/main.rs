@@ -5,7 +5,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sim::failure::FailureClass;
 use sim::options::RunOptions;
 use sim::run::run_seed;
-use sim::sweep::{parse_seeds, sweep_reporting, SweepSummary};
+use sim::sweep::{parse_seeds, parse_shard, sweep_set, SeedSet, SweepResult, SweepSummary};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -133,11 +133,33 @@ enum Command {
         /// convention: MADSIM_TEST_SEED (the first seed) and MADSIM_TEST_NUM (how many, default 1).
         #[arg(long, value_parser = parse_seeds)]
         seeds: Option<std::ops::Range<u64>>,
+        /// Run only part K of N of the seeds (K from 0): the seeds A+K, A+K+N, A+K+2N, ... so that
+        /// N machines running parts 0 to N-1 run every seed once. `auto/N` takes K from
+        /// JOB_COMPLETION_INDEX (a Kubernetes Indexed Job), SLURM_ARRAY_TASK_ID (a Slurm array) or
+        /// SIM_SHARD_INDEX (set it in a CI matrix), the first one set.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<String>,
+        /// Also write the result as JSON to FILE: options, seeds, version, every failure (class,
+        /// check, reproduce command) and the totals. `sim merge` combines the files of shards.
+        #[arg(long, value_name = "FILE")]
+        json: Option<std::path::PathBuf>,
         /// Worker threads; defaults to the number of cores.
         #[arg(long, short)]
         jobs: Option<usize>,
         #[command(flatten)]
         opts: RunOptions,
+    },
+    /// Combine the JSON results of the shards of one sweep (`sim sweep --shard K/N --json FILE`)
+    /// into one report: every failure with its reproduce command, the totals, and the exit code of
+    /// the most severe failure. Refuses results of different options or versions, or shards that
+    /// overlap.
+    Merge {
+        /// The shards' result files.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+        /// Also write the merged result as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        json: Option<std::path::PathBuf>,
     },
 }
 
@@ -196,6 +218,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Sweep {
         seeds: Some(0..1000),
+        shard: None,
+        json: None,
         jobs: None,
         opts: RunOptions::default(),
     });
@@ -269,13 +293,26 @@ fn main() -> ExitCode {
         Command::Scenario { name, dir, show } => {
             scenario(name.as_deref(), &in_repository(&dir), &show)
         }
-        Command::Sweep { seeds, jobs, opts } => {
+        Command::Sweep {
+            seeds,
+            shard,
+            json,
+            jobs,
+            opts,
+        } => {
             let seeds = match seeds.map_or_else(seeds_from_env, Ok) {
                 Ok(seeds) => seeds,
                 Err(e) => return fail(&e),
             };
+            let set = match shard.as_deref() {
+                None => SeedSet::all(seeds),
+                Some(s) => match parse_shard(s, |v| std::env::var(v).ok()) {
+                    Ok((k, n)) => SeedSet::part(seeds, k, n),
+                    Err(e) => return fail(&e),
+                },
+            };
             match sweep_jobs(jobs, &opts) {
-                Ok(jobs) => run_sweep(seeds, jobs, &opts),
+                Ok(jobs) => run_sweep(set, jobs, &opts, json.as_deref()),
                 Err(e) => fail(&e),
             }
         }
@@ -283,6 +320,7 @@ fn main() -> ExitCode {
             Ok(jobs) => table(seeds, jobs, &opts),
             Err(e) => fail(&e),
         },
+        Command::Merge { files, json } => merge(&files, json.as_deref()),
     }
 }
 
@@ -574,9 +612,28 @@ fn sweep_jobs(jobs: Option<usize>, opts: &RunOptions) -> Result<usize, String> {
     Ok(jobs)
 }
 
-fn run_sweep(seeds: std::ops::Range<u64>, jobs: usize, opts: &RunOptions) -> ExitCode {
+fn run_sweep(
+    seeds: SeedSet,
+    jobs: usize,
+    opts: &RunOptions,
+    json: Option<&std::path::Path>,
+) -> ExitCode {
+    // A file that cannot be written is found out before the sweep, not after it.
+    if let Some(path) = json {
+        if let Err(e) = std::fs::write(path, "") {
+            return fail(&format!("cannot write {}: {e}", path.display()));
+        }
+    }
     let summary = sweep_with_progress(seeds, jobs, opts);
     print_summary(&summary);
+    if let Some(path) = json {
+        let result = SweepResult::of(seeds, opts, &summary);
+        let text = serde_json::to_string_pretty(&result).expect("results serialize");
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            return fail(&format!("cannot write {}: {e}", path.display()));
+        }
+        eprintln!("result written to {}", path.display());
+    }
     if summary.failures.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -584,8 +641,59 @@ fn run_sweep(seeds: std::ops::Range<u64>, jobs: usize, opts: &RunOptions) -> Exi
     }
 }
 
+/// `sim merge`: the shards' results as one report.
+fn merge(files: &[std::path::PathBuf], json: Option<&std::path::Path>) -> ExitCode {
+    let mut parts = Vec::new();
+    for f in files {
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) => return fail(&format!("cannot read {}: {e}", f.display())),
+        };
+        match serde_json::from_str::<SweepResult>(&text) {
+            Ok(r) => parts.push(r),
+            Err(e) => {
+                return fail(&format!(
+                    "{} is not a sweep result (sim sweep --json): {e}",
+                    f.display()
+                ))
+            }
+        }
+    }
+    let merged = match SweepResult::merge(parts) {
+        Ok(m) => m,
+        Err(e) => return fail(&e),
+    };
+    let sets: Vec<String> = merged.seeds.iter().map(|s| s.to_string()).collect();
+    println!("merged {} results: seeds {}", files.len(), sets.join(", "));
+    for f in &merged.failures {
+        println!(
+            "FAIL seed {}: {}\n  reproduce: {}",
+            f.seed, f.reason, f.command
+        );
+    }
+    print_counters(&merged.counters);
+    println!(
+        "messages {}\nsimulated time {:.1} s, {:.1} s of wall time over all shards",
+        merged.messages,
+        merged.sim_time_ns as f64 / 1e9,
+        merged.wall_seconds
+    );
+    println!("{} passed, {} failed", merged.passed, merged.failures.len());
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&merged).expect("results serialize");
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            return fail(&format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    if merged.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        failed_with(merged.failures.iter().map(|f| f.class))
+    }
+}
+
 fn table(seeds: std::ops::Range<u64>, jobs: usize, opts: &RunOptions) -> ExitCode {
-    let summary = sweep_with_progress(seeds, jobs, opts);
+    let summary = sweep_with_progress(SeedSet::all(seeds), jobs, opts);
     println!(
         "GFS Table 1 as observed over {} seeds (mutations per region state):",
         summary.seeds
@@ -621,16 +729,10 @@ fn table(seeds: std::ops::Range<u64>, jobs: usize, opts: &RunOptions) -> ExitCod
 }
 
 /// Runs a sweep with a progress bar on a terminal, plain progress lines otherwise.
-fn sweep_with_progress(
-    seeds: std::ops::Range<u64>,
-    jobs: usize,
-    opts: &RunOptions,
-) -> SweepSummary {
-    let total = seeds.end - seeds.start;
+fn sweep_with_progress(seeds: SeedSet, jobs: usize, opts: &RunOptions) -> SweepSummary {
+    let total = seeds.count();
     eprintln!(
-        "sweeping seeds {}..{} on {jobs} threads{}",
-        seeds.start,
-        seeds.end,
+        "sweeping seeds {seeds} ({total} seeds) on {jobs} threads{}",
         opts.flags()
     );
     // Panics inside a run are caught and reported as that seed's failure; keep stderr readable.
@@ -641,7 +743,7 @@ fn sweep_with_progress(
             ProgressStyle::with_template("{bar:40} {pos}/{len} seeds  {per_sec}  eta {eta}  {msg}")
                 .expect("valid template"),
         );
-        let s = sweep_reporting(
+        let s = sweep_set(
             seeds,
             jobs,
             opts,
@@ -658,7 +760,7 @@ fn sweep_with_progress(
     } else {
         // No terminal (CI): a plain line every tenth of the way.
         let step = (total / 10).max(1);
-        sweep_reporting(
+        sweep_set(
             seeds,
             jobs,
             opts,

@@ -36,8 +36,115 @@ pub fn parse_seeds(s: &str) -> Result<Range<u64>, String> {
     Ok(a..b)
 }
 
+/// A sweep's seeds: every seed of `start..end`, or, sharded, the `shard`-th of `shards`
+/// interleaved parts of it (the seeds `start + shard`, `start + shard + shards`, ...), so that
+/// `shards` machines each running one part run every seed exactly once between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SeedSet {
+    pub start: u64,
+    pub end: u64,
+    pub shard: u64,
+    pub shards: u64,
+}
+
+impl SeedSet {
+    /// Every seed of `range`.
+    pub fn all(range: Range<u64>) -> SeedSet {
+        SeedSet {
+            start: range.start,
+            end: range.end,
+            shard: 0,
+            shards: 1,
+        }
+    }
+
+    /// Part `shard` of `shards` of `range` (`shard < shards` and `shards > 0`, see
+    /// [`parse_shard`]).
+    pub fn part(range: Range<u64>, shard: u64, shards: u64) -> SeedSet {
+        assert!(shards > 0 && shard < shards, "shard {shard}/{shards}");
+        SeedSet {
+            start: range.start,
+            end: range.end,
+            shard,
+            shards,
+        }
+    }
+
+    /// How many seeds the set holds.
+    pub fn count(&self) -> u64 {
+        let span = self.end.saturating_sub(self.start);
+        if self.shard >= span {
+            0
+        } else {
+            (span - self.shard - 1) / self.shards + 1
+        }
+    }
+
+    /// The `i`-th seed of the set (`i < count()`).
+    pub fn nth(&self, i: u64) -> u64 {
+        self.start + self.shard + i * self.shards
+    }
+
+    pub fn contains(&self, seed: u64) -> bool {
+        (self.start..self.end).contains(&seed) && (seed - self.start) % self.shards == self.shard
+    }
+}
+
+impl std::fmt::Display for SeedSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}..{}", self.start, self.end)?;
+        if self.shards > 1 {
+            write!(f, " shard {}/{}", self.shard, self.shards)?;
+        }
+        Ok(())
+    }
+}
+
+/// The environment variables batch runners set to a job's index, read by `--shard auto/N`: a
+/// Kubernetes Indexed Job, a Slurm array, and a variable of one's own for CI matrices.
+pub const SHARD_INDEX_VARS: [&str; 3] = [
+    "JOB_COMPLETION_INDEX",
+    "SLURM_ARRAY_TASK_ID",
+    "SIM_SHARD_INDEX",
+];
+
+/// Parses `K/N` (part K of N, K from 0) into (K, N); `auto/N` takes K from the first of
+/// [`SHARD_INDEX_VARS`] that `env` finds.
+pub fn parse_shard(s: &str, env: impl Fn(&str) -> Option<String>) -> Result<(u64, u64), String> {
+    let (k, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("shard {s:?} must look like K/N, for example 0/8 or auto/8"))?;
+    let n: u64 = n.trim().parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+        format!("shard {s:?}: the number of shards {n:?} is not a positive integer")
+    })?;
+    let (k, from) = if k.trim() == "auto" {
+        let found = SHARD_INDEX_VARS
+            .iter()
+            .find_map(|v| env(v).map(|value| (value, *v)))
+            .ok_or_else(|| {
+                format!(
+                    "shard {s:?}: none of {} is set",
+                    SHARD_INDEX_VARS.join(", ")
+                )
+            })?;
+        found
+    } else {
+        (k.to_string(), "the shard")
+    };
+    let k: u64 = k
+        .trim()
+        .parse()
+        .map_err(|_| format!("shard {s:?}: {from} index {k:?} is not a non-negative integer"))?;
+    if k >= n {
+        return Err(format!(
+            "shard {s:?}: {from} index {k} is not below the number of shards {n}"
+        ));
+    }
+    Ok((k, n))
+}
+
 /// What a sweep keeps of each failing run: its first failure, in one line, and how to replay it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FailedSeed {
     pub seed: u64,
     pub class: FailureClass,
@@ -163,14 +270,26 @@ pub fn sweep_reporting(
     seeds: Range<u64>,
     jobs: usize,
     opts: &RunOptions,
+    progress: impl FnMut(u64, u64),
+    found: impl FnMut(&FailedSeed),
+) -> SweepSummary {
+    sweep_set(SeedSet::all(seeds), jobs, opts, progress, found)
+}
+
+/// [`sweep_reporting`] over a [`SeedSet`] (a whole range or one shard of it).
+pub fn sweep_set(
+    seeds: SeedSet,
+    jobs: usize,
+    opts: &RunOptions,
     mut progress: impl FnMut(u64, u64),
     mut found: impl FnMut(&FailedSeed),
 ) -> SweepSummary {
-    let start = std::time::Instant::now(); // real time: the sweep's wall clock, outside any simulation
-                                           // Seeds are handed out as offsets into the range: a counter of seeds themselves would wrap past
-                                           // u64::MAX at the top of the range and start again from seed 0.
+    // Real time: the sweep's wall clock, outside any simulation.
+    let start = std::time::Instant::now();
+    // Seeds are handed out as offsets into the set: a counter of seeds themselves would wrap past
+    // u64::MAX at the top of the range and start again from seed 0.
     let next = AtomicU64::new(0);
-    let count = seeds.end.saturating_sub(seeds.start);
+    let count = seeds.count();
     let (tx, rx) = mpsc::sync_channel::<SeedResult>(jobs * 4);
     let mut summary = SweepSummary::default();
     std::thread::scope(|scope| {
@@ -182,7 +301,7 @@ pub fn sweep_reporting(
                 if offset >= count {
                     break;
                 }
-                let seed = seeds.start + offset;
+                let seed = seeds.nth(offset);
                 if tx.send(SeedResult::of(&run_seed(seed, opts))).is_err() {
                     break;
                 }
@@ -244,5 +363,163 @@ pub fn hunt(
     Hunt {
         tried: seeds.end - seeds.start,
         found: None,
+    }
+}
+
+/// A sweep's result as a file (`sim sweep --json FILE`), for machines: what ran (options, seeds,
+/// project version), every failure with its class, check and reproduce command, and the totals.
+/// Seeds not listed among the failures passed. `sim merge` combines the files of a sharded sweep.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SweepResult {
+    /// The file format's version.
+    pub format: u32,
+    /// The `sim` version that ran the sweep.
+    pub version: String,
+    pub options: RunOptions,
+    /// The seed sets that ran (one per shard merged in).
+    pub seeds: Vec<SeedSet>,
+    /// How many seeds ran, and how many passed.
+    pub ran: u64,
+    pub passed: u64,
+    /// Every failing seed, in seed order.
+    pub failures: Vec<FailedSeed>,
+    /// Operations by "kind outcome", and the fault, recovery and coverage counters.
+    pub outcomes: BTreeMap<String, u64>,
+    pub counters: BTreeMap<String, u64>,
+    pub messages: u64,
+    pub sim_time_ns: u64,
+    /// Real seconds the sweep took (summed over merged shards).
+    pub wall_seconds: f64,
+}
+
+/// The format [`SweepResult`] files are written in.
+pub const RESULT_FORMAT: u32 = 1;
+
+impl SweepResult {
+    pub fn of(seeds: SeedSet, opts: &RunOptions, s: &SweepSummary) -> SweepResult {
+        SweepResult {
+            format: RESULT_FORMAT,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            options: opts.clone(),
+            seeds: vec![seeds],
+            ran: s.seeds,
+            passed: s.passed,
+            failures: s.failures.clone(),
+            outcomes: s
+                .outcomes
+                .iter()
+                .map(|((kind, outcome), n)| (format!("{kind} {outcome}"), *n))
+                .collect(),
+            counters: s.counters.clone(),
+            messages: s.messages,
+            sim_time_ns: s.sim_time_ns,
+            wall_seconds: s.wall.as_secs_f64(),
+        }
+    }
+
+    /// Combines the results of parts of one sweep: the same options and version, seed sets that
+    /// share no seed. Counts add up; failures are listed in seed order.
+    pub fn merge(parts: Vec<SweepResult>) -> Result<SweepResult, String> {
+        let mut parts = parts.into_iter();
+        let mut out = parts.next().ok_or("nothing to merge")?;
+        for p in parts {
+            if p.format != out.format || p.version != out.version {
+                return Err(format!(
+                    "results of different sim versions or formats: {} (format {}) and {} (format {})",
+                    out.version, out.format, p.version, p.format
+                ));
+            }
+            if p.options != out.options {
+                return Err(format!(
+                    "results of different options:{} and{}",
+                    out.options.flags(),
+                    p.options.flags()
+                ));
+            }
+            for a in &out.seeds {
+                for b in &p.seeds {
+                    if overlap(a, b) {
+                        return Err(format!("seed sets {a} and {b} share seeds"));
+                    }
+                }
+            }
+            out.seeds.extend(p.seeds);
+            out.ran += p.ran;
+            out.passed += p.passed;
+            out.failures.extend(p.failures);
+            for (k, n) in p.outcomes {
+                *out.outcomes.entry(k).or_default() += n;
+            }
+            for (k, n) in p.counters {
+                *out.counters.entry(k).or_default() += n;
+            }
+            out.messages += p.messages;
+            out.sim_time_ns += p.sim_time_ns;
+            out.wall_seconds += p.wall_seconds;
+        }
+        out.failures.sort_by_key(|f| f.seed);
+        Ok(out)
+    }
+}
+
+/// Whether two seed sets share a seed (by walking the smaller: sets are sweeps, so this is bounded
+/// by the seeds that ran).
+fn overlap(a: &SeedSet, b: &SeedSet) -> bool {
+    let (small, big) = if a.count() <= b.count() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    (0..small.count()).any(|i| big.contains(small.nth(i)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_split_a_range_into_interleaved_disjoint_parts() {
+        let whole: Vec<u64> = (10..23).collect();
+        let mut seen = Vec::new();
+        for k in 0..4 {
+            let part = SeedSet::part(10..23, k, 4);
+            let seeds: Vec<u64> = (0..part.count()).map(|i| part.nth(i)).collect();
+            assert!(seeds.iter().all(|&s| part.contains(s)));
+            assert!(seeds.windows(2).all(|w| w[1] - w[0] == 4));
+            seen.extend(seeds);
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, whole);
+        // More shards than seeds: the extra shards are empty.
+        assert_eq!(SeedSet::part(0..2, 3, 5).count(), 0);
+        assert!(!overlap(
+            &SeedSet::part(0..9, 0, 2),
+            &SeedSet::part(0..9, 1, 2)
+        ));
+        assert!(overlap(&SeedSet::all(0..9), &SeedSet::part(5..20, 1, 2)));
+    }
+
+    #[test]
+    fn shard_arguments_are_parsed_or_refused_in_one_line() {
+        let none = |_: &str| None;
+        assert_eq!(parse_shard("2/8", none), Ok((2, 8)));
+        let k8s = |v: &str| (v == "JOB_COMPLETION_INDEX").then(|| "5".to_string());
+        assert_eq!(parse_shard("auto/8", k8s), Ok((5, 8)));
+        let slurm = |v: &str| (v == "SLURM_ARRAY_TASK_ID").then(|| "9".to_string());
+        let e = parse_shard("auto/8", slurm).unwrap_err();
+        assert!(
+            e.contains("SLURM_ARRAY_TASK_ID index 9 is not below"),
+            "{e}"
+        );
+        for (bad, why) in [
+            ("8/8", "not below"),
+            ("1/0", "not a positive integer"),
+            ("3", "must look like K/N"),
+            ("x/4", "not a non-negative integer"),
+            ("auto/4", "none of JOB_COMPLETION_INDEX"),
+        ] {
+            let e = parse_shard(bad, none).unwrap_err();
+            assert!(e.contains(why) && !e.contains('\n'), "{bad}: {e}");
+        }
     }
 }

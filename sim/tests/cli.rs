@@ -20,6 +20,28 @@ fn bad_input_gets_a_one_line_error_and_exit_code_2() {
         (&["sweep", "--seeds", "abc"], "must look like A..B"),
         (&["sweep", "--seeds", "0..x"], "not a non-negative integer"),
         (&["sweep", "--seeds", "0..10", "--jobs", "0"], "--jobs"),
+        (
+            &["sweep", "--seeds", "0..10", "--shard", "3/3"],
+            "index 3 is not below the number of shards 3",
+        ),
+        (
+            &["sweep", "--seeds", "0..10", "--shard", "1"],
+            "must look like K/N",
+        ),
+        (
+            &[
+                "sweep",
+                "--seeds",
+                "0..1",
+                "--json",
+                "/nonexistent/dir/r.json",
+            ],
+            "cannot write /nonexistent/dir/r.json",
+        ),
+        (
+            &["merge", "/nonexistent.json"],
+            "cannot read /nonexistent.json",
+        ),
         (&["table", "--seeds", "7..7"], "is empty"),
         (
             &["table", "--seeds", "0..5", "--replication", "9"],
@@ -604,4 +626,84 @@ fn sweep_takes_its_seeds_from_madsims_variables_when_not_given() {
         assert_eq!(out.status.code(), Some(2), "{env:?}");
         assert!(text(&out.stderr).contains(says), "{}", text(&out.stderr));
     }
+}
+
+#[test]
+fn sharded_sweeps_merge_into_the_failures_of_one_sweep() {
+    let dir = std::env::temp_dir().join(format!("gfs-sim-shards-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let sweep = |extra: &[&str], out: &str| {
+        let mut args = vec![
+            "sweep",
+            "--seeds",
+            "0..60",
+            "--bug",
+            "primary_ignores_expiry",
+            "--json",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        let o = sim(&args);
+        // Each part, like the whole, exits with its failures' class (1: a violation).
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    };
+    let whole = path("whole.json");
+    sweep(&[], &whole);
+    let parts: Vec<String> = (0..3).map(|k| path(&format!("part{k}.json"))).collect();
+    for (k, p) in parts.iter().enumerate() {
+        sweep(&["--shard", &format!("{k}/3")], p);
+    }
+    let merged = path("merged.json");
+    let mut args = vec!["merge"];
+    args.extend(parts.iter().map(String::as_str));
+    args.extend(["--json", &merged]);
+    let o = sim(&args);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("FAIL seed "),
+        "{}",
+        text(&o.stdout)
+    );
+    let read = |p: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let (whole, merged) = (read(&whole), read(&merged));
+    assert!(!whole["failures"].as_array().unwrap().is_empty());
+    // Exactly the same failures, reproduce commands included, and the same totals.
+    for key in [
+        "failures", "ran", "passed", "counters", "outcomes", "messages", "options",
+    ] {
+        assert_eq!(whole[key], merged[key], "{key}");
+    }
+    // Overlapping parts, or parts of different options, are refused in one line.
+    let o = sim(&["merge", &parts[0], &path("whole.json")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("share seeds"),
+        "{}",
+        text(&o.stderr)
+    );
+    let other = path("other.json");
+    let o = sim(&["sweep", "--seeds", "60..61", "--json", &other]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let o = sim(&["merge", &parts[0], &other]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("different options"),
+        "{}",
+        text(&o.stderr)
+    );
+    // The shard index can come from a batch runner's environment.
+    let o = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["sweep", "--seeds", "0..10", "--shard", "auto/4"])
+        .env("JOB_COMPLETION_INDEX", "1")
+        .output()
+        .unwrap();
+    assert!(
+        text(&o.stderr).contains("seeds 0..10 shard 1/4 (3 seeds)"),
+        "{}",
+        text(&o.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
