@@ -5,7 +5,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sim::failure::FailureClass;
 use sim::options::RunOptions;
 use sim::run::run_seed;
-use sim::sweep::{parse_seeds, parse_shard, sweep_set, SeedSet, SweepResult, SweepSummary};
+use sim::sweep::{
+    parse_duration, parse_seeds, parse_shard, sweep_set_until, SeedSet, SweepResult, SweepSummary,
+};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -137,8 +139,13 @@ enum Command {
         /// N machines running parts 0 to N-1 run every seed once. `auto/N` takes K from
         /// JOB_COMPLETION_INDEX (a Kubernetes Indexed Job), SLURM_ARRAY_TASK_ID (a Slurm array) or
         /// SIM_SHARD_INDEX (set it in a CI matrix), the first one set.
-        #[arg(long, value_name = "K/N")]
+        #[arg(long, value_name = "K/N", conflicts_with = "for_")]
         shard: Option<String>,
+        /// Keep sweeping for this long (real time: 90s, 10m, 2h, 1d), from the first seed of
+        /// --seeds up to its end, or without --seeds from a starting seed taken from the clock
+        /// and printed; then report as any sweep does. For nightly runs.
+        #[arg(long = "for", id = "for_", value_name = "DURATION", value_parser = parse_duration)]
+        for_: Option<std::time::Duration>,
         /// Also write the result as JSON to FILE: options, seeds, version, every failure (class,
         /// check, reproduce command) and the totals. `sim merge` combines the files of shards.
         #[arg(long, value_name = "FILE")]
@@ -219,6 +226,7 @@ fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Sweep {
         seeds: Some(0..1000),
         shard: None,
+        for_: None,
         json: None,
         jobs: None,
         opts: RunOptions::default(),
@@ -296,10 +304,17 @@ fn main() -> ExitCode {
         Command::Sweep {
             seeds,
             shard,
+            for_,
             json,
             jobs,
             opts,
         } => {
+            if let Some(duration) = for_ {
+                return match sweep_jobs(jobs, &opts) {
+                    Ok(jobs) => run_for(duration, seeds, jobs, &opts, json.as_deref()),
+                    Err(e) => fail(&e),
+                };
+            }
             let seeds = match seeds.map_or_else(seeds_from_env, Ok) {
                 Ok(seeds) => seeds,
                 Err(e) => return fail(&e),
@@ -625,9 +640,19 @@ fn run_sweep(
         }
     }
     let summary = sweep_with_progress(seeds, jobs, opts);
-    print_summary(&summary);
+    finish_sweep(seeds, &summary, opts, json)
+}
+
+/// Prints a sweep's summary, writes its JSON result if asked, and picks the exit code.
+fn finish_sweep(
+    seeds: SeedSet,
+    summary: &SweepSummary,
+    opts: &RunOptions,
+    json: Option<&std::path::Path>,
+) -> ExitCode {
+    print_summary(summary);
     if let Some(path) = json {
-        let result = SweepResult::of(seeds, opts, &summary);
+        let result = SweepResult::of(seeds, opts, summary);
         let text = serde_json::to_string_pretty(&result).expect("results serialize");
         if let Err(e) = std::fs::write(path, text + "\n") {
             return fail(&format!("cannot write {}: {e}", path.display()));
@@ -639,6 +664,37 @@ fn run_sweep(
     } else {
         failed_with(summary.failures.iter().map(|f| f.class))
     }
+}
+
+/// `sim sweep --for DURATION`: seeds in order from `seeds`' start (or a starting seed from the
+/// clock) until the time is up.
+fn run_for(
+    duration: Duration,
+    seeds: Option<std::ops::Range<u64>>,
+    jobs: usize,
+    opts: &RunOptions,
+    json: Option<&std::path::Path>,
+) -> ExitCode {
+    let range = seeds.unwrap_or_else(|| {
+        // The one place a seed comes from outside: the wall clock picks where a nightly run
+        // starts, and it is printed, so every seed it runs is still explicit and replayable.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let start = now.wrapping_mul(1_000_003) % (1 << 48);
+        start..u64::MAX
+    });
+    eprintln!(
+        "sweeping for {} s from seed {} (repeat with --seeds {}..END)",
+        duration.as_secs(),
+        range.start,
+        range.start
+    );
+    let until = std::time::Instant::now() + duration;
+    let summary = sweep_with_progress_until(SeedSet::all(range.clone()), Some(until), jobs, opts);
+    let ran = SeedSet::all(range.start..range.start + summary.seeds);
+    println!("ran seeds {ran}");
+    finish_sweep(ran, &summary, opts, json)
 }
 
 /// `sim merge`: the shards' results as one report.
@@ -730,21 +786,46 @@ fn table(seeds: std::ops::Range<u64>, jobs: usize, opts: &RunOptions) -> ExitCod
 
 /// Runs a sweep with a progress bar on a terminal, plain progress lines otherwise.
 fn sweep_with_progress(seeds: SeedSet, jobs: usize, opts: &RunOptions) -> SweepSummary {
-    let total = seeds.count();
     eprintln!(
-        "sweeping seeds {seeds} ({total} seeds) on {jobs} threads{}",
+        "sweeping seeds {seeds} ({} seeds) on {jobs} threads{}",
+        seeds.count(),
         opts.flags()
     );
+    sweep_with_progress_until(seeds, None, jobs, opts)
+}
+
+/// [`sweep_with_progress`] that stops taking seeds at `until` (then the number of seeds is not
+/// known ahead: progress counts up).
+fn sweep_with_progress_until(
+    seeds: SeedSet,
+    until: Option<std::time::Instant>,
+    jobs: usize,
+    opts: &RunOptions,
+) -> SweepSummary {
+    let total = if until.is_some() { 0 } else { seeds.count() };
     // Panics inside a run are caught and reported as that seed's failure; keep stderr readable.
     QUIET_PANICS.store(true, Ordering::Relaxed);
     let summary = if std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new(total);
-        bar.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} seeds  {per_sec}  eta {eta}  {msg}")
+        let bar = if total > 0 {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} seeds  {per_sec}  eta {eta}  {msg}",
+                )
                 .expect("valid template"),
-        );
-        let s = sweep_set(
+            );
+            bar
+        } else {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {pos} seeds  {per_sec}  {elapsed}  {msg}")
+                    .expect("valid template"),
+            );
+            bar
+        };
+        let s = sweep_set_until(
             seeds,
+            until,
             jobs,
             opts,
             |done, failed| {
@@ -758,15 +839,25 @@ fn sweep_with_progress(seeds: SeedSet, jobs: usize, opts: &RunOptions) -> SweepS
         bar.finish_and_clear();
         s
     } else {
-        // No terminal (CI): a plain line every tenth of the way.
-        let step = (total / 10).max(1);
-        sweep_set(
+        // No terminal (CI): a plain line every tenth of the way (every 1,000 seeds when the
+        // number is not known ahead).
+        let step = if total > 0 {
+            (total / 10).max(1)
+        } else {
+            1_000
+        };
+        sweep_set_until(
             seeds,
+            until,
             jobs,
             opts,
             |done, failed| {
                 if done % step == 0 || done == total {
-                    eprintln!("progress: {done}/{total} seeds, {failed} failed");
+                    if total > 0 {
+                        eprintln!("progress: {done}/{total} seeds, {failed} failed");
+                    } else {
+                        eprintln!("progress: {done} seeds, {failed} failed");
+                    }
                 }
             },
             |f| eprintln!("{}", found_line(f)),

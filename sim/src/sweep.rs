@@ -17,6 +17,30 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// Parses a duration such as `90s`, `10m`, `2h` or `1d` (a number and a unit) for `--for`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+        format!("duration {s:?} must be a positive number and a unit: 90s, 10m, 2h, 1d")
+    })?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "duration {s:?}: unknown unit {unit:?}; use s, m, h or d (90s, 10m, 2h, 1d)"
+            ))
+        }
+    };
+    n.checked_mul(seconds)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("duration {s:?} is too long"))
+}
+
 /// Parses `A..B` (B exclusive) into a non-empty range.
 pub fn parse_seeds(s: &str) -> Result<Range<u64>, String> {
     let (a, b) = s
@@ -281,6 +305,20 @@ pub fn sweep_set(
     seeds: SeedSet,
     jobs: usize,
     opts: &RunOptions,
+    progress: impl FnMut(u64, u64),
+    found: impl FnMut(&FailedSeed),
+) -> SweepSummary {
+    sweep_set_until(seeds, None, jobs, opts, progress, found)
+}
+
+/// [`sweep_set`] that starts no new seed once the real-time instant `until` has passed (the runs
+/// under way finish): the seeds that ran are the first [`SweepSummary::seeds`] of the set, in
+/// order. For sweeps that run for a given time (`sim sweep --for 10m`).
+pub fn sweep_set_until(
+    seeds: SeedSet,
+    until: Option<std::time::Instant>,
+    jobs: usize,
+    opts: &RunOptions,
     mut progress: impl FnMut(u64, u64),
     mut found: impl FnMut(&FailedSeed),
 ) -> SweepSummary {
@@ -297,6 +335,10 @@ pub fn sweep_set(
             let (tx, next) = (tx.clone(), &next);
             // Worker threads sit outside any simulation; each runs one runtime at a time.
             scope.spawn(move || loop {
+                // Real time, outside the simulation: when to stop taking seeds.
+                if until.is_some_and(|u| std::time::Instant::now() >= u) {
+                    break;
+                }
                 let offset = next.fetch_add(1, Ordering::Relaxed);
                 if offset >= count {
                     break;
@@ -497,6 +539,16 @@ mod tests {
             &SeedSet::part(0..9, 1, 2)
         ));
         assert!(overlap(&SeedSet::all(0..9), &SeedSet::part(5..20, 1, 2)));
+    }
+
+    #[test]
+    fn durations_take_a_unit() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7_200)));
+        for bad in ["10", "m", "0s", "5y", "-1m", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -42,6 +42,11 @@ fn bad_input_gets_a_one_line_error_and_exit_code_2() {
             &["merge", "/nonexistent.json"],
             "cannot read /nonexistent.json",
         ),
+        (&["sweep", "--for", "10"], "unknown unit"),
+        (
+            &["sweep", "--for", "0s"],
+            "must be a positive number and a unit",
+        ),
         (&["table", "--seeds", "7..7"], "is empty"),
         (
             &["table", "--seeds", "0..5", "--replication", "9"],
@@ -706,4 +711,33 @@ fn sharded_sweeps_merge_into_the_failures_of_one_sweep() {
         text(&o.stderr)
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_timed_sweep_runs_seeds_in_order_until_its_time_is_up() {
+    let out = std::env::temp_dir().join(format!("gfs-sim-for-{}.json", std::process::id()));
+    let out = out.to_string_lossy().into_owned();
+    let o = sim(&[
+        "sweep",
+        "--for",
+        "1s",
+        "--seeds",
+        "100..1000000",
+        "--json",
+        &out,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let ran = result["ran"].as_u64().unwrap();
+    // Some seeds ran, far fewer than the range, and the result names exactly those.
+    assert!(ran > 0 && ran < 100_000, "{ran}");
+    assert_eq!(result["seeds"][0]["start"], 100);
+    assert_eq!(result["seeds"][0]["end"].as_u64(), Some(100 + ran));
+    assert!(
+        text(&o.stdout).contains(&format!("ran seeds 100..{}", 100 + ran)),
+        "{}",
+        text(&o.stdout)
+    );
+    let _ = std::fs::remove_file(&out);
 }
