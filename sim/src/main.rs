@@ -6,7 +6,8 @@ use sim::failure::FailureClass;
 use sim::options::RunOptions;
 use sim::run::run_seed;
 use sim::sweep::{
-    parse_duration, parse_seeds, parse_shard, sweep_set_until, SeedSet, SweepResult, SweepSummary,
+    parse_duration, parse_seeds, parse_shard, sweep_set_until, HuntResult, SeedSet, SweepResult,
+    SweepSummary,
 };
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -85,6 +86,9 @@ enum Command {
         /// Seeds to try, in order, as A..B.
         #[arg(long, value_parser = parse_seeds, default_value = "0..1000")]
         seeds: std::ops::Range<u64>,
+        /// Also write the result as JSON to FILE: options, seeds, seeds tried, the failure found.
+        #[arg(long, value_name = "FILE")]
+        json: Option<std::path::PathBuf>,
         /// Worker threads; defaults to the number of cores.
         #[arg(long, short)]
         jobs: Option<usize>,
@@ -123,6 +127,9 @@ enum Command {
         /// Seeds to run, as A..B (B excluded).
         #[arg(long, value_parser = parse_seeds, default_value = "0..1000")]
         seeds: std::ops::Range<u64>,
+        /// Also write the result as JSON to FILE, the table included (as `sim sweep --json`).
+        #[arg(long, value_name = "FILE")]
+        json: Option<std::path::PathBuf>,
         /// Worker threads; defaults to the number of cores.
         #[arg(long, short)]
         jobs: Option<usize>,
@@ -269,11 +276,19 @@ fn main() -> ExitCode {
             }
             shrink(seed, &opts, &in_repository(&out), max_runs, force)
         }
-        Command::Hunt { seeds, jobs, opts } => {
+        Command::Hunt {
+            seeds,
+            json,
+            jobs,
+            opts,
+        } => {
             let jobs = match sweep_jobs(jobs, &opts) {
                 Ok(jobs) => jobs,
                 Err(e) => return fail(&e),
             };
+            if let Err(e) = writable(json.as_deref()) {
+                return fail(&e);
+            }
             QUIET_PANICS.store(true, Ordering::Relaxed);
             eprintln!(
                 "hunting over seeds {}..{}{}",
@@ -281,8 +296,13 @@ fn main() -> ExitCode {
                 seeds.end,
                 opts.flags()
             );
-            let h = sim::sweep::hunt(seeds, jobs, &opts, |_| {});
+            let h = sim::sweep::hunt(seeds.clone(), jobs, &opts, |_| {});
             QUIET_PANICS.store(false, Ordering::Relaxed);
+            if let Some(path) = &json {
+                if let Err(e) = write_json(path, &HuntResult::of(seeds, &opts, &h)) {
+                    return fail(&e);
+                }
+            }
             match &h.found {
                 Some(f) => {
                     println!(
@@ -331,8 +351,13 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        Command::Table { seeds, jobs, opts } => match sweep_jobs(jobs, &opts) {
-            Ok(jobs) => table(seeds, jobs, &opts),
+        Command::Table {
+            seeds,
+            json,
+            jobs,
+            opts,
+        } => match sweep_jobs(jobs, &opts).and_then(|j| writable(json.as_deref()).map(|()| j)) {
+            Ok(jobs) => table(seeds, jobs, &opts, json.as_deref()),
             Err(e) => fail(&e),
         },
         Command::Merge { files, json } => merge(&files, json.as_deref()),
@@ -633,11 +658,8 @@ fn run_sweep(
     opts: &RunOptions,
     json: Option<&std::path::Path>,
 ) -> ExitCode {
-    // A file that cannot be written is found out before the sweep, not after it.
-    if let Some(path) = json {
-        if let Err(e) = std::fs::write(path, "") {
-            return fail(&format!("cannot write {}: {e}", path.display()));
-        }
+    if let Err(e) = writable(json) {
+        return fail(&e);
     }
     let summary = sweep_with_progress(seeds, jobs, opts);
     finish_sweep(seeds, &summary, opts, json)
@@ -652,12 +674,9 @@ fn finish_sweep(
 ) -> ExitCode {
     print_summary(summary);
     if let Some(path) = json {
-        let result = SweepResult::of(seeds, opts, summary);
-        let text = serde_json::to_string_pretty(&result).expect("results serialize");
-        if let Err(e) = std::fs::write(path, text + "\n") {
-            return fail(&format!("cannot write {}: {e}", path.display()));
+        if let Err(e) = write_json(path, &SweepResult::of(seeds, opts, summary)) {
+            return fail(&e);
         }
-        eprintln!("result written to {}", path.display());
     }
     if summary.failures.is_empty() {
         ExitCode::SUCCESS
@@ -695,6 +714,25 @@ fn run_for(
     let ran = SeedSet::all(range.start..range.start + summary.seeds);
     println!("ran seeds {ran}");
     finish_sweep(ran, &summary, opts, json)
+}
+
+/// Checks that a result file can be written, before the work that fills it.
+fn writable(json: Option<&std::path::Path>) -> Result<(), String> {
+    match json {
+        Some(path) => {
+            std::fs::write(path, "").map_err(|e| format!("cannot write {}: {e}", path.display()))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Writes a result as pretty JSON and says where.
+fn write_json(path: &std::path::Path, result: &impl serde::Serialize) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(result).expect("results serialize");
+    std::fs::write(path, text + "\n")
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!("result written to {}", path.display());
+    Ok(())
 }
 
 /// `sim merge`: the shards' results as one report.
@@ -736,9 +774,8 @@ fn merge(files: &[std::path::PathBuf], json: Option<&std::path::Path>) -> ExitCo
     );
     println!("{} passed, {} failed", merged.passed, merged.failures.len());
     if let Some(path) = json {
-        let text = serde_json::to_string_pretty(&merged).expect("results serialize");
-        if let Err(e) = std::fs::write(path, text + "\n") {
-            return fail(&format!("cannot write {}: {e}", path.display()));
+        if let Err(e) = write_json(path, &merged) {
+            return fail(&e);
         }
     }
     if merged.failures.is_empty() {
@@ -748,8 +785,19 @@ fn merge(files: &[std::path::PathBuf], json: Option<&std::path::Path>) -> ExitCo
     }
 }
 
-fn table(seeds: std::ops::Range<u64>, jobs: usize, opts: &RunOptions) -> ExitCode {
-    let summary = sweep_with_progress(SeedSet::all(seeds), jobs, opts);
+fn table(
+    seeds: std::ops::Range<u64>,
+    jobs: usize,
+    opts: &RunOptions,
+    json: Option<&std::path::Path>,
+) -> ExitCode {
+    let set = SeedSet::all(seeds);
+    let summary = sweep_with_progress(set, jobs, opts);
+    if let Some(path) = json {
+        if let Err(e) = write_json(path, &SweepResult::of(set, opts, &summary)) {
+            return fail(&e);
+        }
+    }
     println!(
         "GFS Table 1 as observed over {} seeds (mutations per region state):",
         summary.seeds

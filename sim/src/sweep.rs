@@ -430,8 +430,37 @@ pub struct SweepResult {
     pub counters: BTreeMap<String, u64>,
     pub messages: u64,
     pub sim_time_ns: u64,
+    /// GFS Table 1 as observed: mutations per "row | column | state", and how many mutations left
+    /// a state the paper forbids.
+    pub table1: BTreeMap<String, u64>,
+    pub table1_forbidden: u64,
     /// Real seconds the sweep took (summed over merged shards).
     pub wall_seconds: f64,
+}
+
+/// A hunt's result as a file (`sim hunt --json FILE`): what ran, how many seeds it took, and the
+/// failure it found, if any.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HuntResult {
+    pub format: u32,
+    pub version: String,
+    pub options: RunOptions,
+    pub seeds: SeedSet,
+    pub tried: u64,
+    pub found: Option<FailedSeed>,
+}
+
+impl HuntResult {
+    pub fn of(seeds: Range<u64>, opts: &RunOptions, h: &Hunt) -> HuntResult {
+        HuntResult {
+            format: RESULT_FORMAT,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            options: opts.clone(),
+            seeds: SeedSet::all(seeds),
+            tried: h.tried,
+            found: h.found.clone(),
+        }
+    }
 }
 
 /// The format [`SweepResult`] files are written in.
@@ -455,6 +484,17 @@ impl SweepResult {
             counters: s.counters.clone(),
             messages: s.messages,
             sim_time_ns: s.sim_time_ns,
+            table1: s
+                .table1
+                .iter()
+                .map(|((row, column, state), n)| {
+                    (
+                        format!("{} | {} | {}", row.name(), column.name(), state.name()),
+                        *n,
+                    )
+                })
+                .collect(),
+            table1_forbidden: s.table1_forbidden,
             wall_seconds: s.wall.as_secs_f64(),
         }
     }
@@ -495,6 +535,10 @@ impl SweepResult {
             for (k, n) in p.counters {
                 *out.counters.entry(k).or_default() += n;
             }
+            for (k, n) in p.table1 {
+                *out.table1.entry(k).or_default() += n;
+            }
+            out.table1_forbidden += p.table1_forbidden;
             out.messages += p.messages;
             out.sim_time_ns += p.sim_time_ns;
             out.wall_seconds += p.wall_seconds;

@@ -741,3 +741,44 @@ fn a_timed_sweep_runs_seeds_in_order_until_its_time_is_up() {
     );
     let _ = std::fs::remove_file(&out);
 }
+
+#[test]
+fn hunt_and_table_write_json_results() {
+    let dir = std::env::temp_dir().join(format!("gfs-sim-json-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hunt = dir.join("hunt.json").to_string_lossy().into_owned();
+    let o = sim(&[
+        "hunt",
+        "--bug",
+        "short_pad",
+        "--seeds",
+        "0..20",
+        "--json",
+        &hunt,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let h: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&hunt).unwrap()).unwrap();
+    assert_eq!(h["found"]["check"], "padding_whole");
+    assert_eq!(h["found"]["class"], "violation");
+    assert_eq!(
+        h["tried"].as_u64(),
+        h["found"]["seed"].as_u64().map(|s| s + 1)
+    );
+    assert!(h["found"]["command"]
+        .as_str()
+        .unwrap()
+        .contains("--bug short_pad"));
+    let table = dir.join("table.json").to_string_lossy().into_owned();
+    let o = sim(&["table", "--seeds", "0..10", "--json", &table]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&table).unwrap()).unwrap();
+    assert_eq!(t["ran"], 10);
+    assert_eq!(t["table1_forbidden"], 0);
+    let defined = t["table1"]["serial success | write | defined"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(defined > 0, "{}", t["table1"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
