@@ -175,6 +175,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         json: Option<std::path::PathBuf>,
     },
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell), for example
+    /// `sim completions bash > ~/.local/share/bash-completion/completions/sim`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// The seeds madsim's test macro would run: MADSIM_TEST_SEED, then MADSIM_TEST_NUM - 1 more.
@@ -361,6 +367,11 @@ fn main() -> ExitCode {
             Err(e) => fail(&e),
         },
         Command::Merge { files, json } => merge(&files, json.as_deref()),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "sim", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
     }
 }
 

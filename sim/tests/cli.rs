@@ -782,3 +782,17 @@ fn hunt_and_table_write_json_results() {
     assert!(defined > 0, "{}", t["table1"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn completion_scripts_name_the_subcommands_and_flags() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = sim(&["completions", shell]);
+        assert_eq!(o.status.code(), Some(0), "{shell}: {}", text(&o.stderr));
+        let script = text(&o.stdout);
+        for word in ["sweep", "merge", "--shard", "--bug", "--json"] {
+            assert!(script.contains(word), "{shell} script lacks {word}");
+        }
+    }
+    let o = sim(&["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2));
+}
