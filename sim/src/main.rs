@@ -434,9 +434,10 @@ fn replay(
     let report = sim::run::run_seed_detailed(seed, opts, node::trace::Detail::Full);
     let lines = sim::trace::lines(&report);
     let path = dir.join(format!("seed-{seed}.jsonl"));
-    if let Err(e) = std::fs::create_dir_all(dir)
-        .and_then(|_| std::fs::write(&path, sim::trace::to_jsonl(&lines)))
-    {
+    if let Err(e) = std::fs::create_dir_all(dir).and_then(|_| {
+        let text = sim::trace::meta_line(seed, opts) + &sim::trace::to_jsonl(&lines);
+        std::fs::write(&path, text)
+    }) {
         return fail(&format!(
             "cannot write the trace to {}: {e}",
             path.display()

@@ -127,6 +127,21 @@ pub fn field<'a>(detail: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// The trace as JSON Lines.
+/// The first line of a trace file: what the trace is of, so a file found later says how to make
+/// it again (`{"meta":{"options":"--faults none","replay":"...","seed":42,"version":"0.1.0"}}`).
+/// No instant or host in it: the same seed and options still give the same bytes.
+pub fn meta_line(seed: u64, opts: &crate::options::RunOptions) -> String {
+    let meta = serde_json::json!({
+        "meta": {
+            "seed": seed,
+            "options": opts.flags().trim_start(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "replay": format!("cargo run --release -p sim -- replay {seed}{}", opts.flags()),
+        }
+    });
+    format!("{meta}\n")
+}
+
 pub fn to_jsonl(lines: &[TraceLine]) -> String {
     let mut out = String::new();
     for l in lines {

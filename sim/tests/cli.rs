@@ -238,6 +238,32 @@ fn replay_writes_a_trace_and_diff_compares_two() {
     let same = sim(&["diff", first.to_str().unwrap(), copy.to_str().unwrap()]);
     assert!(same.status.success(), "{}", text(&same.stdout));
     assert!(text(&same.stdout).starts_with("identical"));
+    // The file says what it is a trace of, and how to make it again.
+    let meta: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&first)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["meta"]["seed"], 11);
+    assert_eq!(
+        meta["meta"]["replay"],
+        "cargo run --release -p sim -- replay 11"
+    );
+    let faultless = dir.join("faultless");
+    let f = faultless.to_str().unwrap();
+    assert!(sim(&["replay", "11", "--faults", "none", "--out", f])
+        .status
+        .success());
+    let text_of = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    let first_line = |p: &std::path::Path| text_of(p).lines().next().unwrap().to_string();
+    assert!(
+        first_line(&faultless.join("seed-11.jsonl")).contains("\"options\":\"--faults none\""),
+        "{}",
+        first_line(&faultless.join("seed-11.jsonl"))
+    );
     let other = dir.join("seed-12.jsonl");
     assert!(sim(&["replay", "12", "--out", d]).status.success());
     let differ = sim(&["diff", first.to_str().unwrap(), other.to_str().unwrap()]);
