@@ -210,6 +210,25 @@ pub enum What {
     },
 }
 
+/// For people: `client0`, `side [master, cs3]`, `cs1 -> master`, `145 ms`, `18%`.
+impl fmt::Display for What {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            What::Crash { node }
+            | What::Pause { node }
+            | What::Isolate { node }
+            | What::BitFlip { node } => write!(f, "{node}"),
+            What::Partition { side } => {
+                let names: Vec<String> = side.iter().map(Target::to_string).collect();
+                write!(f, "side [{}]", names.join(", "))
+            }
+            What::OneWay { from, to } => write!(f, "{from} -> {to}"),
+            What::Delay { max_latency_ms } => write!(f, "up to {max_latency_ms} ms"),
+            What::Loss { percent } => write!(f, "{percent}%"),
+        }
+    }
+}
+
 /// One fault: injected at `at_ms` (simulated time since the start), healed `lasts_ms` later.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Fault {

@@ -24,6 +24,34 @@ impl OpResult {
         OpResult::Err { error: e.clone() }
     }
 
+    /// The outcome for people: `ok`, `ok at offset 15`, `ok, 38 bytes: 00 01 ... (hex)`,
+    /// `ok, 2 files: /f0 (64 bytes), /f1 (0 bytes)`, `error not_found: no such file: /f2`.
+    pub fn plain(&self) -> String {
+        match self {
+            OpResult::Ok => "ok".to_string(),
+            OpResult::Offset { offset } => format!("ok at offset {offset}"),
+            OpResult::Data { data } if data.is_empty() => "ok, 0 bytes".to_string(),
+            OpResult::Data { data } => {
+                const SHOWN: usize = 16;
+                let hex: Vec<String> = data
+                    .iter()
+                    .take(SHOWN)
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                let more = if data.len() > SHOWN { " ..." } else { "" };
+                format!("ok, {} bytes: {}{more}", data.len(), hex.join(" "))
+            }
+            OpResult::Files { files } => {
+                let names: Vec<String> = files
+                    .iter()
+                    .map(|f| format!("{} ({} bytes)", f.path, f.size_bytes))
+                    .collect();
+                format!("ok, {} files: {}", files.len(), names.join(", "))
+            }
+            OpResult::Err { error } => format!("error {}: {error}", error.kind()),
+        }
+    }
+
     pub fn is_ok(&self) -> bool {
         !matches!(self, OpResult::Err { .. })
     }

@@ -96,9 +96,10 @@ pub fn shrink(
                 fplan = cand;
                 changed = true;
                 progress(&format!(
-                    "dropped fault {} {:?} ({})",
+                    "dropped fault {} {} at {} ms ({})",
                     gone.kind,
                     gone.what,
+                    gone.at_ms,
                     size(&plan, &fplan)
                 ));
             }

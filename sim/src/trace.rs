@@ -266,10 +266,27 @@ pub fn timeline(lines: &[TraceLine], nodes: &[String]) -> String {
             columns.push(s);
         }
     }
-    // Every column is as wide as the widest name, and at least two characters.
-    let width = columns.iter().map(|c| c.len()).max().unwrap_or(2).max(2);
-    let header: String = columns.iter().map(|c| format!("{c:>width$}")).collect();
-    let _ = writeln!(out, "{:>12}  {header}  event", "time (ms)");
+    // Every column is two characters wide; a longer name (`10`, `c2`) is written downwards, one
+    // character per header row, its last one on the row that names the fields, so that columns
+    // never run together however many nodes there are.
+    let width = 2;
+    let rows = columns.iter().map(|c| c.chars().count()).max().unwrap_or(1);
+    for row in 0..rows {
+        let header: String = columns
+            .iter()
+            .map(|c| {
+                let chars: Vec<char> = c.chars().collect();
+                let ch = (row + chars.len())
+                    .checked_sub(rows)
+                    .map_or(' ', |i| chars[i]);
+                format!("{ch:>width$}")
+            })
+            .collect();
+        let label = if row + 1 == rows { "time (ms)" } else { "" };
+        let tail = if row + 1 == rows { "  event" } else { "" };
+        let line = format!("{label:>12}  {header}{tail}");
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
     for l in lines {
         let mine = short(&l.node);
         let cols: String = columns
@@ -304,6 +321,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn timeline_headers_keep_columns_apart_with_many_nodes() {
+        let nodes: Vec<String> = ["master", "cs9", "cs10", "cs11", "client0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let header: Vec<String> = timeline(&[], &nodes).lines().map(str::to_string).collect();
+        assert_eq!(header[0].trim_start(), "1 1 c", "{header:?}");
+        assert!(header[1].ends_with("M 9 0 1 0  event"), "{header:?}");
+    }
+
+    #[test]
     fn timeline_puts_each_event_in_its_nodes_column() {
         let nodes: Vec<String> = ["master", "cs0", "client0", "nemesis"]
             .iter()
@@ -325,9 +353,10 @@ mod tests {
         ];
         let t = timeline(&lines, &nodes);
         let rows: Vec<&str> = t.lines().collect();
-        assert!(rows[0].contains(" M 0c0 N"), "{t}");
-        assert!(rows[1].contains("1.500   | * | |  cs0"), "{t}");
-        assert!(rows[2].contains("2.000   | | | !  nemesis"), "{t}");
+        assert_eq!(rows[0].trim(), "c", "{t}");
+        assert!(rows[1].contains(" M 0 0 N  event"), "{t}");
+        assert!(rows[2].contains("1.500   | * | |  cs0"), "{t}");
+        assert!(rows[3].contains("2.000   | | | !  nemesis"), "{t}");
         assert!(to_jsonl(&lines).starts_with("{\"t_ns\":1500000,\"node\":\"cs0\""));
     }
 
@@ -345,21 +374,29 @@ mod tests {
             n.extend((0..clients).map(|i| format!("client{i}")));
             n
         };
-        // Eleven clients: `c10` makes every column three wide; header and rows line up.
+        // Eleven clients: `c10` is written downwards over three header rows; columns stay two
+        // wide and line up with the rows.
         let t = timeline(&[line("client10"), line("cs1")], &names(2, 11));
         let rows: Vec<&str> = t.lines().collect();
+        assert!(rows[0].ends_with(" c"), "{t}");
+        assert!(rows[1].ends_with(" c c c c c c c c c c 1"), "{t}");
         assert!(
-            rows[0].ends_with("  M  0  1 c0 c1 c2 c3 c4 c5 c6 c7 c8 c9c10  event"),
+            rows[2].ends_with(" M 0 1 0 1 2 3 4 5 6 7 8 9 0  event"),
             "{t}"
         );
-        let at = |row: &str, col: usize| row.chars().nth(14 + 3 * col + 2).unwrap();
-        assert_eq!((at(rows[1], 13), at(rows[1], 2)), ('*', '|'), "{t}");
-        assert_eq!((at(rows[2], 13), at(rows[2], 2)), ('|', '*'), "{t}");
+        let at = |row: &str, col: usize| row.chars().nth(14 + 2 * col + 1).unwrap();
+        assert_eq!(
+            (at(rows[0], 13), at(rows[1], 13), at(rows[2], 13)),
+            ('c', '1', '0')
+        );
+        assert_eq!((at(rows[3], 13), at(rows[3], 2)), ('*', '|'), "{t}");
+        assert_eq!((at(rows[4], 13), at(rows[4], 2)), ('|', '*'), "{t}");
         // Twenty clients share the column `c*`; the node column says which.
         let t = timeline(&[line("client17")], &names(2, 20));
         let rows: Vec<&str> = t.lines().collect();
-        assert!(rows[0].ends_with(" M 0 1c*  event"), "{t}");
-        assert!(rows[1].contains(" | | | *  client17 "), "{t}");
+        assert!(rows[0].ends_with(" c"), "{t}");
+        assert!(rows[1].ends_with(" M 0 1 *  event"), "{t}");
+        assert!(rows[2].contains(" | | | *  client17 "), "{t}");
     }
 
     #[test]

@@ -225,8 +225,10 @@ fn replay_writes_a_trace_and_diff_compares_two() {
     let out = sim(&["replay", "11", "--out", d]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    // The header: client columns are named downwards (`c` over `0`), then the field names.
+    let header: Vec<&str> = stdout.lines().take(2).collect();
     assert!(
-        stdout.lines().next().unwrap().contains("time (ms)"),
+        header[0].trim() == "c c c" && header[1].contains("time (ms)   M 0 1 2 3 4 0 1 2 K N"),
         "{stdout}"
     );
     assert!(stdout.contains("verdict: PASS"), "{stdout}");

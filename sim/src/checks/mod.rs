@@ -321,14 +321,7 @@ pub fn describe(op: &OpRecord) -> String {
     let outcome = op
         .outcome
         .as_ref()
-        .map_or("pending".to_string(), |o| match o {
-            OpResult::Err { error } => format!(
-                "Err {{ kind: {:?}, message: {:?} }}",
-                error.kind(),
-                error.to_string()
-            ),
-            o => format!("{o:?}"),
-        });
+        .map_or("pending".to_string(), OpResult::plain);
     let outcome: String = outcome.chars().take(120).collect();
     format!(
         "op #{} client{} {args} invoked {:.3} ms, completed {done} -> {outcome}",
