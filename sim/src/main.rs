@@ -674,7 +674,30 @@ fn run_sweep(
         return fail(&e);
     }
     let summary = sweep_with_progress(seeds, jobs, opts);
-    finish_sweep(seeds, &summary, opts, json)
+    let ran = if interrupted() {
+        seeds.prefix(summary.seeds)
+    } else {
+        seeds
+    };
+    finish_sweep(ran, &summary, opts, json)
+}
+
+/// Set by Ctrl-C (SIGINT): sweeps stop taking seeds, finish those under way and report.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
+/// Makes Ctrl-C end a sweep early with its summary instead of losing it. A second Ctrl-C (or a
+/// handler that cannot be installed) leaves the default: the process ends at once.
+fn stop_on_interrupt() {
+    let _ = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+        eprintln!("interrupted: finishing the runs under way, then the summary (Ctrl-C again to quit now)");
+    });
 }
 
 /// Prints a sweep's summary, writes its JSON result if asked, and picks the exit code.
@@ -685,15 +708,20 @@ fn finish_sweep(
     json: Option<&std::path::Path>,
 ) -> ExitCode {
     print_summary(summary);
+    if interrupted() {
+        println!("interrupted: ran seeds {seeds} only");
+    }
     if let Some(path) = json {
         if let Err(e) = write_json(path, &SweepResult::of(seeds, opts, summary)) {
             return fail(&e);
         }
     }
-    if summary.failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
+    if !summary.failures.is_empty() {
         failed_with(summary.failures.iter().map(|f| f.class))
+    } else if interrupted() {
+        ExitCode::from(130) // the shell's code for a process ended by SIGINT
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -723,6 +751,9 @@ fn run_for(
     );
     let until = std::time::Instant::now() + duration;
     let summary = sweep_with_progress_until(SeedSet::all(range.clone()), Some(until), jobs, opts);
+    if interrupted() {
+        eprintln!("interrupted before the time was up");
+    }
     let ran = SeedSet::all(range.start..range.start + summary.seeds);
     println!("ran seeds {ran}");
     finish_sweep(ran, &summary, opts, json)
@@ -830,8 +861,18 @@ fn table(
             f.seed, f.reason, f.command
         );
     }
+    if interrupted() {
+        println!(
+            "interrupted: the table counts the {} seeds that ran",
+            summary.seeds
+        );
+    }
     if summary.failures.is_empty() && summary.table1_forbidden == 0 {
-        ExitCode::SUCCESS
+        if interrupted() {
+            ExitCode::from(130)
+        } else {
+            ExitCode::SUCCESS
+        }
     } else {
         println!(
             "{} of {} seeds failed",
@@ -863,6 +904,9 @@ fn sweep_with_progress_until(
     opts: &RunOptions,
 ) -> SweepSummary {
     let total = if until.is_some() { 0 } else { seeds.count() };
+    // Real time, outside the simulation: when to stop taking seeds.
+    let stop = || interrupted() || until.is_some_and(|u| std::time::Instant::now() >= u);
+    stop_on_interrupt();
     // Panics inside a run are caught and reported as that seed's failure; keep stderr readable.
     QUIET_PANICS.store(true, Ordering::Relaxed);
     let summary = if std::io::stderr().is_terminal() {
@@ -885,7 +929,7 @@ fn sweep_with_progress_until(
         };
         let s = sweep_set_until(
             seeds,
-            until,
+            &stop,
             jobs,
             opts,
             |done, failed| {
@@ -908,7 +952,7 @@ fn sweep_with_progress_until(
         };
         sweep_set_until(
             seeds,
-            until,
+            &stop,
             jobs,
             opts,
             |done, failed| {

@@ -109,6 +109,17 @@ impl SeedSet {
         self.start + self.shard + i * self.shards
     }
 
+    /// The first `n` seeds of the set (all of it if it has fewer), as a set of the same shard.
+    pub fn prefix(&self, n: u64) -> SeedSet {
+        let n = n.min(self.count());
+        let end = if n == 0 {
+            self.start
+        } else {
+            self.nth(n - 1) + 1
+        };
+        SeedSet { end, ..*self }
+    }
+
     pub fn contains(&self, seed: u64) -> bool {
         (self.start..self.end).contains(&seed) && (seed - self.start) % self.shards == self.shard
     }
@@ -308,15 +319,16 @@ pub fn sweep_set(
     progress: impl FnMut(u64, u64),
     found: impl FnMut(&FailedSeed),
 ) -> SweepSummary {
-    sweep_set_until(seeds, None, jobs, opts, progress, found)
+    sweep_set_until(seeds, &|| false, jobs, opts, progress, found)
 }
 
-/// [`sweep_set`] that starts no new seed once the real-time instant `until` has passed (the runs
-/// under way finish): the seeds that ran are the first [`SweepSummary::seeds`] of the set, in
-/// order. For sweeps that run for a given time (`sim sweep --for 10m`).
+/// [`sweep_set`] that starts no new seed once `stop()` says so (the runs under way finish): the
+/// seeds that ran are the first [`SweepSummary::seeds`] of the set, in order
+/// ([`SeedSet::prefix`]). For sweeps that run for a given time (`sim sweep --for 10m`) or are
+/// interrupted.
 pub fn sweep_set_until(
     seeds: SeedSet,
-    until: Option<std::time::Instant>,
+    stop: &(dyn Fn() -> bool + Sync),
     jobs: usize,
     opts: &RunOptions,
     mut progress: impl FnMut(u64, u64),
@@ -335,8 +347,7 @@ pub fn sweep_set_until(
             let (tx, next) = (tx.clone(), &next);
             // Worker threads sit outside any simulation; each runs one runtime at a time.
             scope.spawn(move || loop {
-                // Real time, outside the simulation: when to stop taking seeds.
-                if until.is_some_and(|u| std::time::Instant::now() >= u) {
+                if stop() {
                     break;
                 }
                 let offset = next.fetch_add(1, Ordering::Relaxed);
@@ -576,6 +587,12 @@ mod tests {
         }
         seen.sort_unstable();
         assert_eq!(seen, whole);
+        // A prefix keeps the shard and holds exactly the first seeds.
+        let part = SeedSet::part(10..23, 1, 4);
+        let first = part.prefix(2);
+        assert_eq!((first.count(), first.nth(0), first.nth(1)), (2, 11, 15));
+        assert_eq!(part.prefix(99), part);
+        assert_eq!(part.prefix(0).count(), 0);
         // More shards than seeds: the extra shards are empty.
         assert_eq!(SeedSet::part(0..2, 3, 5).count(), 0);
         assert!(!overlap(

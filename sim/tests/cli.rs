@@ -824,3 +824,40 @@ fn completion_scripts_name_the_subcommands_and_flags() {
     let o = sim(&["completions", "tcsh"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn ctrl_c_ends_a_sweep_with_the_summary_of_the_seeds_that_ran() {
+    let child = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["sweep", "--seeds", "0..100000000", "--jobs", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sim starts");
+    // Real time, outside any simulation: let it run a few seeds first.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // The shell's own `kill`, present wherever `sh` is.
+    let killed = Command::new("sh")
+        .args(["-c", &format!("kill -INT {}", child.id())])
+        .status()
+        .expect("sh runs");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("sim ends");
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{stdout}{}",
+        text(&out.stderr)
+    );
+    let ran = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("interrupted: ran seeds 0.."))
+        .and_then(|l| l.strip_suffix(" only"))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no interruption line: {stdout}"));
+    assert!(ran > 0, "{stdout}");
+    assert!(
+        stdout.contains(&format!("{ran} passed, 0 failed")),
+        "{stdout}"
+    );
+}
