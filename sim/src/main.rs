@@ -21,7 +21,7 @@ use std::time::Duration;
     about = "Deterministic simulation testbed for the Google File System",
     long_about = "Runs a GFS cluster (master, chunkservers, clients) inside the madsim simulator under \
 an explicit seed, plays a random workload, and checks that every acknowledged write survives. The \
-same seed and options always give the same run.\n\nWithout a subcommand, sweeps seeds 0..1000.\n\nExit \
+same seed and options always give the same run. The main job: `sim sweep --seeds 0..10000`.\n\nExit \
 codes: 0 every run passed (a hunt: the bug was caught), 1 a check was violated (also: a scenario's \
 expectation or a shrink failed, a hunt caught nothing, traces differ), 2 bad input, 3 a liveness failure (no progress, no \
 convergence), 4 a node panicked on a broken invariant. A sweep exits with its most severe failure."
@@ -236,14 +236,12 @@ fn install_panic_hook() {
 fn main() -> ExitCode {
     install_panic_hook();
     let cli = Cli::parse();
-    let command = cli.command.unwrap_or(Command::Sweep {
-        seeds: Some(0..1000),
-        shard: None,
-        for_: None,
-        json: None,
-        jobs: None,
-        opts: RunOptions::default(),
-    });
+    // No subcommand: the help, as clap does for a required one (exit 2: nothing was asked).
+    let Some(command) = cli.command else {
+        use clap::CommandFactory;
+        let _ = Cli::command().print_long_help();
+        return ExitCode::from(2);
+    };
     match command {
         Command::Run {
             seed,

@@ -861,3 +861,14 @@ fn ctrl_c_ends_a_sweep_with_the_summary_of_the_seeds_that_ran() {
         "{stdout}"
     );
 }
+
+#[test]
+fn bare_sim_prints_its_help() {
+    let o = sim(&[]);
+    assert_eq!(o.status.code(), Some(2));
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("Usage: sim") && out.contains("sweep") && out.contains("Exit codes"),
+        "{out}"
+    );
+}
