@@ -111,7 +111,9 @@ impl SeedSet {
 
     /// The first `n` seeds of the set (all of it if it has fewer), as a set of the same shard.
     pub fn prefix(&self, n: u64) -> SeedSet {
-        let n = n.min(self.count());
+        if n >= self.count() {
+            return *self;
+        }
         let end = if n == 0 {
             self.start
         } else {
