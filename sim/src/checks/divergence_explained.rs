@@ -18,16 +18,12 @@ use super::{context, Inputs, Violation};
 use node::trace::{Event, FaultOn, NodeName};
 use node::{ChunkHandle, ServerId};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write;
 
 pub const NAME: &str = "divergence_explained";
 
 /// How many RPC timeouts a primary may take from ordering a mutation to hearing every secondary:
 /// its local write, then the forwards, each bounded by one timeout, with margin.
 pub const SETTLE_TIMEOUTS: u64 = 3;
-
-/// How many unexplained differences a report lists.
-const SHOWN: usize = 6;
 
 /// Each chunk's byte ranges that an incomplete mutation covered, merged and sorted.
 pub fn incomplete_regions(inputs: &Inputs) -> BTreeMap<ChunkHandle, Vec<(u64, u64)>> {
@@ -172,20 +168,15 @@ pub fn check(inputs: &Inputs) -> Option<Violation> {
     if findings.is_empty() {
         return None;
     }
-    let mut report = format!(
-        "{} replica pairs differ where no failed or unfinished mutation could have left them apart:\n",
-        findings.len()
-    );
-    for f in findings.iter().take(SHOWN) {
-        let _ = writeln!(report, "  {f}");
-    }
-    if findings.len() > SHOWN {
-        let _ = writeln!(report, "  ... and {} more", findings.len() - SHOWN);
-    }
-    Some(Violation {
-        check: NAME,
-        report,
-    })
+    Some(Violation::listing(
+        NAME,
+        format!(
+            "{} replica pairs differ where no failed or unfinished mutation could have left them apart:",
+            findings.len()
+        ),
+        findings.len(),
+        findings,
+    ))
 }
 
 #[cfg(test)]

@@ -19,12 +19,8 @@ use crate::workload::OpSpec;
 use node::trace::{Entry, Event, NodeName};
 use node::{ChunkHandle, ServerId};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write;
 
 pub const NAME: &str = "gc_after_grace";
-
-/// How many early deletions a report lists.
-const SHOWN: usize = 8;
 
 /// When the delete the master logged at `logged_ns` (its `file_deleted`) began at the latest:
 /// the earliest invocation among the deletes of `path` still in flight then. The master stamps the
@@ -96,33 +92,22 @@ pub fn check(history: &[OpRecord], events: &[Entry], gc_delay_ms: u64) -> Option
     if early.is_empty() {
         return None;
     }
-    let mut report = format!(
-        "{} current replicas of deleted files were erased before the grace period ended:\n",
-        early.len()
-    );
-    for line in early.iter().take(SHOWN) {
-        let _ = writeln!(report, "  {line}");
-    }
-    if early.len() > SHOWN {
-        let _ = writeln!(report, "  ... and {} more", early.len() - SHOWN);
-    }
-    Some(Violation {
-        check: NAME,
-        report,
-    })
+    Some(Violation::listing(
+        NAME,
+        format!(
+            "{} current replicas of deleted files were erased before the grace period ended:",
+            early.len()
+        ),
+        early.len(),
+        early,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ev(t_ms: u64, node: NodeName, event: Event) -> Entry {
-        Entry {
-            time_ns: t_ms * 1_000_000,
-            node,
-            event,
-        }
-    }
+    use super::super::event_at_ms as ev;
 
     fn erased(t_ms: u64, server: u32, version: u64) -> Entry {
         ev(

@@ -19,7 +19,6 @@ use super::Violation;
 use node::trace::{Entry, Event, FaultKind, FaultOn, NodeName};
 use node::{ChunkHandle, ServerId};
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 pub const NAME: &str = "lease_budget";
 
@@ -141,39 +140,30 @@ pub fn check(events: &[Entry], lease_ms: u64, slack_ns: u64) -> Option<Violation
         return None;
     }
     let ms = |ns: u64| ns as f64 / 1e6;
-    let mut report = format!(
-        "{} leases lapsed while in use, over a budget of {FREE_LAPSES}: each primary ordered a mutation at least {:.0} ms before its lease ran out, no fault was near, and the master never renewed the lease; every lapse costs a new grant and version:\n",
-        lapsed.len(),
-        ms(slack_ns)
-    );
-    for (chunk, version, primary, m, i, until) in lapsed.iter().take(8) {
-        let _ = writeln!(
-            report,
-            "  chunk {chunk} v{version} on {primary}: mutation ordered at {:.3} ms (event #{i}), lease ran out at {:.3} ms unrenewed",
+    let lines = lapsed.iter().map(|(chunk, version, primary, m, i, until)| {
+        format!(
+            "chunk {chunk} v{version} on {primary}: mutation ordered at {:.3} ms (event #{i}), lease ran out at {:.3} ms unrenewed",
             ms(*m),
             ms(*until)
-        );
-    }
-    if lapsed.len() > 8 {
-        let _ = writeln!(report, "  ... and {} more", lapsed.len() - 8);
-    }
-    Some(Violation {
-        check: NAME,
-        report,
-    })
+        )
+    });
+    Some(Violation::listing(
+        NAME,
+        format!(
+            "{} leases lapsed while in use, over a budget of {FREE_LAPSES}: each primary ordered a mutation at least {:.0} ms before its lease ran out, no fault was near, and the master never renewed the lease; every lapse costs a new grant and version:",
+            lapsed.len(),
+            ms(slack_ns)
+        ),
+        lapsed.len(),
+        lines,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ev(t_ms: u64, node: NodeName, event: Event) -> Entry {
-        Entry {
-            time_ns: t_ms * 1_000_000,
-            node,
-            event,
-        }
-    }
+    use super::super::event_at_ms as ev;
 
     /// A lease on chunk `c` offered at `t_ms` to cs1 for 1 000 ms, used 50 ms later.
     fn used_lease(c: u64, t_ms: u64) -> Vec<Entry> {

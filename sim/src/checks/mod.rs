@@ -42,6 +42,31 @@ pub struct Violation {
     pub report: String,
 }
 
+/// How many findings a report lists before it says how many more there were.
+pub const REPORT_LINES: usize = 8;
+
+impl Violation {
+    /// A violation whose report is `header`, then the first [`REPORT_LINES`] of `lines` (out of
+    /// `total` findings), one per indented line, then how many more there were. `lines` is only
+    /// drawn from as far as it is shown, so findings past those cost nothing to describe.
+    pub fn listing(
+        check: &'static str,
+        header: String,
+        total: usize,
+        lines: impl IntoIterator<Item = String>,
+    ) -> Violation {
+        let mut report = header;
+        report.push('\n');
+        for line in lines.into_iter().take(REPORT_LINES) {
+            let _ = writeln!(report, "  {line}");
+        }
+        if total > REPORT_LINES {
+            let _ = writeln!(report, "  ... and {} more", total - REPORT_LINES);
+        }
+        Violation { check, report }
+    }
+}
+
 /// What the harness read at the end of a run.
 #[derive(Debug, Clone, Default)]
 pub struct FinalState {
@@ -103,6 +128,20 @@ pub(crate) fn test_inputs<'a>(
         ),
         rpc_timeout_ms: node::ClusterConfig::default().rpc_timeout_ms,
         location_cache_ms: node::ClusterConfig::default().location_cache_ms,
+    }
+}
+
+/// For the checks' unit tests: `event` on `node` at `t_ms` simulated milliseconds.
+#[cfg(test)]
+pub(crate) fn event_at_ms(
+    t_ms: u64,
+    node: node::trace::NodeName,
+    event: node::trace::Event,
+) -> node::trace::Entry {
+    node::trace::Entry {
+        time_ns: t_ms * 1_000_000,
+        node,
+        event,
     }
 }
 

@@ -15,12 +15,8 @@ use super::Violation;
 use node::trace::{Entry, Event, NodeName};
 use node::{ChunkHandle, ServerId};
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 pub const NAME: &str = "ordered_under_lease";
-
-/// How many offending mutations a report lists.
-const SHOWN: usize = 8;
 
 pub fn check(events: &[Entry]) -> Option<Violation> {
     // (chunk, version, server) -> the latest expiry the master gave so far (offer or renewal).
@@ -68,44 +64,37 @@ pub fn check(events: &[Entry]) -> Option<Violation> {
         return None;
     }
     let ms = |ns: u64| ns as f64 / 1e6;
-    let mut report = format!(
-        "{} mutations were numbered by a primary outside every lease the master gave it:\n",
-        bad.len()
-    );
-    for &(i, t, server, chunk, version, serial, lease) in bad.iter().take(SHOWN) {
-        let why = match lease {
-            Some((until, at)) => format!(
-                "the master's lease on it at v{version} ran out at {:.3} ms (event #{at})",
-                ms(until)
-            ),
-            None => format!("the master never gave {server} a lease on it at v{version}"),
-        };
-        let _ = writeln!(
-            report,
-            "  {server} numbered serial {serial} of chunk {chunk} at {:.3} ms (event #{i}): {why}",
+    let lines = bad
+        .iter()
+        .map(|&(i, t, server, chunk, version, serial, lease)| {
+            let why = match lease {
+                Some((until, at)) => format!(
+                    "the master's lease on it at v{version} ran out at {:.3} ms (event #{at})",
+                    ms(until)
+                ),
+                None => format!("the master never gave {server} a lease on it at v{version}"),
+            };
+            format!(
+            "{server} numbered serial {serial} of chunk {chunk} at {:.3} ms (event #{i}): {why}",
             ms(t)
-        );
-    }
-    if bad.len() > SHOWN {
-        let _ = writeln!(report, "  ... and {} more", bad.len() - SHOWN);
-    }
-    Some(Violation {
-        check: NAME,
-        report,
-    })
+        )
+        });
+    Some(Violation::listing(
+        NAME,
+        format!(
+            "{} mutations were numbered by a primary outside every lease the master gave it:",
+            bad.len()
+        ),
+        bad.len(),
+        lines,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ev(t_ms: u64, node: NodeName, event: Event) -> Entry {
-        Entry {
-            time_ns: t_ms * 1_000_000,
-            node,
-            event,
-        }
-    }
+    use super::super::event_at_ms as ev;
 
     fn cs(i: u32) -> NodeName {
         NodeName::Cs(ServerId(i))

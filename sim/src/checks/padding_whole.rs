@@ -14,12 +14,8 @@ use super::{context, Inputs, Violation};
 use crate::workload::OpSpec;
 use node::msg::ChunkDump;
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 pub const NAME: &str = "padding_whole";
-
-/// How many findings a report lists.
-const SHOWN: usize = 8;
 
 pub fn check(inputs: &Inputs) -> Option<Violation> {
     let cs = inputs.chunk_size_bytes;
@@ -87,20 +83,15 @@ pub fn check(inputs: &Inputs) -> Option<Violation> {
     if findings.is_empty() {
         return None;
     }
-    let mut report = format!(
-        "{} replicas of padded chunks are not padded to the chunk's end:\n",
-        findings.len()
-    );
-    for f in findings.iter().take(SHOWN) {
-        let _ = writeln!(report, "  {f}");
-    }
-    if findings.len() > SHOWN {
-        let _ = writeln!(report, "  ... and {} more", findings.len() - SHOWN);
-    }
-    Some(Violation {
-        check: NAME,
-        report,
-    })
+    Some(Violation::listing(
+        NAME,
+        format!(
+            "{} replicas of padded chunks are not padded to the chunk's end:",
+            findings.len()
+        ),
+        findings.len(),
+        findings,
+    ))
 }
 
 #[cfg(test)]

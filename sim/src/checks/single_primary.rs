@@ -131,13 +131,7 @@ mod tests {
     use super::*;
     use node::trace::FaultKind;
 
-    fn ev(t_ms: u64, node: NodeName, event: Event) -> Entry {
-        Entry {
-            time_ns: t_ms * 1_000_000,
-            node,
-            event,
-        }
-    }
+    use super::super::event_at_ms as ev;
 
     fn cs(i: u32) -> NodeName {
         NodeName::Cs(ServerId(i))
