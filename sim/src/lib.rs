@@ -11,6 +11,7 @@
 //! the same run, byte for byte.
 
 pub mod checks;
+pub mod diagram;
 pub mod failure;
 pub mod faults;
 pub mod history;

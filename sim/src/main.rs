@@ -67,6 +67,10 @@ enum Command {
         /// trace file holds them either way.
         #[arg(long, value_enum, value_delimiter = ',')]
         show: Vec<sim::trace::Shown>,
+        /// Also write a space-time diagram to FILE: a self-contained HTML page (inline SVG) with a
+        /// column per node, an arrow per message, faults, leases and operations; hover for details.
+        #[arg(long, value_name = "FILE")]
+        html: Option<std::path::PathBuf>,
     },
     /// Run a scripted scenario (scenarios/NAME.toml or a path): print its timeline, its summary,
     /// and whether each of its expectations held.
@@ -79,6 +83,9 @@ enum Command {
         /// Also show these in the timeline (comma-separated): `messages`, `disk` (see `replay`).
         #[arg(long, value_enum, value_delimiter = ',')]
         show: Vec<sim::trace::Shown>,
+        /// Also write a space-time diagram to FILE (see `replay --html`).
+        #[arg(long, value_name = "FILE")]
+        html: Option<std::path::PathBuf>,
     },
     /// Sweep seeds in order until one fails; say how many it took and which check caught it.
     /// Usually with --bug NAME, to measure how fast the testbed finds a planted bug.
@@ -261,11 +268,12 @@ fn main() -> ExitCode {
             opts,
             out,
             show,
+            html,
         } => {
             if let Err(e) = opts.validate() {
                 return fail(&e);
             }
-            replay(seed, &opts, &in_repository(&out), &show)
+            replay(seed, &opts, &in_repository(&out), &show, html.as_deref())
         }
         Command::Diff { a, b } => diff(&a, &b),
         Command::Shrink {
@@ -322,9 +330,17 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Scenario { name, dir, show } => {
-            scenario(name.as_deref(), &in_repository(&dir), &show)
-        }
+        Command::Scenario {
+            name,
+            dir,
+            show,
+            html,
+        } => scenario(
+            name.as_deref(),
+            &in_repository(&dir),
+            &show,
+            html.as_deref(),
+        ),
         Command::Sweep {
             seeds,
             shard,
@@ -427,6 +443,7 @@ fn replay(
     opts: &RunOptions,
     dir: &std::path::Path,
     show: &[sim::trace::Shown],
+    html: Option<&std::path::Path>,
 ) -> ExitCode {
     // Full detail changes what is recorded, not the run: the reproduce command stays the same.
     let report = sim::run::run_seed_detailed(seed, opts, node::trace::Detail::Full);
@@ -450,10 +467,44 @@ fn replay(
     );
     println!("trace: {} ({} lines)", path.display(), lines.len());
     say_hidden(&lines, show);
+    if let Some(path) = html {
+        let title = format!("seed {seed}{}", opts.flags());
+        if let Err(e) = write_diagram(path, &title, &report) {
+            return fail(&e);
+        }
+    }
     summarize(seed, opts, &report, &opts.reproduce_command(seed))
 }
 
-fn scenario(name: Option<&str>, dir: &std::path::Path, show: &[sim::trace::Shown]) -> ExitCode {
+/// Writes a run's space-time diagram ([`sim::diagram`]) to `path`, the failing check's operations
+/// outlined.
+fn write_diagram(
+    path: &std::path::Path,
+    title: &str,
+    report: &sim::run::RunReport,
+) -> Result<(), String> {
+    let reports: Vec<&str> = report
+        .violations
+        .iter()
+        .map(|v| v.report.as_str())
+        .collect();
+    let page = sim::diagram::html(
+        title,
+        &sim::trace::lines(report),
+        &sim::trace::nodes(report),
+        &sim::diagram::named_ops(&reports),
+    );
+    std::fs::write(path, page).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!("diagram written to {}", path.display());
+    Ok(())
+}
+
+fn scenario(
+    name: Option<&str>,
+    dir: &std::path::Path,
+    show: &[sim::trace::Shown],
+    html: Option<&std::path::Path>,
+) -> ExitCode {
     let Some(name) = name else {
         for n in sim::scenario::list(dir) {
             println!("{n}");
@@ -465,6 +516,12 @@ fn scenario(name: Option<&str>, dir: &std::path::Path, show: &[sim::trace::Shown
         Err(e) => return fail(&e),
     };
     let report = sim::scenario::run(&loaded);
+    if let Some(path) = html {
+        let title = format!("scenario {}: {}", loaded.name, loaded.scenario.description);
+        if let Err(e) = write_diagram(path, &title, &report) {
+            return fail(&e);
+        }
+    }
     print!("{}", sim::scenario::timeline(&report, show));
     say_hidden(&sim::trace::lines(&report), show);
     println!("scenario {}: {}", loaded.name, loaded.scenario.description);
