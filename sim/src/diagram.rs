@@ -351,6 +351,31 @@ body {{ font-family: sans-serif; margin: 0 1em; }}
     )
 }
 
+/// The lines a diagram draws: those between `from_ms` and `to_ms` (simulated), and, given `only`
+/// (a chunk `c4`, a file `/f1` or a node `cs2`), only those on that node or naming it as a whole
+/// word, with every fault and verdict kept for context.
+pub fn select(
+    lines: Vec<TraceLine>,
+    from_ms: Option<u64>,
+    to_ms: Option<u64>,
+    only: Option<&str>,
+) -> Vec<TraceLine> {
+    let from = from_ms.map_or(0, |ms| ms.saturating_mul(1_000_000));
+    let to = to_ms.map_or(u64::MAX, |ms| ms.saturating_mul(1_000_000));
+    let names = |l: &TraceLine, name: &str| {
+        l.node == name || l.detail.split([' ', '=', ',', '[', ']']).any(|w| w == name)
+    };
+    lines
+        .into_iter()
+        .filter(|l| l.t_ns >= from && l.t_ns <= to)
+        .filter(|l| {
+            only.is_none_or(|name| {
+                names(l, name) || l.node == "nemesis" || l.kind.starts_with("check_")
+            })
+        })
+        .collect()
+}
+
 /// The operation ids a failure report names (`op #12 client1 write ...`).
 pub fn named_ops(reports: &[&str]) -> BTreeSet<usize> {
     let mut out = BTreeSet::new();
@@ -426,5 +451,16 @@ mod tests {
             named_ops(&["bad: op #3 client0 ..., op #12 x"]),
             BTreeSet::from([3, 12])
         );
+        // A window and a name select lines; faults stay for context; `c4` is not `c40`.
+        let picked = select(lines.to_vec(), Some(2), Some(6), Some("cs0"));
+        let kinds: Vec<&str> = picked.iter().map(|l| l.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["msg_sent", "fault_injected", "msg_dropped", "fault_healed"],
+            "{picked:?}"
+        );
+        let c = [line(1, "cs0", "version_set", "chunk=c40 version=1")];
+        assert!(select(c.to_vec(), None, None, Some("c4")).is_empty());
+        assert_eq!(select(c.to_vec(), None, None, Some("c40")).len(), 1);
     }
 }

@@ -67,10 +67,8 @@ enum Command {
         /// trace file holds them either way.
         #[arg(long, value_enum, value_delimiter = ',')]
         show: Vec<sim::trace::Shown>,
-        /// Also write a space-time diagram to FILE: a self-contained HTML page (inline SVG) with a
-        /// column per node, an arrow per message, faults, leases and operations; hover for details.
-        #[arg(long, value_name = "FILE")]
-        html: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        diagram: DiagramArgs,
     },
     /// Run a scripted scenario (scenarios/NAME.toml or a path): print its timeline, its summary,
     /// and whether each of its expectations held.
@@ -83,9 +81,8 @@ enum Command {
         /// Also show these in the timeline (comma-separated): `messages`, `disk` (see `replay`).
         #[arg(long, value_enum, value_delimiter = ',')]
         show: Vec<sim::trace::Shown>,
-        /// Also write a space-time diagram to FILE (see `replay --html`).
-        #[arg(long, value_name = "FILE")]
-        html: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        diagram: DiagramArgs,
     },
     /// Sweep seeds in order until one fails; say how many it took and which check caught it.
     /// Usually with --bug NAME, to measure how fast the testbed finds a planted bug.
@@ -190,6 +187,25 @@ enum Command {
     },
 }
 
+/// Where and what of a run to draw as a space-time diagram.
+#[derive(clap::Args, Debug, Clone, Default)]
+struct DiagramArgs {
+    /// Also write a space-time diagram to FILE: a self-contained HTML page (inline SVG) with a
+    /// column per node, an arrow per message, faults, leases and operations; hover for details.
+    #[arg(long, value_name = "FILE")]
+    html: Option<std::path::PathBuf>,
+    /// Draw only from this simulated time on (milliseconds).
+    #[arg(long, value_name = "MS", requires = "html")]
+    from_ms: Option<u64>,
+    /// Draw only up to this simulated time (milliseconds).
+    #[arg(long, value_name = "MS", requires = "html")]
+    to_ms: Option<u64>,
+    /// Draw only the lines about this chunk, file or node (`c4`, `/f1`, `cs2`), with the faults
+    /// and verdicts.
+    #[arg(long, value_name = "NAME", requires = "html")]
+    only: Option<String>,
+}
+
 /// The seeds madsim's test macro would run: MADSIM_TEST_SEED, then MADSIM_TEST_NUM - 1 more.
 fn seeds_from_env() -> Result<std::ops::Range<u64>, String> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -268,12 +284,12 @@ fn main() -> ExitCode {
             opts,
             out,
             show,
-            html,
+            diagram,
         } => {
             if let Err(e) = opts.validate() {
                 return fail(&e);
             }
-            replay(seed, &opts, &in_repository(&out), &show, html.as_deref())
+            replay(seed, &opts, &in_repository(&out), &show, &diagram)
         }
         Command::Diff { a, b } => diff(&a, &b),
         Command::Shrink {
@@ -334,13 +350,8 @@ fn main() -> ExitCode {
             name,
             dir,
             show,
-            html,
-        } => scenario(
-            name.as_deref(),
-            &in_repository(&dir),
-            &show,
-            html.as_deref(),
-        ),
+            diagram,
+        } => scenario(name.as_deref(), &in_repository(&dir), &show, &diagram),
         Command::Sweep {
             seeds,
             shard,
@@ -443,7 +454,7 @@ fn replay(
     opts: &RunOptions,
     dir: &std::path::Path,
     show: &[sim::trace::Shown],
-    html: Option<&std::path::Path>,
+    diagram: &DiagramArgs,
 ) -> ExitCode {
     // Full detail changes what is recorded, not the run: the reproduce command stays the same.
     let report = sim::run::run_seed_detailed(seed, opts, node::trace::Detail::Full);
@@ -467,9 +478,9 @@ fn replay(
     );
     println!("trace: {} ({} lines)", path.display(), lines.len());
     say_hidden(&lines, show);
-    if let Some(path) = html {
+    if diagram.html.is_some() {
         let title = format!("seed {seed}{}", opts.flags());
-        if let Err(e) = write_diagram(path, &title, &report) {
+        if let Err(e) = write_diagram(diagram, &title, &report) {
             return fail(&e);
         }
     }
@@ -479,10 +490,13 @@ fn replay(
 /// Writes a run's space-time diagram ([`sim::diagram`]) to `path`, the failing check's operations
 /// outlined.
 fn write_diagram(
-    path: &std::path::Path,
+    args: &DiagramArgs,
     title: &str,
     report: &sim::run::RunReport,
 ) -> Result<(), String> {
+    let Some(path) = &args.html else {
+        return Ok(());
+    };
     let reports: Vec<&str> = report
         .violations
         .iter()
@@ -490,7 +504,12 @@ fn write_diagram(
         .collect();
     let page = sim::diagram::html(
         title,
-        &sim::trace::lines(report),
+        &sim::diagram::select(
+            sim::trace::lines(report),
+            args.from_ms,
+            args.to_ms,
+            args.only.as_deref(),
+        ),
         &sim::trace::nodes(report),
         &sim::diagram::named_ops(&reports),
     );
@@ -503,7 +522,7 @@ fn scenario(
     name: Option<&str>,
     dir: &std::path::Path,
     show: &[sim::trace::Shown],
-    html: Option<&std::path::Path>,
+    diagram: &DiagramArgs,
 ) -> ExitCode {
     let Some(name) = name else {
         for n in sim::scenario::list(dir) {
@@ -516,9 +535,9 @@ fn scenario(
         Err(e) => return fail(&e),
     };
     let report = sim::scenario::run(&loaded);
-    if let Some(path) = html {
+    if diagram.html.is_some() {
         let title = format!("scenario {}: {}", loaded.name, loaded.scenario.description);
-        if let Err(e) = write_diagram(path, &title, &report) {
+        if let Err(e) = write_diagram(diagram, &title, &report) {
             return fail(&e);
         }
     }
