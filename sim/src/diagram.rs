@@ -76,6 +76,38 @@ fn fault_nodes(detail: &str) -> Vec<String> {
     vec!["nemesis".to_string()]
 }
 
+/// The row where the lease `lines[row]` took (until `until_ns`) ends as the primary saw it: at its
+/// expiry, moved on by `lease_extended`, or earlier if the primary released it, was told another
+/// version, deleted the replica, or was killed.
+fn lease_end(lines: &[TraceLine], row: usize, mut until_ns: u64) -> usize {
+    let (node, chunk) = (lines[row].node.as_str(), field(&lines[row].detail, "chunk"));
+    for (i, m) in lines.iter().enumerate().skip(row + 1) {
+        if m.t_ns >= until_ns {
+            return i;
+        }
+        let same_chunk = m.node == node && field(&m.detail, "chunk") == chunk;
+        match m.kind.as_str() {
+            "lease_extended" if same_chunk => {
+                if let Some(u) = field(&m.detail, "until_ns").and_then(|u| u.parse().ok()) {
+                    until_ns = until_ns.max(u);
+                }
+            }
+            "lease_released" | "version_set" | "replica_deleted" if same_chunk => return i,
+            "fault_injected" | "write_torn"
+                if field(&m.detail, "node") == Some(node)
+                    && matches!(
+                        field(&m.detail, "kind"),
+                        Some("crash" | "torn_write") | None
+                    ) =>
+            {
+                return i
+            }
+            _ => {}
+        }
+    }
+    lines.len()
+}
+
 /// The diagram as an SVG element. `highlight` holds the ids of operations to outline (those the
 /// failing check names).
 pub fn svg(lines: &[TraceLine], nodes: &[String], highlight: &BTreeSet<usize>) -> String {
@@ -184,10 +216,7 @@ pub fn svg(lines: &[TraceLine], nodes: &[String], highlight: &BTreeSet<usize>) -
             "lease_acquired" => {
                 let until = field(&l.detail, "until_ns").and_then(|u| u.parse::<u64>().ok());
                 if let Some(until) = until {
-                    let end = lines[row..]
-                        .iter()
-                        .position(|m| m.t_ns >= until)
-                        .map_or(lines.len(), |i| row + i);
+                    let end = lease_end(lines, row, until);
                     band(
                         &mut bands,
                         "lease",
@@ -458,6 +487,39 @@ mod tests {
             kinds,
             ["msg_sent", "fault_injected", "msg_dropped", "fault_healed"],
             "{picked:?}"
+        );
+        // A lease band ends at a crash of its primary, not at the expiry it was granted.
+        let lease = [
+            line(
+                0,
+                "cs0",
+                "lease_acquired",
+                "chunk=c1 version=1 until_ns=9000000",
+            ),
+            line(
+                1,
+                "cs0",
+                "lease_extended",
+                "chunk=c1 version=1 until_ns=20000000",
+            ),
+            line(10, "cs1", "version_set", "chunk=c1 version=2 role=primary"),
+            line(
+                12,
+                "nemesis",
+                "fault_injected",
+                "kind=crash node=cs0 unsynced_writes_lost=0",
+            ),
+            line(30, "cs1", "mutation_ordered", "chunk=c1"),
+        ];
+        assert_eq!(
+            lease_end(&lease, 0, 9_000_000),
+            3,
+            "extended past 9 ms, cut by the crash"
+        );
+        assert_eq!(
+            lease_end(&lease[..3], 0, 9_000_000),
+            3,
+            "to the end: extended to 20 ms"
         );
         let c = [line(1, "cs0", "version_set", "chunk=c40 version=1")];
         assert!(select(c.to_vec(), None, None, Some("c4")).is_empty());
