@@ -394,13 +394,23 @@ pub fn select(
     let names = |l: &TraceLine, name: &str| {
         l.node == name || l.detail.split([' ', '=', ',', '[', ']']).any(|w| w == name)
     };
+    // An operation's completion line names only its id: it goes with its invocation.
+    let mut kept_ops = BTreeSet::new();
     lines
         .into_iter()
         .filter(|l| l.t_ns >= from && l.t_ns <= to)
         .filter(|l| {
-            only.is_none_or(|name| {
-                names(l, name) || l.node == "nemesis" || l.kind.starts_with("check_")
-            })
+            let Some(name) = only else {
+                return true;
+            };
+            if l.kind == "op_completed" {
+                return op_id(l).is_some_and(|id| kept_ops.contains(&id));
+            }
+            let keep = names(l, name) || l.node == "nemesis" || l.kind.starts_with("check_");
+            if keep && l.kind == "op_invoked" {
+                kept_ops.extend(op_id(l));
+            }
+            keep
         })
         .collect()
 }
@@ -520,6 +530,12 @@ mod tests {
             lease_end(&lease[..3], 0, 9_000_000),
             3,
             "to the end: extended to 20 ms"
+        );
+        // An operation on the named file keeps its completion, which names only its id.
+        let picked = select(lines.to_vec(), None, None, Some("/a<b>"));
+        assert!(
+            picked.iter().any(|l| l.kind == "op_completed"),
+            "{picked:?}"
         );
         let c = [line(1, "cs0", "version_set", "chunk=c40 version=1")];
         assert!(select(c.to_vec(), None, None, Some("c4")).is_empty());
