@@ -7,7 +7,8 @@
 //! Faults are red bands on the columns they hit, from injection to healing; a lease a chunkserver
 //! took is a green band until its expiry; client operations are bars from invocation to completion
 //! (grey if they succeeded, orange if not, outlined in red if the failing check names them).
-//! Hovering any mark shows its time, node and details. Nothing is fetched from the network.
+//! Hovering any mark shows its time, node and details. Nothing is fetched from the network. More
+//! than a dozen clients share one column, as in the text timeline.
 //!
 //! The diagram is drawn from the trace lines (the same lines `traces/seed-N.jsonl` holds), as an
 //! outside tool would: it links each delivery to its send by the message id the line prints
@@ -76,6 +77,28 @@ fn fault_nodes(detail: &str) -> Vec<String> {
     vec!["nemesis".to_string()]
 }
 
+/// The diagram's columns, and each node's: one per node, except that more clients than
+/// [`crate::trace::MAX_CLIENT_COLUMNS`] share one column, `clients` (a mark's details say which).
+fn layout(nodes: &[String]) -> (Vec<String>, BTreeMap<String, usize>) {
+    let clients = nodes.iter().filter(|n| n.starts_with("client")).count();
+    let fold = clients > crate::trace::MAX_CLIENT_COLUMNS;
+    let mut columns: Vec<String> = Vec::new();
+    let mut col = BTreeMap::new();
+    for n in nodes {
+        let name = if fold && n.starts_with("client") {
+            "clients".to_string()
+        } else {
+            n.clone()
+        };
+        let i = columns.iter().position(|c| *c == name).unwrap_or_else(|| {
+            columns.push(name);
+            columns.len() - 1
+        });
+        col.insert(n.clone(), i);
+    }
+    (columns, col)
+}
+
 /// The row where the lease `lines[row]` took (until `until_ns`) ends as the primary saw it: at its
 /// expiry, moved on by `lease_extended`, or earlier if the primary released it, was told another
 /// version, deleted the replica, or was killed.
@@ -111,14 +134,10 @@ fn lease_end(lines: &[TraceLine], row: usize, mut until_ns: u64) -> usize {
 /// The diagram as an SVG element. `highlight` holds the ids of operations to outline (those the
 /// failing check names).
 pub fn svg(lines: &[TraceLine], nodes: &[String], highlight: &BTreeSet<usize>) -> String {
-    let col: BTreeMap<&str, usize> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.as_str(), i))
-        .collect();
+    let (columns, col) = layout(nodes);
     let x = |node: &str| LEFT + COL_W / 2 + COL_W * col.get(node).copied().unwrap_or(0);
     let y = |row: usize| TOP + ROW_H / 2 + ROW_H * row;
-    let width = LEFT + COL_W * nodes.len() + 20;
+    let width = LEFT + COL_W * columns.len() + 20;
     let height = TOP + ROW_H * lines.len() + 20;
     let ms = |t: u64| t as f64 / 1e6;
     // Bands (faults, leases, operations) go first, under the arrows and marks.
@@ -300,7 +319,7 @@ pub fn svg(lines: &[TraceLine], nodes: &[String], highlight: &BTreeSet<usize>) -
         r##"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#4a6fa5"/></marker></defs>
 "##,
     );
-    for (i, n) in nodes.iter().enumerate() {
+    for (i, n) in columns.iter().enumerate() {
         let cx = LEFT + COL_W / 2 + COL_W * i;
         let _ = writeln!(
             out,
@@ -332,11 +351,12 @@ pub fn html(
     nodes: &[String],
     highlight: &BTreeSet<usize>,
 ) -> String {
-    let width = LEFT + COL_W * nodes.len() + 20;
+    let (columns, _) = layout(nodes);
+    let width = LEFT + COL_W * columns.len() + 20;
     let mut header = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="22" viewBox="0 0 {width} 22">"#
     );
-    for (i, n) in nodes.iter().enumerate() {
+    for (i, n) in columns.iter().enumerate() {
         let _ = write!(
             header,
             r#"<text class="node" x="{}" y="16" text-anchor="middle">{}</text>"#,
@@ -498,6 +518,11 @@ mod tests {
             ["msg_sent", "fault_injected", "msg_dropped", "fault_healed"],
             "{picked:?}"
         );
+        // Many clients share one column; a few keep their own.
+        let many: Vec<String> = (0..20).map(|i| format!("client{i}")).collect();
+        let (cols, col) = layout(&many);
+        assert_eq!((cols.len(), col["client17"]), (1, 0));
+        assert_eq!(layout(&nodes).0.len(), 4);
         // A lease band ends at a crash of its primary, not at the expiry it was granted.
         let lease = [
             line(
