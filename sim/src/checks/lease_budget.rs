@@ -32,12 +32,11 @@ pub fn slack_ns(heartbeat_ms: u64, rpc_timeout_ms: u64) -> u64 {
     (2 * heartbeat_ms + rpc_timeout_ms) * 1_000_000
 }
 
-/// One lease the master offered: its latest expiry and renewal, and its first mutation after
-/// that renewal (or after the offer).
+/// One lease the master offered: its latest expiry, and its first mutation since the latest
+/// renewal (or since the offer).
 #[derive(Debug, Default, Clone, Copy)]
 struct Lease {
     expires_ns: u64,
-    renewed_ns: u64,
     /// The earliest mutation ordered since the last renewal, and its event's index.
     unrenewed_since: Option<(u64, usize)>,
 }
@@ -68,7 +67,6 @@ fn lapses(
                     (*chunk, *version, *primary),
                     Lease {
                         expires_ns: *expires_ns,
-                        renewed_ns: e.time_ns,
                         unrenewed_since: None,
                     },
                 );
@@ -81,7 +79,6 @@ fn lapses(
             } => {
                 if let Some(l) = leases.get_mut(&(*chunk, *version, *primary)) {
                     l.expires_ns = l.expires_ns.max(*expires_ns);
-                    l.renewed_ns = e.time_ns;
                     l.unrenewed_since = None;
                 }
             }
