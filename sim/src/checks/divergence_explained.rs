@@ -154,7 +154,12 @@ pub fn check(inputs: &Inputs) -> Option<Violation> {
                             if spans.is_empty() {
                                 String::new()
                             } else {
-                                format!(" (incomplete mutations covered {spans:?})")
+                                let covered: Vec<String> =
+                                    spans.iter().map(|(lo, hi)| format!("{lo}..{hi}")).collect();
+                                format!(
+                                    " (incomplete mutations covered bytes {})",
+                                    covered.join(", ")
+                                )
                             },
                             context(first, d),
                             context(data, d)
@@ -234,7 +239,7 @@ mod tests {
         let v = judge(&events, &[b"aaaabbbb", b"aXaabbbb"]).expect("caught");
         assert!(
             v.report
-                .contains("cs0 and cs1 differ at byte 1 (lengths 8 and 8), where no incomplete mutation reached (incomplete mutations covered [(4, 8)])"),
+                .contains("cs0 and cs1 differ at byte 1 (lengths 8 and 8), where no incomplete mutation reached (incomplete mutations covered bytes 4..8)"),
             "{}",
             v.report
         );
