@@ -194,15 +194,19 @@ struct DiagramArgs {
     /// column per node, an arrow per message, faults, leases and operations; hover for details.
     #[arg(long, value_name = "FILE")]
     html: Option<std::path::PathBuf>,
+    /// Also write the trace to FILE in ShiViz's log format, with vector clocks: paste it into
+    /// ShiViz (bestchai.bitbucket.io/shiviz) with the parser `(?<event>.*)\n(?<host>\S*) (?<clock>{.*})`.
+    #[arg(long, value_name = "FILE")]
+    shiviz: Option<std::path::PathBuf>,
     /// Draw only from this simulated time on (milliseconds).
-    #[arg(long, value_name = "MS", requires = "html")]
+    #[arg(long, value_name = "MS")]
     from_ms: Option<u64>,
     /// Draw only up to this simulated time (milliseconds).
-    #[arg(long, value_name = "MS", requires = "html")]
+    #[arg(long, value_name = "MS")]
     to_ms: Option<u64>,
     /// Draw only the lines about this chunk, file or node (`c4`, `/f1`, `cs2`), with the faults
     /// and verdicts.
-    #[arg(long, value_name = "NAME", requires = "html")]
+    #[arg(long, value_name = "NAME")]
     only: Option<String>,
 }
 
@@ -478,7 +482,7 @@ fn replay(
     );
     println!("trace: {} ({} lines)", path.display(), lines.len());
     say_hidden(&lines, show);
-    if diagram.html.is_some() {
+    {
         let title = format!("seed {seed}{}", opts.flags());
         if let Err(e) = write_diagram(diagram, &title, &report) {
             return fail(&e);
@@ -494,6 +498,23 @@ fn write_diagram(
     title: &str,
     report: &sim::run::RunReport,
 ) -> Result<(), String> {
+    if args.html.is_none() && args.shiviz.is_none() {
+        if args.from_ms.is_some() || args.to_ms.is_some() || args.only.is_some() {
+            return Err("--from-ms, --to-ms and --only choose what --html or --shiviz draws: give one of them".into());
+        }
+        return Ok(());
+    }
+    let lines = sim::diagram::select(
+        sim::trace::lines(report),
+        args.from_ms,
+        args.to_ms,
+        args.only.as_deref(),
+    );
+    if let Some(path) = &args.shiviz {
+        std::fs::write(path, sim::diagram::shiviz(&lines))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        eprintln!("ShiViz log written to {}", path.display());
+    }
     let Some(path) = &args.html else {
         return Ok(());
     };
@@ -504,12 +525,7 @@ fn write_diagram(
         .collect();
     let page = sim::diagram::html(
         title,
-        &sim::diagram::select(
-            sim::trace::lines(report),
-            args.from_ms,
-            args.to_ms,
-            args.only.as_deref(),
-        ),
+        &lines,
         &sim::trace::nodes(report),
         &sim::diagram::named_ops(&reports),
     );
@@ -535,7 +551,7 @@ fn scenario(
         Err(e) => return fail(&e),
     };
     let report = sim::scenario::run(&loaded);
-    if diagram.html.is_some() {
+    {
         let title = format!("scenario {}: {}", loaded.name, loaded.scenario.description);
         if let Err(e) = write_diagram(diagram, &title, &report) {
             return fail(&e);

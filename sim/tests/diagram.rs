@@ -60,3 +60,32 @@ fn diagrams_are_well_formed_and_draw_every_delivered_message() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn shiviz_logs_carry_vector_clocks_that_grow_on_each_node() {
+    let dir = std::env::temp_dir().join(format!("gfs-sim-shiviz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("seed-5.log");
+    let out = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["replay", "5", "--out", dir.to_str().unwrap()])
+        .args(["--shiviz", log.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.code().is_some_and(|c| c <= 1));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut own: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut lines = 0;
+    for pair in text.lines().collect::<Vec<_>>().chunks(2) {
+        let (host, clock) = pair[1].split_once(' ').expect("host and clock");
+        let clock: std::collections::BTreeMap<String, u64> =
+            serde_json::from_str(clock).expect("the clock is JSON");
+        // A node's own entry counts its lines, one by one.
+        let before = own.insert(host.to_string(), clock[host]).unwrap_or(0);
+        assert_eq!(clock[host], before + 1, "{}", pair[1]);
+        lines += 1;
+    }
+    // A delivery knows of its sender: the master's clocks name chunkservers.
+    assert!(lines > 1000, "{lines}");
+    assert!(text.contains(r#"master {"cs"#), "no merged clock");
+    let _ = std::fs::remove_dir_all(&dir);
+}
