@@ -868,6 +868,19 @@ fn write_json(path: &std::path::Path, result: &impl serde::Serialize) -> Result<
     Ok(())
 }
 
+/// How many failing seeds each check (or class) caught first: `failures by check: acked_readback
+/// 3, divergence_explained 2`. Nothing when every seed passed.
+fn print_failures_by_check(failures: &[sim::sweep::FailedSeed]) {
+    let mut by: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for f in failures {
+        *by.entry(f.check.as_str()).or_default() += 1;
+    }
+    if !by.is_empty() {
+        let parts: Vec<String> = by.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        println!("failures by check: {}", parts.join(", "));
+    }
+}
+
 /// `sim merge`: the shards' results as one report.
 fn merge(files: &[std::path::PathBuf], json: Option<&std::path::Path>) -> ExitCode {
     let mut parts = Vec::new();
@@ -898,6 +911,7 @@ fn merge(files: &[std::path::PathBuf], json: Option<&std::path::Path>) -> ExitCo
             f.seed, f.reason, f.command
         );
     }
+    print_failures_by_check(&merged.failures);
     print_counters(&merged.counters);
     println!(
         "messages {}\nsimulated time {:.1} s, {:.1} s of wall time over all shards",
@@ -1119,6 +1133,7 @@ fn print_summary(s: &SweepSummary) {
             f.seed, f.reason, f.command
         );
     }
+    print_failures_by_check(&s.failures);
     println!(
         "{} passed, {} failed ({:.1} seeds/s over {:.1} s)",
         s.passed,

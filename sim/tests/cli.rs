@@ -698,6 +698,12 @@ fn sharded_sweeps_merge_into_the_failures_of_one_sweep() {
         "{}",
         text(&o.stdout)
     );
+    // Failures are counted per check, here all by the one check that sees this bug.
+    assert!(
+        text(&o.stdout).contains("failures by check: ordered_under_lease "),
+        "{}",
+        text(&o.stdout)
+    );
     let read = |p: &str| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
     };
