@@ -827,7 +827,7 @@ fn run_for(
     let range = seeds.unwrap_or_else(|| {
         // The one place a seed comes from outside: the wall clock picks where a nightly run
         // starts, and it is printed, so every seed it runs is still explicit and replayable.
-        let now = std::time::SystemTime::now()
+        let now = std::time::SystemTime::now() // real time, outside the simulation: picks the start seed
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let start = now.wrapping_mul(1_000_003) % (1 << 48);
@@ -839,7 +839,7 @@ fn run_for(
         range.start,
         range.start
     );
-    let until = std::time::Instant::now() + duration;
+    let until = std::time::Instant::now() + duration; // real time: the CLI's own deadline, outside the simulation
     let summary = sweep_with_progress_until(SeedSet::all(range.clone()), Some(until), jobs, opts);
     if interrupted() {
         eprintln!("interrupted before the time was up");
@@ -1003,13 +1003,12 @@ fn sweep_with_progress(seeds: SeedSet, jobs: usize, opts: &RunOptions) -> SweepS
 /// known ahead: progress counts up).
 fn sweep_with_progress_until(
     seeds: SeedSet,
-    until: Option<std::time::Instant>,
+    until: Option<std::time::Instant>, // real time: when the CLI stops taking seeds, outside the simulation
     jobs: usize,
     opts: &RunOptions,
 ) -> SweepSummary {
     let total = if until.is_some() { 0 } else { seeds.count() };
-    // Real time, outside the simulation: when to stop taking seeds.
-    let stop = || interrupted() || until.is_some_and(|u| std::time::Instant::now() >= u);
+    let stop = || interrupted() || until.is_some_and(|u| std::time::Instant::now() >= u); // real time, outside the simulation
     stop_on_interrupt();
     // Panics inside a run are caught and reported as that seed's failure; keep stderr readable.
     QUIET_PANICS.store(true, Ordering::Relaxed);

@@ -336,8 +336,8 @@ pub fn sweep_set_until(
     mut progress: impl FnMut(u64, u64),
     mut found: impl FnMut(&FailedSeed),
 ) -> SweepSummary {
-    // Real time: the sweep's wall clock, outside any simulation.
-    let start = std::time::Instant::now();
+    let start = std::time::Instant::now(); // real time: the sweep's wall clock, outside the simulation
+
     // Seeds are handed out as offsets into the set: a counter of seeds themselves would wrap past
     // u64::MAX at the top of the range and start again from seed 0.
     let next = AtomicU64::new(0);

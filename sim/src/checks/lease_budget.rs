@@ -16,7 +16,7 @@
 //! above that it fails with the leases that lapsed.
 
 use super::Violation;
-use node::trace::{Entry, Event, FaultKind, FaultOn, NodeName};
+use node::trace::{Entry, Event, FaultKind, NodeName};
 use node::{ChunkHandle, ServerId};
 use std::collections::BTreeMap;
 
@@ -91,11 +91,11 @@ fn lapses(
             }
             Event::FaultInjected { fault, on, .. } => {
                 disturbed.push(e.time_ns);
-                in_force.insert((*fault, on_key(on)), e.time_ns);
+                in_force.insert((*fault, on.to_string()), e.time_ns);
             }
             Event::FaultHealed { fault, on } => {
                 disturbed.push(e.time_ns);
-                if let Some(from) = in_force.remove(&(*fault, on_key(on))) {
+                if let Some(from) = in_force.remove(&(*fault, on.to_string())) {
                     spans.push((from, e.time_ns));
                 }
             }
@@ -127,10 +127,6 @@ fn lapses(
     out
 }
 
-fn on_key(on: &FaultOn) -> String {
-    on.to_string()
-}
-
 pub fn check(events: &[Entry], lease_ms: u64, slack_ns: u64) -> Option<Violation> {
     let lapsed = lapses(events, lease_ms, slack_ns);
     if lapsed.len() <= FREE_LAPSES {
@@ -159,6 +155,7 @@ pub fn check(events: &[Entry], lease_ms: u64, slack_ns: u64) -> Option<Violation
 #[cfg(test)]
 mod tests {
     use super::*;
+    use node::trace::FaultOn;
 
     use super::super::event_at_ms as ev;
 
