@@ -55,9 +55,12 @@ pub enum Bug {
     /// Clients keep cached chunk locations forever (GFS §2.7.1: the cache entry's timeout bounds
     /// how long a client may read a stale replica).
     CacheNeverExpires,
+    /// The master looks up every path as a user's, so a deleted file cannot be read under its
+    /// hidden name (GFS §4.4: it can, until it is reclaimed).
+    HiddenUnreadable,
 }
 
-pub const ALL_BUGS: [Bug; 17] = [
+pub const ALL_BUGS: [Bug; 18] = [
     Bug::AckBeforeSecondaries,
     Bug::ArrivalOrder,
     Bug::NoVersionBump,
@@ -75,6 +78,7 @@ pub const ALL_BUGS: [Bug; 17] = [
     Bug::GcIgnoresGrace,
     Bug::NoLeaseExtension,
     Bug::CacheNeverExpires,
+    Bug::HiddenUnreadable,
 ];
 
 impl Bug {
@@ -97,6 +101,7 @@ impl Bug {
             Bug::GcIgnoresGrace => "gc_ignores_grace",
             Bug::NoLeaseExtension => "no_lease_extension",
             Bug::CacheNeverExpires => "cache_never_expires",
+            Bug::HiddenUnreadable => "hidden_unreadable",
         }
     }
 }

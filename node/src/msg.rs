@@ -68,8 +68,12 @@ pub struct DeleteFile {
     pub request: Option<RequestId>,
 }
 
+/// Every visible file, or with `deleted` every deleted file under its hidden name (GFS §4.4:
+/// a deleted file can still be read under its hidden name until it is reclaimed).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ListFiles;
+pub struct ListFiles {
+    pub deleted: bool,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
@@ -333,7 +337,7 @@ request! {
 traced! {
     CreateFile => "create_file", |m| format!("path={} request={}", m.path, request_id(&m.request));
     DeleteFile => "delete_file", |m| format!("path={} request={}", m.path, request_id(&m.request));
-    ListFiles => "list_files", |m| String::new();
+    ListFiles => "list_files", |m| if m.deleted { "deleted".to_string() } else { String::new() };
     FindChunk => "find_chunk", |m| format!("path={} index={}", m.path, m.index);
     GetPrimary => "get_primary", |m| format!(
         "path={} index={} allocate={}",

@@ -159,7 +159,7 @@ pub fn shrink(
                             data.truncate(data.len() / 2);
                             true
                         }
-                        OpSpec::Read { len, .. } if *len > 1 => {
+                        OpSpec::Read { len, .. } | OpSpec::ReadDeleted { len, .. } if *len > 1 => {
                             *len /= 2;
                             true
                         }

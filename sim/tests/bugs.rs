@@ -72,6 +72,8 @@ bug_tests! {
     // A stale read needs a replica cut off from the master but not from a reader that cached it:
     // rare in the default workload (about one seed in a thousand), a known weak spot.
     cache_never_expires: Bug::CacheNeverExpires, RunOptions::default(), 1000;
+    // Only a read of a deleted copy names a hidden file: `deleted_readable` sees the refusal.
+    hidden_unreadable: Bug::HiddenUnreadable, RunOptions::default(), 50;
 }
 
 #[test]
@@ -95,6 +97,7 @@ fn every_bug_has_a_test() {
         Bug::GcIgnoresGrace,
         Bug::NoLeaseExtension,
         Bug::CacheNeverExpires,
+        Bug::HiddenUnreadable,
     ];
     assert_eq!(tested.to_vec(), node::bugs::ALL_BUGS.to_vec());
 }

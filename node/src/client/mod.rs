@@ -195,9 +195,23 @@ impl Client {
 
     /// Every file with its size (which needs the last chunk's length from one of its replicas).
     pub async fn list(&self) -> Result<Vec<FileInfo>, GfsError> {
+        self.list_files(false).await
+    }
+
+    /// Every deleted file the master has not reclaimed yet, under its hidden name
+    /// (`/.deleted/<n>/<path>`), with its size. Such a file can still be read under that name
+    /// (GFS §4.4).
+    pub async fn list_deleted(&self) -> Result<Vec<FileInfo>, GfsError> {
+        self.list_files(true).await
+    }
+
+    async fn list_files(&self, deleted: bool) -> Result<Vec<FileInfo>, GfsError> {
         // Any error, even a final one, is retried (`Failure::Any`): as `list` always did.
         self.retrying(|| async move {
-            let entries = self.master(ListFiles).await.map_err(Failure::Any)?;
+            let entries = self
+                .master(ListFiles { deleted })
+                .await
+                .map_err(Failure::Any)?;
             let mut out = Vec::with_capacity(entries.len());
             for e in entries {
                 let n = e.chunks.len() as u64;
@@ -286,7 +300,10 @@ impl Client {
         offset: u64,
         len: u64,
     ) -> Result<SparseBytes, GfsError> {
-        validate_path(path)?;
+        // A deleted file's hidden name (from `list_deleted`) may be read; the master knows it.
+        if !crate::master::state::is_hidden(path) {
+            validate_path(path)?;
+        }
         if len > MAX_READ_BYTES {
             return Err(GfsError::InvalidRange(format!(
                 "read of {len} bytes is above the limit of {MAX_READ_BYTES}"

@@ -410,11 +410,15 @@ impl Master {
         )))
     }
 
-    async fn list(&self, _req: ListFiles) -> Result<Vec<FileEntry>, GfsError> {
+    async fn list(&self, req: ListFiles) -> Result<Vec<FileEntry>, GfsError> {
         let core = self.core.lock().await;
         let state = &core.state;
-        Ok(state
-            .list()
+        let files = if req.deleted {
+            state.list_deleted()
+        } else {
+            state.list()
+        };
+        Ok(files
             .into_iter()
             .map(|(path, chunks)| {
                 let last = chunks.last().and_then(|h| state.chunk(*h));
@@ -430,7 +434,12 @@ impl Master {
 
     async fn find_chunk(&self, req: FindChunk) -> Result<ChunkLocation, GfsError> {
         let core = self.core.lock().await;
-        let chunks = core.state.chunks_of(&req.path)?;
+        // (Bug `hidden_unreadable`: a deleted file's hidden name is refused like a user's path.)
+        let chunks = if self.cfg.has(crate::Bug::HiddenUnreadable) {
+            core.state.chunks_of(&req.path)?
+        } else {
+            core.state.chunks_to_read(&req.path)?
+        };
         let handle = *chunks
             .get(req.index as usize)
             .ok_or(GfsError::NoSuchChunk)?;

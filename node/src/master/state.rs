@@ -744,8 +744,33 @@ impl MasterState {
         self.deleted_at.iter()
     }
 
+    /// Every deleted, not yet reclaimed file under its hidden name, with its chunks, sorted by
+    /// hidden name (GFS §4.4: such a file can still be read).
+    pub fn list_deleted(&self) -> Vec<(String, Vec<ChunkHandle>)> {
+        self.deleted_at
+            .keys()
+            .map(|h| (h.clone(), self.files[h].clone()))
+            .collect()
+    }
+
+    /// The chunks of a visible file: the path a client mutates or creates.
     pub fn chunks_of(&self, path: &str) -> Result<&[ChunkHandle], GfsError> {
         validate_user_path(path)?;
+        self.chunks_of_any(path)
+    }
+
+    /// The chunks of a file to read: a visible file, or a deleted one under its hidden name until
+    /// it is reclaimed (GFS §4.4). Only reads may name hidden files.
+    pub fn chunks_to_read(&self, path: &str) -> Result<&[ChunkHandle], GfsError> {
+        // A hidden name is the user's path under a prefix, so it may be longer than a user path
+        // may be; it is only looked up, never created by a client.
+        if !is_hidden(path) {
+            validate_path(path)?;
+        }
+        self.chunks_of_any(path)
+    }
+
+    fn chunks_of_any(&self, path: &str) -> Result<&[ChunkHandle], GfsError> {
         self.files
             .get(path)
             .map(Vec::as_slice)

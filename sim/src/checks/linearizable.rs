@@ -117,6 +117,8 @@ pub fn events(history: &[OpRecord]) -> BTreeMap<String, Vec<Event>> {
                     }
                 }
             }
+            // Deleted copies live under hidden names: nothing about whether `path` exists.
+            OpSpec::ReadDeleted { .. } => {}
             // The master answers these from the namespace. (A successful read or write may be
             // served from cached locations, GFS §2.7.1, so only `not_found` and appends, which
             // always ask the master, count.)

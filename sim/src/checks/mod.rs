@@ -11,6 +11,7 @@ pub mod acked_readback;
 pub mod after_heal;
 pub mod available;
 pub mod converged;
+pub mod deleted_readable;
 pub mod divergence_explained;
 pub mod gc_after_grace;
 pub mod lease_budget;
@@ -171,7 +172,7 @@ pub(crate) fn one_chunk_state(replicas: &[&[u8]]) -> FinalState {
 }
 
 /// The checks [`run_all`] runs, by name, in its order.
-pub const NAMES: [&str; 17] = [
+pub const NAMES: [&str; 18] = [
     acked_readback::NAME,
     acked_on_replicas::NAME,
     replicas_identical::NAME,
@@ -187,6 +188,7 @@ pub const NAMES: [&str; 17] = [
     ordered_under_lease::NAME,
     versions_monotonic::NAME,
     gc_after_grace::NAME,
+    deleted_readable::NAME,
     lease_budget::NAME,
     available::NAME,
 ];
@@ -245,6 +247,10 @@ pub fn run_each(inputs: &Inputs) -> Verdicts {
         (
             gc_after_grace::NAME,
             gc_after_grace::check(inputs.history, inputs.events, inputs.gc_delay_ms),
+        ),
+        (
+            deleted_readable::NAME,
+            deleted_readable::check(inputs.history, inputs.gc_delay_ms),
         ),
         (
             lease_budget::NAME,
@@ -352,6 +358,9 @@ pub fn describe(op: &OpRecord) -> String {
         crate::workload::OpSpec::List => "list".to_string(),
         crate::workload::OpSpec::Read { path, offset, len } => {
             format!("read {path} @{offset} len {len}")
+        }
+        crate::workload::OpSpec::ReadDeleted { path, offset, len } => {
+            format!("read deleted {path} @{offset} len {len}")
         }
     };
     let done = op.complete_ns.map_or("never returned".to_string(), |c| {

@@ -1,5 +1,6 @@
-//! Check `reads_not_invented`: every byte a successful read returned was written at that offset by
-//! some mutation invoked before the read completed, or is padding (zeros); never invented.
+//! Check `reads_not_invented`: every byte a successful read returned (of a file, or of a deleted
+//! copy under its hidden name) was written at that offset by some mutation of the file invoked
+//! before the read completed, or is padding (zeros); never invented.
 //!
 //! GFS §2.7.1 lets a reader see stale data through a cached location, and §2.7.2 lets it see
 //! padding and duplicates, but nothing promises less than this: a replica only ever holds bytes a
@@ -22,8 +23,11 @@ pub fn check(history: &[OpRecord]) -> Option<Violation> {
     let mut report = String::new();
     let mut bad = 0;
     for read in history {
-        let (OpSpec::Read { path, offset, .. }, Some(OpResult::Data { data })) =
-            (&read.op, &read.outcome)
+        // A deleted copy's bytes are the file's bytes from before its deletion (GFS §4.4).
+        let (
+            OpSpec::Read { path, offset, .. } | OpSpec::ReadDeleted { path, offset, .. },
+            Some(OpResult::Data { data }),
+        ) = (&read.op, &read.outcome)
         else {
             continue;
         };

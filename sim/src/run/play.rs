@@ -28,6 +28,9 @@ async fn execute(client: &Client, op: &OpSpec) -> OpResult {
             .read(path, *offset, *len)
             .await
             .map_or_else(|e| r(&e), |data| OpResult::Data { data }),
+        OpSpec::ReadDeleted { path, offset, len } => read_deleted(client, path, *offset, *len)
+            .await
+            .map_or_else(|e| r(&e), |data| OpResult::Data { data }),
         OpSpec::Write { path, offset, data } => client
             .write(path, *offset, data)
             .await
@@ -36,6 +39,29 @@ async fn execute(client: &Client, op: &OpSpec) -> OpResult {
             .append(path, data)
             .await
             .map_or_else(|e| r(&e), |offset| OpResult::Offset { offset }),
+    }
+}
+
+/// Reads the newest deleted copy of `path` as a user of GFS would (§4.4): list the deleted files,
+/// take the hidden name of `path` with the highest number (`/.deleted/<n>/<path>`), read it.
+async fn read_deleted(
+    client: &Client,
+    path: &str,
+    offset: u64,
+    len: u64,
+) -> Result<Vec<u8>, node::GfsError> {
+    let deleted = client.list_deleted().await?;
+    let newest = deleted
+        .iter()
+        .filter_map(|f| {
+            let rest = f.path.strip_prefix(node::master::state::HIDDEN_PREFIX)?;
+            let (n, original) = rest.split_at(rest.find('/')?);
+            (original == path).then(|| (n.parse::<u64>().ok(), &f.path))
+        })
+        .max();
+    match newest {
+        Some((_, hidden)) => client.read(hidden, offset, len).await,
+        None => Err(node::GfsError::NotFound(path.to_string())),
     }
 }
 

@@ -54,7 +54,7 @@ pub struct ScriptedOp {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after_ms: Option<u64>,
     pub client: u32,
-    /// create, delete, list, read, write or append.
+    /// create, delete, list, read, read_deleted, write or append.
     pub op: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
@@ -214,7 +214,7 @@ impl ScriptedOp {
         };
         match spec {
             OpSpec::Create { .. } | OpSpec::Delete { .. } | OpSpec::List => {}
-            OpSpec::Read { offset, len, .. } => {
+            OpSpec::Read { offset, len, .. } | OpSpec::ReadDeleted { offset, len, .. } => {
                 o.offset = Some(*offset);
                 o.len = Some(*len);
             }
@@ -271,6 +271,11 @@ impl ScriptedOp {
                 offset: self.offset.unwrap_or(0),
                 len: self.len.ok_or("read needs `len`")?,
             },
+            "read_deleted" => OpSpec::ReadDeleted {
+                path: path()?,
+                offset: self.offset.unwrap_or(0),
+                len: self.len.ok_or("read_deleted needs `len`")?,
+            },
             "write" => OpSpec::Write {
                 path: path()?,
                 offset: self.offset.ok_or("write needs `offset`")?,
@@ -291,7 +296,7 @@ impl ScriptedOp {
             },
             other => {
                 return Err(format!(
-                    "unknown op {other:?} (create, delete, list, read, write, append)"
+                    "unknown op {other:?} (create, delete, list, read, read_deleted, write, append)"
                 ))
             }
         })

@@ -9,8 +9,9 @@
 //! written, deletes and re-creates of files others are using, and occasionally requests the client
 //! must refuse (an oversized record). The other profiles ([`profiles`]) load the cluster the ways
 //! GFS was built for: many clients on one chunk, a shared log, large sequential files, many small
-//! files. Appended records are self-identifying ([`crate::records`]) whenever the chunk size leaves
-//! room for one.
+//! files. In every profile, about half of the deletes are followed by a read of the deleted copy
+//! under its hidden name (GFS §4.4). Appended records are self-identifying ([`crate::records`])
+//! whenever the chunk size leaves room for one.
 
 pub mod profiles;
 
@@ -36,6 +37,14 @@ pub enum OpSpec {
         offset: u64,
         len: u64,
     },
+    /// Reads `path`'s most recent deleted copy under its hidden name (GFS §4.4): lists the
+    /// deleted files, takes the newest hidden name of `path`, reads it. `not_found` when none is
+    /// left.
+    ReadDeleted {
+        path: String,
+        offset: u64,
+        len: u64,
+    },
     Write {
         path: String,
         offset: u64,
@@ -54,6 +63,7 @@ impl OpSpec {
             OpSpec::Delete { .. } => "delete",
             OpSpec::List => "list",
             OpSpec::Read { .. } => "read",
+            OpSpec::ReadDeleted { .. } => "read_deleted",
             OpSpec::Write { .. } => "write",
             OpSpec::Append { .. } => "append",
         }
@@ -65,6 +75,7 @@ impl OpSpec {
             OpSpec::Create { path }
             | OpSpec::Delete { path }
             | OpSpec::Read { path, .. }
+            | OpSpec::ReadDeleted { path, .. }
             | OpSpec::Write { path, .. }
             | OpSpec::Append { path, .. } => Some(path),
         }
@@ -125,12 +136,45 @@ fn payload(rng: &mut ChaCha8Rng, len: u64) -> Vec<u8> {
 /// The plan for `seed`: `opts.workload`'s profile, sized by `opts`.
 pub fn generate(seed: u64, opts: &RunOptions) -> Plan {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    match opts.workload {
+    let mut plan = match opts.workload {
         Workload::Mixed => mixed(&mut rng, opts),
         Workload::Hot => profiles::hot(&mut rng, opts),
         Workload::Log => profiles::log(&mut rng, opts),
         Workload::Large => profiles::large(&mut rng, opts),
         Workload::SmallFiles => profiles::small_files(&mut rng, opts),
+    };
+    // A second stream of the same seed: following up deletes changed no other step of any plan.
+    let mut follow_ups = ChaCha8Rng::seed_from_u64(seed);
+    follow_ups.set_stream(1);
+    read_after_deletes(&mut follow_ups, &mut plan, opts.chunk_size_bytes);
+    plan
+}
+
+/// After about half of the deletes, the deleting client reads the file back under its hidden
+/// name (GFS §4.4), a moment later: well within the grace period, so the copy must be there.
+fn read_after_deletes(rng: &mut ChaCha8Rng, plan: &mut Plan, chunk_size_bytes: u64) {
+    let span = (4 * chunk_size_bytes).min(4 * MAX_PAYLOAD_BYTES);
+    let longest = (2 * chunk_size_bytes).min(2 * MAX_PAYLOAD_BYTES);
+    for script in &mut plan.clients {
+        if script.absolute {
+            continue; // scripted timings are the script's own
+        }
+        let mut steps = Vec::with_capacity(script.steps.len());
+        for (ms, op) in script.steps.drain(..) {
+            let follow = match &op {
+                OpSpec::Delete { path } if rng.gen_bool(0.5) => Some(OpSpec::ReadDeleted {
+                    path: path.clone(),
+                    offset: rng.gen_range(0..span),
+                    len: rng.gen_range(1..=longest),
+                }),
+                _ => None,
+            };
+            steps.push((ms, op));
+            if let Some(read) = follow {
+                steps.push((rng.gen_range(0..20), read));
+            }
+        }
+        script.steps = steps;
     }
 }
 
@@ -241,7 +285,43 @@ mod tests {
                 }
             }
         }
-        assert_eq!(kinds.len(), 6, "{kinds:?}");
+        assert_eq!(kinds.len(), 7, "{kinds:?}");
+    }
+
+    #[test]
+    fn reads_of_deleted_copies_follow_about_half_the_deletes() {
+        let opts = RunOptions::default();
+        let (mut deletes, mut follow_ups) = (0, 0);
+        for seed in 0..50 {
+            let plan = generate(seed, &opts);
+            for c in plan.clients {
+                for (i, (_, op)) in c.steps.iter().enumerate() {
+                    match op {
+                        OpSpec::Delete { .. } => deletes += 1,
+                        OpSpec::ReadDeleted { path, .. } => {
+                            follow_ups += 1;
+                            let before = &c.steps[i - 1].1;
+                            assert_eq!(before, &OpSpec::Delete { path: path.clone() });
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        assert!(deletes > 50, "{deletes}");
+        assert!(
+            follow_ups * 3 > deletes && follow_ups * 3 < 2 * deletes,
+            "{follow_ups} of {deletes}"
+        );
+        // The rest of the plan is what it was without them.
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let without = mixed(&mut rng, &opts);
+        let mut with = generate(7, &opts);
+        for c in &mut with.clients {
+            c.steps
+                .retain(|(_, op)| !matches!(op, OpSpec::ReadDeleted { .. }));
+        }
+        assert_eq!(with, without);
     }
 
     #[test]
