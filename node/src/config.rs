@@ -41,6 +41,18 @@ pub struct ClusterConfig {
     pub gc_delay_ms: u64,
     /// Bound on chunk copies the master runs at once (GFS §4.3 limits clone traffic).
     pub max_concurrent_clones: usize,
+    /// Bound on mutations of one chunk a secondary holds at once for an earlier serial; one more
+    /// is refused, and its client tries again.
+    pub max_held_per_chunk: usize,
+    /// Bound on full chunks one record-append attempt may skip (GFS §3.3) before it fails and its
+    /// client tries again. Many appenders racing for small chunks each skip one chunk per round
+    /// the others fill (a 64-byte chunk holds four small records, so a hundred appenders take 25
+    /// rounds).
+    pub max_append_hops: u32,
+    /// Bound on [`ClusterConfig::serial_hold_ms`]: a secondary gives up waiting for an earlier
+    /// serial after at most this long, applies what it holds, and refuses the earlier one if it
+    /// arrives after all (its client tries again).
+    pub max_serial_hold_ms: u64,
     /// How often a chunkserver verifies every block of every replica it holds (GFS §5.2).
     pub scrub_interval_ms: u64,
     /// Receive loops the master runs per request kind (see [`crate::rpc::handle`]): madsim holds
@@ -76,6 +88,9 @@ impl Default for ClusterConfig {
             checkpoint_every_records: 64,
             gc_delay_ms: 2_000,
             max_concurrent_clones: 2,
+            max_held_per_chunk: 64,
+            max_append_hops: 64,
+            max_serial_hold_ms: u64::MAX,
             scrub_interval_ms: 1_000,
             master_receivers_per_kind: 1,
             chunkserver_receivers_per_kind: 1,
@@ -137,6 +152,9 @@ impl ClusterConfig {
             ("checkpoint_every_records", self.checkpoint_every_records),
             ("gc_delay_ms", self.gc_delay_ms),
             ("max_concurrent_clones", self.max_concurrent_clones as u64),
+            ("max_held_per_chunk", self.max_held_per_chunk as u64),
+            ("max_append_hops", self.max_append_hops as u64),
+            ("max_serial_hold_ms", self.max_serial_hold_ms),
             ("scrub_interval_ms", self.scrub_interval_ms),
             (
                 "master_receivers_per_kind",
@@ -227,9 +245,10 @@ impl ClusterConfig {
 
     /// How long a secondary holds a mutation that arrived ahead of an earlier serial before giving
     /// the earlier one up (GFS §3.1: replicas apply mutations in serial order). A third of an RPC
-    /// timeout, so a held mutation is still answered before its primary gives up on it.
+    /// timeout, so a held mutation is still answered before its primary gives up on it; less
+    /// when `max_serial_hold_ms` bounds it.
     pub fn serial_hold_ms(&self) -> u64 {
-        (self.rpc_timeout_ms / 3).max(1)
+        (self.rpc_timeout_ms / 3).clamp(1, self.max_serial_hold_ms)
     }
 
     /// How long a freshly started master waits before granting leases: long enough for every lease

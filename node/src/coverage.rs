@@ -61,6 +61,22 @@ probes! {
     CloneLimitReached = "master's concurrent clone bound reached";
 }
 
+/// Probes no fault of this testbed can reach in a correct cluster: last lines of defence against
+/// state a node lost after it was synced. The master logs a version before any replica hears of it
+/// (`MasterState::grant_lease`), so a replica can report a version above the master's only if the
+/// master's disk lost a synced record; and a client learns a version only from the master, after
+/// every replica it lists has synced it, so a replica can be below it only if that replica's disk
+/// lost the version it synced. Disks here lose only unsynced writes (and tear or rot blocks, which
+/// checksums catch). Sweeps name these apart from the paths a run should reach.
+pub const LOST_STATE_ONLY: &[Probe] = &[Probe::ReadStaleVersion, Probe::VersionAdopted];
+
+impl Probe {
+    /// The probe named `name` ([`Probe::name`]).
+    pub fn by_name(name: &str) -> Option<Probe> {
+        Probe::ALL.iter().copied().find(|p| p.name() == name)
+    }
+}
+
 thread_local! {
     static HITS: RefCell<Option<Vec<u64>>> = const { RefCell::new(None) };
 }

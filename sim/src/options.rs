@@ -12,6 +12,8 @@ use crate::faults::{FaultSpec, KindRate};
 use crate::workload::Workload;
 use clap::Args;
 use node::ClusterConfig;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 /// Options of one run; also the CLI flags shared by `run` and `sweep`, and a scenario's
@@ -102,6 +104,15 @@ pub struct RunOptions {
     #[arg(long = "rate", value_name = "KIND=PER_SECOND")]
     #[serde(rename = "rate", skip_serializing_if = "Vec::is_empty")]
     pub rates: Vec<KindRate>,
+    /// The protocol's bounds (a secondary's window of held mutations and its wait for an earlier
+    /// serial, a record append's chunk hops, the master's concurrent copies, the push buffer):
+    /// `normal`, `tight` (each at its
+    /// smallest workable size, so that running into it is common), or `swarm` (the default: one
+    /// seed in four draws tight, so the paths behind the bounds run; a scenario file draws
+    /// nothing and runs `swarm` as normal).
+    #[arg(long, value_enum, default_value_t = Bounds::Swarm)]
+    #[serde(skip_serializing_if = "is_default_bounds")]
+    pub bounds: Bounds,
     /// Switch on a planted bug (repeatable): ack_before_secondaries, arrival_order,
     /// no_version_bump, early_lease, stale_replicas_current, no_checksum_verify, unsynced_log,
     /// clone_from_stale, append_no_pad, gc_deletes_referenced, no_grace_after_restart,
@@ -115,6 +126,29 @@ pub struct RunOptions {
     #[arg(skip)]
     #[serde(skip)]
     pub lying_disks: bool,
+}
+
+/// How tight the protocol's bounds are (`--bounds`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Bounds {
+    /// Each seed draws: one in four tight, the others normal ([`RunOptions::for_seed`]).
+    #[default]
+    Swarm,
+    Normal,
+    Tight,
+}
+
+/// Of [`Bounds::Swarm`] seeds, one in this many draws tight bounds.
+const TIGHT_ONE_IN: u32 = 4;
+
+/// A secondary's longest wait for an earlier serial under tight bounds.
+const TIGHT_SERIAL_HOLD_MS: u64 = 20;
+
+fn is_default_bounds(b: &Bounds) -> bool {
+    *b == Bounds::default()
 }
 
 // Options a scenario does not use (it scripts its operations and faults) are left out of files
@@ -159,6 +193,7 @@ impl Default for RunOptions {
             safety_ms: 5_000,
             disk_latency_us: 500,
             lying_disks: false,
+            bounds: Bounds::Swarm,
             bugs: Vec::new(),
             paper: false,
         }
@@ -211,7 +246,7 @@ pub const MAX_CLIENTS: u32 = 2_000;
 impl RunOptions {
     /// The cluster configuration these options describe (timeouts scale with the heartbeat).
     pub fn cluster(&self) -> ClusterConfig {
-        ClusterConfig {
+        let mut cfg = ClusterConfig {
             chunkservers: self.chunkservers,
             replication: self.replication,
             chunk_size_bytes: self.chunk_size_bytes,
@@ -234,7 +269,42 @@ impl RunOptions {
             push_buffer_entries: ClusterConfig::push_buffer_for(self.clients),
             bugs: self.bugs.iter().copied().collect(),
             ..ClusterConfig::default()
+        };
+        if self.bounds == Bounds::Tight {
+            // Each bound at its smallest workable size. Smaller is not workable: a secondary that
+            // held nothing would refuse every mutation that overtook another on the way, so
+            // often that writes run out of retries with no fault (measured: 164 of 1,000 seeds);
+            // with no hop an append that finds the last chunk full could never move on; with no
+            // clone no lost replica would be copied; and the buffer must hold at least the piece
+            // each client is pushing.
+            cfg.max_held_per_chunk = 1;
+            cfg.max_append_hops = 1;
+            // Two messages' latency at most: an earlier serial overtaken on the way is sometimes
+            // given up, later mutations applied first, and the earlier one refused when it
+            // arrives; yet a second mutation still arrives while one is held, often enough to
+            // fill the window of one (10 ms reached the first more often, 40 ms never).
+            cfg.max_serial_hold_ms = TIGHT_SERIAL_HOLD_MS;
+            cfg.max_concurrent_clones = 1;
+            cfg.push_buffer_entries = self.clients as usize;
         }
+        cfg
+    }
+
+    /// These options for `seed`: under `--bounds swarm`, the seed draws tight bounds (one in
+    /// four) or normal ones, from a stream of its own, so the draw moves neither the workload
+    /// nor the faults. Seeded runs and the shrinker run with this; a run's report keeps the
+    /// options as given (the seed draws the same again when it is replayed).
+    pub fn for_seed(&self, seed: u64) -> RunOptions {
+        let mut o = self.clone();
+        if o.bounds == Bounds::Swarm {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x626f_756e_6473_2121);
+            o.bounds = if rng.gen_ratio(1, TIGHT_ONE_IN) {
+                Bounds::Tight
+            } else {
+                Bounds::Normal
+            };
+        }
+        o
     }
 
     /// Rejects options no cluster or workload can run with, in one line.
@@ -397,6 +467,56 @@ mod tests {
     fn parse(flags: &str) -> RunOptions {
         let args = std::iter::once("sim").chain(flags.split_whitespace());
         Cli::try_parse_from(args).expect("flags parse").opts
+    }
+
+    #[test]
+    fn swarm_bounds_draw_tight_for_about_one_seed_in_four_and_only_tight_changes_the_cluster() {
+        let swarm = RunOptions::default();
+        assert_eq!(swarm.bounds, Bounds::Swarm);
+        let tight: Vec<u64> = (0..400)
+            .filter(|&s| swarm.for_seed(s).bounds == Bounds::Tight)
+            .collect();
+        assert!((70..130).contains(&tight.len()), "{}", tight.len());
+        for s in 0..400 {
+            let drawn = swarm.for_seed(s);
+            assert_eq!(drawn, swarm.for_seed(s), "the draw is the seed's");
+            assert_ne!(drawn.bounds, Bounds::Swarm);
+            assert_eq!(
+                RunOptions {
+                    bounds: drawn.bounds,
+                    ..swarm.clone()
+                },
+                drawn
+            );
+        }
+        // Given bounds are never redrawn.
+        let normal = parse("--bounds normal");
+        let tight_opts = parse("--bounds tight");
+        assert!(
+            (0..50).all(|s| normal.for_seed(s) == normal && tight_opts.for_seed(s) == tight_opts)
+        );
+        // Normal and swarm are the default cluster; tight shrinks each bound, nothing else.
+        assert_eq!(normal.cluster(), swarm.cluster());
+        let (n, t) = (normal.cluster(), tight_opts.cluster());
+        assert!(t.max_held_per_chunk < n.max_held_per_chunk);
+        assert!(t.max_append_hops < n.max_append_hops);
+        assert!(t.serial_hold_ms() < n.serial_hold_ms());
+        assert!(t.max_concurrent_clones < n.max_concurrent_clones);
+        assert!(t.push_buffer_entries < n.push_buffer_entries);
+        let relaxed = node::ClusterConfig {
+            max_held_per_chunk: n.max_held_per_chunk,
+            max_append_hops: n.max_append_hops,
+            max_serial_hold_ms: n.max_serial_hold_ms,
+            max_concurrent_clones: n.max_concurrent_clones,
+            push_buffer_entries: n.push_buffer_entries,
+            ..t.clone()
+        };
+        assert_eq!(relaxed, n);
+        assert_eq!(t.validate(), Ok(()));
+        // A reproduce command names given bounds, and a file can give them.
+        assert_eq!(tight_opts.flags(), " --bounds tight");
+        let file: RunOptions = toml::from_str("bounds = \"tight\"").unwrap();
+        assert_eq!(file, tight_opts);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! is written as a scenario file that `sim scenario` replays to the same failure.
 
 use crate::faults::{self, FaultPlan};
-use crate::options::RunOptions;
+use crate::options::{Bounds, RunOptions};
 use crate::run::{boot_ms, run_plan, run_seed};
 use crate::scenario::Scenario;
 use crate::workload::{self, OpSpec, Plan};
@@ -67,6 +67,14 @@ pub fn shrink(
         .failure()
         .ok_or_else(|| format!("seed {seed} passes: nothing to shrink"))?
         .check;
+    // Tight bounds, if the seed drew them, are named in the scenario so that it runs as the seed
+    // did (a scenario draws nothing).
+    let drawn = opts.for_seed(seed);
+    let opts = if drawn.bounds == Bounds::Tight {
+        &drawn
+    } else {
+        opts
+    };
     let mut plan = workload::generate(seed, opts);
     let mut fplan = faults::plan(seed, opts, boot_ms(&opts.cluster()));
     let before = size(&plan, &fplan);

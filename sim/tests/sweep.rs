@@ -38,15 +38,11 @@ fn two_thousand_seeds_of_the_default_workload_pass() {
     }
     assert!(count(&s, "append", "record_too_large") > 100);
     assert!(count(&s, "create", "already_exists") > 100);
-    // Defensive paths the default sweep reaches (see node::coverage), so the checks judge them.
-    for probe in [
-        node::coverage::Probe::SerialHeld,
-        node::coverage::Probe::LeaseExpiredRefusal,
-        node::coverage::Probe::AppendHopped,
-        node::coverage::Probe::CloneLimitReached,
-        node::coverage::Probe::MutationStaleVersion,
-        node::coverage::Probe::PushBufferEvicted,
-    ] {
+    // Every defensive path the project declares reachable (see node::coverage) runs in this
+    // sweep, so the checks judge it; the seeds that draw tight bounds reach the bounds. A change
+    // that leaves one unreached must say why, or make a seed reach it again.
+    use node::coverage::{Probe, LOST_STATE_ONLY};
+    for probe in Probe::ALL.iter().filter(|p| !LOST_STATE_ONLY.contains(p)) {
         let n = s.counters.get(&format!("coverage {}", probe.name()));
         assert!(n.is_some_and(|&n| n > 0), "{probe:?} never ran: {n:?}");
     }

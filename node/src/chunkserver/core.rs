@@ -159,9 +159,6 @@ pub enum Admission {
     Full,
 }
 
-/// Bound on mutations of one chunk a secondary holds for an earlier serial at once.
-pub const MAX_HELD_PER_CHUNK: usize = 64;
-
 /// A chunkserver's protocol state. See the module comment.
 #[derive(Debug)]
 pub struct ChunkServerCore {
@@ -184,6 +181,8 @@ pub struct ChunkServerCore {
     held: BTreeMap<ChunkHandle, BTreeSet<(u64, u64)>>,
     /// How long a secondary holds a mutation for the serials before it.
     hold_ns: u64,
+    /// Bound on mutations of one chunk held at once (`ClusterConfig::max_held_per_chunk`).
+    max_held_per_chunk: usize,
     buffer: PushBuffer,
     /// Corrupt replicas already reported to the master, as (chunk, version).
     reported: BTreeSet<(ChunkHandle, u64)>,
@@ -204,6 +203,7 @@ impl ChunkServerCore {
             installed_ns: BTreeMap::new(),
             held: BTreeMap::new(),
             hold_ns: cfg.serial_hold_ms() * 1_000_000,
+            max_held_per_chunk: cfg.max_held_per_chunk,
             buffer: PushBuffer::new(cfg.push_buffer_entries, max_bytes),
             reported: BTreeSet::new(),
         }
@@ -325,7 +325,7 @@ impl ChunkServerCore {
             return Admission::Apply;
         }
         if !held.contains(&(version, serial)) {
-            if held.len() >= MAX_HELD_PER_CHUNK {
+            if held.len() >= self.max_held_per_chunk {
                 return Admission::Full;
             }
             held.insert((version, serial));

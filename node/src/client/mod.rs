@@ -33,10 +33,6 @@ use std::time::Duration;
 pub const MAX_FILE_BYTES: u64 = 1 << 40;
 /// Largest single read, in bytes.
 pub const MAX_READ_BYTES: u64 = 256 << 20;
-/// How many chunks one record append may skip because they are full, per attempt. Many appenders
-/// racing for small chunks each skip one chunk per round the others fill (a 64-byte chunk holds
-/// four small records, so a hundred appenders take 25 rounds).
-const MAX_CHUNK_HOPS: u32 = 64;
 
 /// A file as `list` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -482,7 +478,7 @@ impl Client {
                 "an empty record cannot be appended".into(),
             ));
         }
-        // One attempt may hop over up to MAX_CHUNK_HOPS full chunks; running out of hops
+        // One attempt may hop over up to `max_append_hops` full chunks; running out of hops
         // (`ChunkFull`) fails the attempt like any retryable error.
         let data = &Arc::new(data.to_vec());
         self.retrying(|| async move {
@@ -513,7 +509,7 @@ impl Client {
                 .await;
                 match result {
                     Ok(within) => return Ok(info.index * self.cfg.chunk_size_bytes + within),
-                    Err(GfsError::ChunkFull) if hops < MAX_CHUNK_HOPS => {
+                    Err(GfsError::ChunkFull) if hops < self.cfg.max_append_hops => {
                         coverage::hit(Probe::AppendHopped);
                         hops += 1;
                         // Past the full chunk, to the newest one (others may have filled more).

@@ -109,7 +109,9 @@ pub fn run_seed_detailed(seed: u64, opts: &RunOptions, detail: Detail) -> RunRep
     on_own_thread(format!("seed-{seed}"), move || {
         let plan = workload::generate(seed, &opts);
         let fault_plan = faults::plan(seed, &opts, boot_ms(&opts.cluster()));
-        run_on_fresh_thread(seed, &opts, plan, fault_plan, detail)
+        // The seed's own bounds; the report keeps the options as given (the seed redraws them).
+        let cfg = opts.for_seed(seed).cluster();
+        run_on_fresh_thread(seed, &opts, cfg, plan, fault_plan, detail)
     })
 }
 
@@ -125,7 +127,7 @@ pub fn run_plan(
 ) -> RunReport {
     let opts = opts.clone();
     on_own_thread(format!("scenario-{seed}"), move || {
-        run_on_fresh_thread(seed, &opts, plan, fault_plan, detail)
+        run_on_fresh_thread(seed, &opts, opts.cluster(), plan, fault_plan, detail)
     })
 }
 
@@ -143,6 +145,7 @@ fn on_own_thread(name: String, f: impl FnOnce() -> RunReport + Send + 'static) -
 fn run_on_fresh_thread(
     seed: u64,
     opts: &RunOptions,
+    cfg: node::ClusterConfig,
     plan: Plan,
     fault_plan: faults::FaultPlan,
     detail: Detail,
@@ -151,7 +154,6 @@ fn run_on_fresh_thread(
     let rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
     // Wall-clock measurement of the whole run, outside the simulated world.
     let wall_start = std::time::Instant::now();
-    let cfg = opts.cluster();
     cfg.validate().expect("options were validated");
     let history = History::default();
     trace::install(detail);
