@@ -97,6 +97,11 @@ fn malformed_scenarios_get_one_line_errors_naming_file_and_field() {
             "[expect] op 1: unknown region \"shiny\"",
         ),
         (
+            "stalewrite",
+            "description = \"x\"\n[[op]]\nat_ms = 1\nclient = 0\nop = \"list\"\n[expect]\nops = [{ op = 1, stale = true }]\n",
+            "[expect] op 1: `stale` is for reads",
+        ),
+        (
             "badevent",
             "description = \"x\"\n[expect]\nevents = [\"lease_grnated\"]\n",
             "[expect] events: unknown event kind \"lease_grnated\"",

@@ -268,9 +268,15 @@ pub fn prepare(name: &str, file: &str, scenario: Scenario) -> Result<Loaded, Str
                 ));
             }
         }
-        if e.outcome.is_none() && e.region.is_none() {
+        if e.outcome.is_none() && e.region.is_none() && e.stale.is_none() {
             return Err(format!(
-                "{file}: [expect] op {}: give `outcome`, `region` or both",
+                "{file}: [expect] op {}: give `outcome`, `region` or `stale`",
+                e.op
+            ));
+        }
+        if e.stale.is_some() && scenario.ops[e.op - 1].op != "read" {
+            return Err(format!(
+                "{file}: [expect] op {}: `stale` is for reads",
                 e.op
             ));
         }
@@ -345,6 +351,7 @@ pub fn check(loaded: &Loaded, report: &RunReport) -> Vec<(bool, String)> {
         Some(state) => crate::checks::table1::judge_all(&crate::run::check_inputs(report, state)),
         None => Default::default(),
     };
+    let (_, stale) = crate::checks::reads_not_invented::stale_read_list(&report.history);
     for x in &e.ops {
         let o = &loaded.scenario.ops[x.op - 1];
         let nth = loaded.plan.clients[o.client as usize]
@@ -377,6 +384,26 @@ pub fn check(loaded: &Loaded, report: &RunReport) -> Vec<(bool, String)> {
             out.push((
                 got.contains(&want.as_str()),
                 format!("op #{} ({}) left a {want} region (got {got:?})", x.op, o.op),
+            ));
+        }
+        if let Some(want) = x.stale {
+            let missed = rec.and_then(|r| stale.iter().find(|s| s.read.id == r.id));
+            let got = match missed {
+                Some(s) => format!(
+                    "stale: it missed the {} completed at {:.3} ms",
+                    s.missed.op.kind(),
+                    s.missed_done_ns as f64 / 1e6
+                ),
+                None => "not stale".to_string(),
+            };
+            out.push((
+                missed.is_some() == want,
+                format!(
+                    "op #{} ({}) is {} (got {got})",
+                    x.op,
+                    o.op,
+                    if want { "stale" } else { "not stale" }
+                ),
             ));
         }
     }

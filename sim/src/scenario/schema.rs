@@ -172,6 +172,10 @@ pub struct ExpectOp {
     /// `superseded`, `not landed` or `unknown offset`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// For a read: whether it was stale, i.e. missed a mutation that completed before it began
+    /// (GFS §2.7.1; as sweeps count stale reads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
