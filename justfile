@@ -55,20 +55,23 @@ lint:
 fmt:
     cargo fmt --all
 
-# Write every scenario's space-time diagram to traces/diagrams/NAME.html and, if Debian's
+# Write every scenario's space-time diagram to traces/diagrams/NAME.html (found scenarios under
+# traces/diagrams/found/), the diagrams the teaching notes (notes/) link to, and, if Debian's
 # `chromium` is installed (apt-get install chromium), a screenshot of each beside it (NAME.png),
 # to look at what a browser shows. `cargo test` checks the SVG itself; this needs a browser.
 diagrams:
     #!/usr/bin/env bash
     set -euo pipefail
-    mkdir -p traces/diagrams
+    mkdir -p traces/diagrams/found
     cargo build --release -p sim
-    for name in $(./target/release/sim scenario); do
+    names="$(./target/release/sim scenario) $(cd scenarios && ls found/*.toml | sed 's/\.toml$//')"
+    for name in $names; do
         ./target/release/sim scenario "$name" --html "traces/diagrams/$name.html" > /dev/null || true
         if command -v chromium > /dev/null; then
             chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1300,1600 \
+                --disable-background-networking --no-first-run \
                 --screenshot="traces/diagrams/$name.png" "file://$PWD/traces/diagrams/$name.html" 2> /dev/null
         fi
     done
     command -v chromium > /dev/null || echo "no chromium: wrote the diagrams only (apt-get install chromium for screenshots)"
-    ls traces/diagrams
+    ls traces/diagrams traces/diagrams/found

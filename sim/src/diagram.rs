@@ -104,6 +104,7 @@ fn layout(nodes: &[String]) -> (Vec<String>, BTreeMap<String, usize>) {
 /// version, deleted the replica, or was killed.
 fn lease_end(lines: &[TraceLine], row: usize, mut until_ns: u64) -> usize {
     let (node, chunk) = (lines[row].node.as_str(), field(&lines[row].detail, "chunk"));
+    let version = field(&lines[row].detail, "version");
     for (i, m) in lines.iter().enumerate().skip(row + 1) {
         if m.t_ns >= until_ns {
             return i;
@@ -115,7 +116,10 @@ fn lease_end(lines: &[TraceLine], row: usize, mut until_ns: u64) -> usize {
                     until_ns = until_ns.max(u);
                 }
             }
-            "lease_released" | "version_set" | "replica_deleted" if same_chunk => return i,
+            "lease_released" | "replica_deleted" if same_chunk => return i,
+            // A new version is a new grant; the grant that gave this lease sets its own version
+            // too, at the same instant.
+            "version_set" if same_chunk && field(&m.detail, "version") != version => return i,
             "fault_injected" | "write_torn"
                 if field(&m.detail, "node") == Some(node)
                     && matches!(
@@ -402,7 +406,8 @@ body {{ font-family: sans-serif; margin: 0 1em; }}
 
 /// The lines a diagram draws: those between `from_ms` and `to_ms` (simulated), and, given `only`
 /// (a chunk `c4`, a file `/f1` or a node `cs2`), only those on that node or naming it as a whole
-/// word, with every fault and verdict kept for context.
+/// word, with every fault and verdict kept for context. A kept message keeps its delivery, reply
+/// and loss (which name only its id), so its arrow is drawn.
 pub fn select(
     lines: Vec<TraceLine>,
     from_ms: Option<u64>,
@@ -414,8 +419,10 @@ pub fn select(
     let names = |l: &TraceLine, name: &str| {
         l.node == name || l.detail.split([' ', '=', ',', '[', ']']).any(|w| w == name)
     };
-    // An operation's completion line names only its id: it goes with its invocation.
+    // An operation's completion line names only its id: it goes with its invocation; so do a
+    // message's delivery, reply and loss with its sending.
     let mut kept_ops = BTreeSet::new();
+    let mut kept_msgs: BTreeSet<String> = BTreeSet::new();
     lines
         .into_iter()
         .filter(|l| l.t_ns >= from && l.t_ns <= to)
@@ -426,9 +433,20 @@ pub fn select(
             if l.kind == "op_completed" {
                 return op_id(l).is_some_and(|id| kept_ops.contains(&id));
             }
+            let msg = field(&l.detail, "msg");
+            if matches!(
+                l.kind.as_str(),
+                "msg_delivered" | "reply_delivered" | "msg_dropped"
+            ) && msg.is_some_and(|m| kept_msgs.contains(m))
+            {
+                return true;
+            }
             let keep = names(l, name) || l.node == "nemesis" || l.kind.starts_with("check_");
             if keep && l.kind == "op_invoked" {
                 kept_ops.extend(op_id(l));
+            }
+            if keep && l.kind == "msg_sent" {
+                kept_msgs.extend(msg.map(str::to_string));
             }
             keep
         })
@@ -551,6 +569,19 @@ mod tests {
             3,
             "extended past 9 ms, cut by the crash"
         );
+        // The grant's own version_set (same version, same instant) does not end the band; a
+        // later version does.
+        let granted = [
+            line(
+                0,
+                "cs0",
+                "lease_acquired",
+                "chunk=c1 version=2 until_ns=9000000",
+            ),
+            line(0, "cs0", "version_set", "chunk=c1 version=2 role=primary"),
+            line(5, "cs0", "version_set", "chunk=c1 version=3 role=secondary"),
+        ];
+        assert_eq!(lease_end(&granted, 0, 9_000_000), 2);
         assert_eq!(
             lease_end(&lease[..3], 0, 9_000_000),
             3,
@@ -565,6 +596,44 @@ mod tests {
         let c = [line(1, "cs0", "version_set", "chunk=c40 version=1")];
         assert!(select(c.to_vec(), None, None, Some("c4")).is_empty());
         assert_eq!(select(c.to_vec(), None, None, Some("c40")).len(), 1);
+        // A message about the chunk keeps its delivery and its loss, which name only its id.
+        let m = [
+            line(
+                1,
+                "cs4",
+                "msg_sent",
+                "msg=cs4#2 to=cs1 kind=apply_mutation chunk=c13",
+            ),
+            line(
+                2,
+                "cs1",
+                "msg_delivered",
+                "msg=cs4#2 from=cs4 kind=apply_mutation",
+            ),
+            line(
+                3,
+                "cs4",
+                "msg_sent",
+                "msg=cs4#3 to=cs0 kind=apply_mutation chunk=c13",
+            ),
+            line(9, "cs4", "msg_dropped", "msg=cs4#3 to=cs0 lost=request"),
+            line(10, "cs4", "msg_sent", "msg=cs4#4 to=master kind=heartbeat"),
+            line(
+                11,
+                "master",
+                "msg_delivered",
+                "msg=cs4#4 from=cs4 kind=heartbeat",
+            ),
+        ];
+        let kinds: Vec<String> = select(m.to_vec(), None, None, Some("c13"))
+            .into_iter()
+            .map(|l| l.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            ["msg_sent", "msg_delivered", "msg_sent", "msg_dropped"],
+            "the heartbeat is not about c13"
+        );
     }
 }
 
