@@ -2,7 +2,8 @@
 //! runs every quoted command (fenced `console` blocks, `$ sim ...`) and compares what it prints
 //! with the quote, so the notes cannot drift from the code: a line `...` in a quote stands for any
 //! number of lines, and `[..]` for a part of a line. After an intended change,
-//! `TRYCMD=overwrite cargo test --test notes` rewrites the quotes from the real output.
+//! `TRYCMD=overwrite cargo test --test notes` rewrites the quotes that no longer match from the
+//! real output (filling in the lines a nearby `...` had left out: trim them again by hand).
 
 use std::path::{Path, PathBuf};
 
