@@ -58,9 +58,12 @@ pub enum Bug {
     /// The master looks up every path as a user's, so a deleted file cannot be read under its
     /// hidden name (GFS §4.4: it can, until it is reclaimed).
     HiddenUnreadable,
+    /// Re-replication counts a chunk with its goal of replicas as short, so it is copied again and
+    /// the extra replica trimmed, over and over (GFS §4.3: copy when below the goal).
+    CopiesAtGoal,
 }
 
-pub const ALL_BUGS: [Bug; 18] = [
+pub const ALL_BUGS: [Bug; 19] = [
     Bug::AckBeforeSecondaries,
     Bug::ArrivalOrder,
     Bug::NoVersionBump,
@@ -79,6 +82,7 @@ pub const ALL_BUGS: [Bug; 18] = [
     Bug::NoLeaseExtension,
     Bug::CacheNeverExpires,
     Bug::HiddenUnreadable,
+    Bug::CopiesAtGoal,
 ];
 
 impl Bug {
@@ -102,6 +106,7 @@ impl Bug {
             Bug::NoLeaseExtension => "no_lease_extension",
             Bug::CacheNeverExpires => "cache_never_expires",
             Bug::HiddenUnreadable => "hidden_unreadable",
+            Bug::CopiesAtGoal => "copies_at_goal",
         }
     }
 }

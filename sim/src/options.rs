@@ -117,7 +117,7 @@ pub struct RunOptions {
     /// no_version_bump, early_lease, stale_replicas_current, no_checksum_verify, unsynced_log,
     /// clone_from_stale, append_no_pad, gc_deletes_referenced, no_grace_after_restart,
     /// primary_ignores_expiry, list_shows_hidden, short_pad, gc_ignores_grace,
-    /// no_lease_extension, cache_never_expires, hidden_unreadable.
+    /// no_lease_extension, cache_never_expires, hidden_unreadable, copies_at_goal.
     #[arg(long = "bug", value_name = "NAME")]
     #[serde(rename = "bug", alias = "bugs", skip_serializing_if = "Vec::is_empty")]
     pub bugs: Vec<node::Bug>,

@@ -74,6 +74,8 @@ bug_tests! {
     cache_never_expires: Bug::CacheNeverExpires, RunOptions::default(), 1000;
     // Only a read of a deleted copy names a hidden file: `deleted_readable` sees the refusal.
     hidden_unreadable: Bug::HiddenUnreadable, RunOptions::default(), 50;
+    // It only costs: sound extra replicas, trimmed again; `copy_budget` counts the copies.
+    copies_at_goal: Bug::CopiesAtGoal, RunOptions::default(), 50;
 }
 
 #[test]
@@ -98,6 +100,7 @@ fn every_bug_has_a_test() {
         Bug::NoLeaseExtension,
         Bug::CacheNeverExpires,
         Bug::HiddenUnreadable,
+        Bug::CopiesAtGoal,
     ];
     assert_eq!(tested.to_vec(), node::bugs::ALL_BUGS.to_vec());
 }

@@ -205,7 +205,19 @@ impl Master {
                 quiet_ns: self.cfg.clone_quiet_ms() * MS,
                 max: room,
             };
-            core.state.clone_orders(now, policy, &busy, &mut rng)
+            let orders = core.state.clone_orders(now, policy, &busy, &mut rng);
+            // Announced where they are decided, under the lock: a heartbeat handled after this
+            // pass shows in the trace after the copies it could not have changed.
+            for order in &orders {
+                emit(|| Event::CloneStarted {
+                    chunk: order.handle,
+                    version: order.version,
+                    from: order.source,
+                    to: order.dest,
+                    replicas: order.replicas,
+                });
+            }
+            orders
         };
         for order in orders {
             self.cloning.lock().unwrap().insert(order.handle);
@@ -216,13 +228,6 @@ impl Master {
 
     /// Has `order.dest` copy the chunk from `order.source`, then records the new replica.
     async fn copy(&self, order: CloneOrder) {
-        emit(|| Event::CloneStarted {
-            chunk: order.handle,
-            version: order.version,
-            from: order.source,
-            to: order.dest,
-            replicas: order.replicas,
-        });
         let msg = CloneChunk {
             handle: order.handle,
             version: order.version,

@@ -1093,6 +1093,10 @@ impl MasterState {
         } = policy;
         let live = self.live_servers(now_ns, timeout_ns);
         let after_grace = self.past_grace(now_ns, quiet_ns);
+        // (Bug `copies_at_goal`: a chunk that has its goal of replicas still counts as short.)
+        let short = |have: usize| {
+            have < target || (self.bugs.contains(&Bug::CopiesAtGoal) && have == target)
+        };
         let mut needy: Vec<(usize, bool, ChunkHandle)> = self
             .chunks
             .iter()
@@ -1102,7 +1106,7 @@ impl MasterState {
                     && !is_hidden(&m.path)
                     && m.version > 0
                     && !m.locations.is_empty()
-                    && m.locations.len() < target
+                    && short(m.locations.len())
                     && m.lease
                         .as_ref()
                         .is_none_or(|l| l.lease.expires_ns + quiet_ns <= now_ns)

@@ -11,6 +11,7 @@ pub mod acked_readback;
 pub mod after_heal;
 pub mod available;
 pub mod converged;
+pub mod copy_budget;
 pub mod deleted_readable;
 pub mod divergence_explained;
 pub mod gc_after_grace;
@@ -172,7 +173,7 @@ pub(crate) fn one_chunk_state(replicas: &[&[u8]]) -> FinalState {
 }
 
 /// The checks [`run_all`] runs, by name, in its order.
-pub const NAMES: [&str; 18] = [
+pub const NAMES: [&str; 19] = [
     acked_readback::NAME,
     acked_on_replicas::NAME,
     replicas_identical::NAME,
@@ -190,6 +191,7 @@ pub const NAMES: [&str; 18] = [
     gc_after_grace::NAME,
     deleted_readable::NAME,
     lease_budget::NAME,
+    copy_budget::NAME,
     available::NAME,
 ];
 
@@ -255,6 +257,10 @@ pub fn run_each(inputs: &Inputs) -> Verdicts {
         (
             lease_budget::NAME,
             lease_budget::check(inputs.events, inputs.lease_ms, inputs.lease_slack_ns),
+        ),
+        (
+            copy_budget::NAME,
+            copy_budget::check(inputs.events, inputs.replication),
         ),
         (available::NAME, available::check(inputs)),
     ];
