@@ -38,6 +38,7 @@ pub mod coverage;
 pub mod disk;
 pub mod master;
 pub mod msg;
+pub mod points;
 pub mod rpc;
 pub mod sparse;
 pub mod trace;

@@ -11,6 +11,7 @@
 //! network's behaviour nor its draws of randomness.
 
 use crate::msg::Traced;
+use crate::points::Fate;
 use crate::trace::{self, Event, Lost, MsgId};
 use crate::types::{GfsError, NodeName};
 use madsim::net::rpc::{Bytes, Request};
@@ -107,6 +108,16 @@ pub async fn call<R: Request + Traced>(
     req: R,
     timeout_ms: u64,
 ) -> Result<R::Response, GfsError> {
+    // The fault point comes first: a sender crashed there never sent anything.
+    let timeout = Duration::from_millis(timeout_ms);
+    let fate = if crate::points::installed() {
+        let me = ep
+            .local_addr()
+            .map_or(NodeName::Addr(dst.ip()), |a| trace::node_name(a.ip()));
+        crate::points::send(me, R::KIND, trace::node_name(dst.ip())).await
+    } else {
+        Fate::Go
+    };
     let sent = trace::full().then(|| {
         let from = ep
             .local_addr()
@@ -132,9 +143,31 @@ pub async fn call<R: Request + Traced>(
         seq: sent.as_ref().map_or(0, |s| s.seq),
         body: req,
     };
-    let result = ep
-        .call_timeout(dst, env, Duration::from_millis(timeout_ms))
-        .await;
+    let result = match fate {
+        Fate::Lose => {
+            // Lost on the way: the caller hears nothing and waits out its timeout.
+            madsim::time::sleep(timeout).await;
+            Err(explored_loss())
+        }
+        Fate::Delay { ms } => {
+            // Held on the way: it reaches its handler `ms` after its caller gave up (the caller
+            // may have retried meanwhile); its answer goes nowhere. It leaves from a port of its
+            // own: holding the caller's endpoint would keep the caller's address bound after the
+            // caller is gone.
+            let ip = ep
+                .local_addr()
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+            madsim::task::spawn(async move {
+                madsim::time::sleep(timeout + Duration::from_millis(ms)).await;
+                if let Ok(late) = Endpoint::bind(SocketAddr::new(ip, 0)).await {
+                    let _ = late.call_timeout(dst, env, timeout).await;
+                }
+            });
+            madsim::time::sleep(timeout).await;
+            Err(explored_loss())
+        }
+        _ => ep.call_timeout(dst, env, timeout).await,
+    };
     if let Some(s) = sent {
         let arrived = trace::settle(s.from, s.seq);
         let me = trace::node_name(s.from);
@@ -164,6 +197,12 @@ pub async fn call<R: Request + Traced>(
         }
     }
     result.map_err(|e| GfsError::Network(format!("{dst}: {e}")))
+}
+
+/// The error a caller sees when exploration loses or holds back its request: the timeout madsim
+/// reports.
+fn explored_loss() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "RPC timeout")
 }
 
 /// [`call`] for requests whose response is itself a `Result`.

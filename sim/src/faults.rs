@@ -11,6 +11,7 @@
 //! (torn writes, bit flips), so every chunk keeps a good, up-to-date replica somewhere.
 
 use crate::options::RunOptions;
+use node::points::Point;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -208,6 +209,12 @@ pub enum What {
     BitFlip {
         node: Target,
     },
+    /// The request sent at the fault's point is lost (exploration; GFS §2.3's network drops it).
+    LoseMessage,
+    /// The request sent at the fault's point reaches its handler `ms` after its caller gave up.
+    DelayMessage {
+        ms: u64,
+    },
 }
 
 /// For people: `client0`, `side [master, cs3]`, `cs1 -> master`, `145 ms`, `18%`.
@@ -225,11 +232,15 @@ impl fmt::Display for What {
             What::OneWay { from, to } => write!(f, "{from} -> {to}"),
             What::Delay { max_latency_ms } => write!(f, "up to {max_latency_ms} ms"),
             What::Loss { percent } => write!(f, "{percent}%"),
+            What::LoseMessage => f.write_str("the message"),
+            What::DelayMessage { ms } => write!(f, "the message by {ms} ms past its timeout"),
         }
     }
 }
 
-/// One fault: injected at `at_ms` (simulated time since the start), healed `lasts_ms` later.
+/// One fault: injected at `at_ms` (simulated time since the start), or, if it names a `point`,
+/// when a node reaches that fault point ([`node::points`]) during the safety phase; healed
+/// `lasts_ms` later.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Fault {
     pub at_ms: u64,
@@ -237,6 +248,18 @@ pub struct Fault {
     pub kind: FaultKind,
     #[serde(flatten)]
     pub what: What,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "point_as_text"
+    )]
+    pub point: Option<Point>,
+}
+
+fn point_as_text<S: serde::Serializer>(p: &Option<Point>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => s.serialize_str(&p.to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 /// Everything the nemesis will do in one run.
@@ -253,6 +276,9 @@ pub struct FaultPlan {
     /// The safety phase: faults strike in `[start_ms, end_ms)`; everything is healed at `end_ms`.
     pub start_ms: u64,
     pub end_ms: u64,
+    /// Count the run's fault points ([`node::points`]) and strike the faults that name one. Off,
+    /// a run does exactly what it did before points existed.
+    pub points: bool,
 }
 
 /// Draws the plan for `seed`. `start_ms` is when the workload starts (after boot).
@@ -381,6 +407,7 @@ pub fn plan(seed: u64, opts: &RunOptions, start_ms: u64) -> FaultPlan {
                 lasts_ms,
                 kind,
                 what,
+                point: None,
             });
         }
     }
@@ -392,6 +419,7 @@ pub fn plan(seed: u64, opts: &RunOptions, start_ms: u64) -> FaultPlan {
         start_ms,
         end_ms,
         primary_of: Vec::new(),
+        points: false,
     }
 }
 

@@ -12,6 +12,7 @@
 
 pub mod checks;
 pub mod diagram;
+pub mod explore;
 pub mod failure;
 pub mod faults;
 pub mod history;

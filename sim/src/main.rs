@@ -1,5 +1,7 @@
 //! `sim`: run one seed, or sweep many, of the GFS simulation.
 
+mod cli;
+
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sim::failure::FailureClass;
@@ -83,6 +85,36 @@ enum Command {
         show: Vec<sim::trace::Shown>,
         #[command(flatten)]
         diagram: DiagramArgs,
+    },
+    /// Explore a scenario systematically: run it once to find every fault point (each message
+    /// sent, each disk sync), then run it with a fault at each point (a lost or late message, a
+    /// crash before or after a sync, a pause longer than a lease at a heartbeat or lease offer),
+    /// and with two at depth 2; judge every run with all checks and write each failing schedule
+    /// as a scenario file with its timeline.
+    Explore {
+        /// The scenario's name under --dir, or a path to a .toml file.
+        name: String,
+        /// Faults per schedule: 1 or 2.
+        #[arg(long, default_value_t = 1)]
+        depth: u32,
+        /// Most schedules to run; the rest are counted and named as not run.
+        #[arg(long, default_value_t = 20_000)]
+        max_schedules: usize,
+        /// Worker threads; defaults to the number of cores.
+        #[arg(long, short)]
+        jobs: Option<usize>,
+        /// Planted bug to switch on (repeatable), as in the scenario's `[cluster] bug`.
+        #[arg(long = "bug", value_name = "NAME")]
+        bugs: Vec<node::Bug>,
+        /// Run the schedules pruning would skip too (to measure what pruning saves).
+        #[arg(long)]
+        no_prune: bool,
+        /// Where scenarios live.
+        #[arg(long, default_value = "scenarios")]
+        dir: std::path::PathBuf,
+        /// Where to write failing schedules as scenarios.
+        #[arg(long, default_value = "scenarios/found")]
+        out: std::path::PathBuf,
     },
     /// Sweep seeds in order until one fails; say how many it took and which check caught it.
     /// Usually with --bug NAME, to measure how fast the testbed finds a planted bug.
@@ -356,6 +388,36 @@ fn main() -> ExitCode {
             show,
             diagram,
         } => scenario(name.as_deref(), &in_repository(&dir), &show, &diagram),
+        Command::Explore {
+            name,
+            depth,
+            max_schedules,
+            jobs,
+            bugs,
+            no_prune,
+            dir,
+            out,
+        } => {
+            let jobs = match sweep_jobs(jobs, &RunOptions::default()) {
+                Ok(j) => j,
+                Err(e) => return fail(&e),
+            };
+            let opts = sim::explore::Options {
+                depth,
+                max_schedules,
+                jobs,
+                no_prune,
+                bugs,
+            };
+            QUIET_PANICS.store(true, Ordering::Relaxed);
+            cli::explore::run(
+                &name,
+                &in_repository(&dir),
+                &in_repository(&out),
+                &opts,
+                fail,
+            )
+        }
         Command::Sweep {
             seeds,
             shard,

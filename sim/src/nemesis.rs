@@ -12,7 +12,9 @@
 use crate::faults::{Fault, FaultPlan, Target, What};
 use crate::run::World;
 use madsim::net::NetSim;
+use madsim::runtime::NodeHandle;
 use madsim::task::NodeId;
+use node::points::{Fate, Point, Site};
 use node::trace::{Event, FaultOn, NodeName};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -38,6 +40,10 @@ struct Nemesis {
     world: Arc<World>,
     broken: Mutex<Broken>,
     primary_of: Vec<(String, u64)>,
+    /// The node that heals point faults, made when the first one strikes.
+    healer: Mutex<Option<NodeHandle>>,
+    /// Itself, for the heal tasks of point faults (set while point faults are armed).
+    me: Mutex<Option<Arc<Nemesis>>>,
 }
 
 /// The chunkserver that most recently took the lease of chunk `index` of `path`, from the trace.
@@ -130,7 +136,7 @@ impl Nemesis {
     fn inject(&self, i: usize, f: &Fault) -> bool {
         let w = &self.world;
         let mut b = self.broken.lock().unwrap();
-        let on = fault_on(&f.what);
+        let on = fault_on(f);
         let injected = || Event::FaultInjected {
             fault: f.kind,
             on: on.clone(),
@@ -207,8 +213,51 @@ impl Nemesis {
                 }
                 event(injected());
             }
+            What::LoseMessage | What::DelayMessage { .. } => {
+                // The sender's side does it (`node::rpc::call`); this only records it.
+                event(injected());
+            }
         }
         true
+    }
+
+    /// Strikes point fault number `i` at `point`, which a node has just reached; says what the
+    /// node must do: lose or hold its message, stop (it was crashed), wait (it was paused), or go
+    /// on. Heals the fault `lasts_ms` later (at the end of the safety phase at the latest) from
+    /// a node of the nemesis's own, made for it: this runs inside the node that reached the point,
+    /// and a task spawned there would die with it.
+    fn strike(&self, i: usize, f: &Fault, point: &Point, end_ms: u64) -> Fate {
+        if !self.inject(i, f) {
+            return Fate::Go;
+        }
+        match &f.what {
+            What::LoseMessage => return Fate::Lose,
+            What::DelayMessage { ms } => return Fate::Delay { ms: *ms },
+            _ => {}
+        }
+        if f.lasts_ms > 0 {
+            let heal_at_ms = (node::now_ms() + f.lasts_ms).min(end_ms);
+            let healer = self
+                .healer
+                .lock()
+                .unwrap()
+                .get_or_insert_with(|| self.world.handle.create_node().name("healer").build())
+                .clone();
+            let (n, f) = (self.me.lock().unwrap().clone(), f.clone());
+            if let Some(n) = n {
+                healer.spawn(async move {
+                    let now_ms = node::now_ms();
+                    madsim::time::sleep(Duration::from_millis(heal_at_ms.saturating_sub(now_ms)))
+                        .await;
+                    n.heal(i, &f);
+                });
+            }
+        }
+        match &f.what {
+            What::Crash { node } if node.node_name() == point.node => Fate::Stop,
+            What::Pause { node } if node.node_name() == point.node => Fate::Yield,
+            _ => Fate::Go,
+        }
     }
 
     fn heal(&self, i: usize, f: &Fault) {
@@ -216,7 +265,7 @@ impl Nemesis {
         let mut b = self.broken.lock().unwrap();
         let healed = || Event::FaultHealed {
             fault: f.kind,
-            on: fault_on(&f.what),
+            on: fault_on(f),
         };
         match &f.what {
             What::Crash { node } => {
@@ -264,7 +313,7 @@ impl Nemesis {
                 self.apply_net_config(&b);
                 event(healed());
             }
-            What::BitFlip { .. } => {}
+            What::BitFlip { .. } | What::LoseMessage | What::DelayMessage { .. } => {}
         }
     }
 
@@ -292,8 +341,8 @@ impl Nemesis {
 }
 
 /// What a (resolved) fault hits, as its trace events name it.
-fn fault_on(w: &What) -> FaultOn {
-    match w {
+fn fault_on(f: &Fault) -> FaultOn {
+    match &f.what {
         What::Crash { node }
         | What::Pause { node }
         | What::Isolate { node }
@@ -307,6 +356,19 @@ fn fault_on(w: &What) -> FaultOn {
             max_latency_ms: *max_latency_ms,
         },
         What::Loss { percent } => FaultOn::Loss { percent: *percent },
+        What::LoseMessage | What::DelayMessage { .. } => match &f.point {
+            Some(Point {
+                node,
+                site: Site::Send { kind, to },
+                nth,
+            }) => FaultOn::Message {
+                from: *node,
+                to: *to,
+                kind: kind.clone(),
+                nth: *nth,
+            },
+            _ => unreachable!("a message fault names the point where its message is sent"),
+        },
     }
 }
 
@@ -317,11 +379,19 @@ pub async fn run(world: Arc<World>, plan: FaultPlan) {
         world,
         broken: Mutex::new(Broken::default()),
         primary_of: plan.primary_of.clone(),
+        healer: Mutex::new(None),
+        me: Mutex::new(None),
     });
+    if plan.points {
+        arm(&nemesis, &plan);
+    }
     let start = madsim::time::Instant::now() - Duration::from_nanos(node::now_ns());
     let at = |ms: u64| start + Duration::from_millis(ms);
     let mut heals = Vec::new();
     for (i, f) in plan.faults.iter().enumerate() {
+        if f.point.is_some() {
+            continue; // struck by the point handler
+        }
         madsim::time::sleep_until(at(f.at_ms)).await;
         let Some(f) = &nemesis.resolve(f) else {
             event(Event::FaultSkipped { fault: f.kind });
@@ -341,4 +411,43 @@ pub async fn run(world: Arc<World>, plan: FaultPlan) {
         let _ = h.await;
     }
     nemesis.heal_all();
+    // Heal tasks of point faults still waiting find nothing to heal; drop the cycle.
+    nemesis.me.lock().unwrap().take();
+}
+
+/// Answers the run's fault points ([`node::points`]): each fault that names a point strikes the
+/// first time a node reaches it during the safety phase; every other point goes on. Reaching a
+/// point changes nothing else, so a run with no point faults is the run without points.
+fn arm(nemesis: &Arc<Nemesis>, plan: &FaultPlan) {
+    let armed: Vec<(usize, Fault)> = plan
+        .faults
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.point.is_some())
+        .map(|(i, f)| (i, f.clone()))
+        .collect();
+    if armed.is_empty() {
+        return;
+    }
+    *nemesis.me.lock().unwrap() = Some(nemesis.clone());
+    let n = nemesis.clone();
+    let (start_ms, end_ms) = (plan.start_ms, plan.end_ms);
+    let mut struck = vec![false; armed.len()];
+    node::points::set_handler(Box::new(move |p: &Point| {
+        let now_ms = node::now_ms();
+        if now_ms < start_ms || now_ms >= end_ms {
+            return Fate::Go;
+        }
+        let mut fate = Fate::Go;
+        for (k, (i, f)) in armed.iter().enumerate() {
+            if !struck[k] && f.point.as_ref() == Some(p) {
+                struck[k] = true;
+                let this = n.strike(*i, f, p, end_ms);
+                if fate == Fate::Go {
+                    fate = this;
+                }
+            }
+        }
+        fate
+    }));
 }

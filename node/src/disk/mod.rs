@@ -89,6 +89,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct Disk {
     inner: Arc<tokio::sync::Mutex<Inner>>,
+    /// Whose disk it is (also in `inner`), readable without the lock: fault points name it.
+    node: NodeName,
 }
 
 /// Counters a run reports.
@@ -233,6 +235,7 @@ impl Disk {
         };
         Ok(Disk {
             inner: Arc::new(tokio::sync::Mutex::new(inner)),
+            node,
         })
     }
 
@@ -346,15 +349,39 @@ impl Disk {
     }
 
     /// Makes every cached write to `name` durable. Takes a random time (see [`DiskFaults`]).
+    ///
+    /// A sync with writes to make durable is a fault point ([`crate::points`]) before it starts
+    /// and after it ends.
     pub async fn sync(&self, name: &str) -> io::Result<()> {
+        let node = self.node;
+        if let Some(nth) = self.sync_inner(name, node).await? {
+            crate::points::after_sync(node, name, nth).await;
+        }
+        Ok(())
+    }
+
+    /// [`Disk::sync`]; the sync's number among the node's syncs of `name` if there were writes
+    /// to sync (0 when points are not counted).
+    async fn sync_inner(&self, name: &str, node: NodeName) -> io::Result<Option<u32>> {
         let mut inner = self.inner.lock().await;
         inner.apply_flips();
-        let Some(ops) = inner.pending.remove(name) else {
+        if !inner.pending.contains_key(name) {
             return if inner.faults.platters.lock().unwrap().contains_key(name) {
-                Ok(())
+                Ok(None)
             } else {
                 Err(not_found(name))
             };
+        }
+        let mut nth = 0;
+        if crate::points::installed() {
+            // The point before: let go of the disk while the handler may crash or pause the node.
+            drop(inner);
+            nth = crate::points::before_sync(node, name).await;
+            inner = self.inner.lock().await;
+        }
+        let Some(ops) = inner.pending.remove(name) else {
+            // Another task synced this file while the point was reached.
+            return Ok(None);
         };
         let faults = inner.faults.clone();
         let mut rng = madsim::rand::thread_rng();
@@ -382,7 +409,7 @@ impl Disk {
                 why: LossCause::SyncLied,
             });
             inner.faults.touch(name);
-            return Ok(()); // the writes are simply dropped
+            return Ok(Some(nth)); // the writes are simply dropped
         }
         inner.write_durable(name, &ops)?;
         faults.tear_in_flight.store(false, Ordering::Relaxed);
@@ -393,7 +420,7 @@ impl Disk {
             bytes: bytes_of(&ops),
             took_us: latency_us,
         });
-        Ok(())
+        Ok(Some(nth))
     }
 
     /// Removes a name (durably). Its content is gone, synced or not.

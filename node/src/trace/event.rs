@@ -123,6 +123,13 @@ pub enum FaultOn {
     Loss {
         percent: u32,
     },
+    /// One message, named by its fault point (`nth` request of `kind` from `from` to `to`).
+    Message {
+        from: NodeName,
+        to: NodeName,
+        kind: String,
+        nth: u32,
+    },
 }
 
 impl fmt::Display for FaultOn {
@@ -133,6 +140,12 @@ impl fmt::Display for FaultOn {
             FaultOn::Link { from, to } => write!(f, "from={from} to={to}"),
             FaultOn::Delay { max_latency_ms } => write!(f, "max_latency_ms={max_latency_ms}"),
             FaultOn::Loss { percent } => write!(f, "loss_percent={percent}"),
+            FaultOn::Message {
+                from,
+                to,
+                kind,
+                nth,
+            } => write!(f, "from={from} to={to} message={kind}#{nth}"),
         }
     }
 }

@@ -158,6 +158,9 @@ fn run_on_fresh_thread(
     let history = History::default();
     trace::install(detail);
     node::coverage::install();
+    if fault_plan.points {
+        node::points::install(None);
+    }
     let h = history.clone();
     let opts2 = opts.clone();
     let limit = workload_limit(opts);
@@ -184,6 +187,7 @@ fn run_on_fresh_thread(
     }));
     let events = trace::take();
     let coverage = node::coverage::take();
+    let points = node::points::take();
     let history = history.snapshot();
     let mut report = RunReport {
         seed,
@@ -202,6 +206,7 @@ fn run_on_fresh_thread(
         sim_time_ns: 0,
         client: ClientStats::default(),
         coverage,
+        points,
         wall: Duration::ZERO,
     };
     match outcome {

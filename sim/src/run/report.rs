@@ -38,6 +38,9 @@ pub struct RunReport {
     pub client: ClientStats,
     /// How often each defensive path ran ([`node::coverage`]), every probe listed.
     pub coverage: Vec<(node::coverage::Probe, u64)>,
+    /// Every fault point the run reached, in order, if it counted them ([`node::points`]; only
+    /// runs whose fault plan asks for it, as `sim explore`'s do).
+    pub points: Vec<node::points::Hit>,
     /// Real time the run took. Outside the simulation, so it is not part of the record.
     pub wall: Duration,
 }

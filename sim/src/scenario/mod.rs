@@ -235,6 +235,7 @@ pub fn prepare(name: &str, file: &str, scenario: Scenario) -> Result<Loaded, Str
         faults.push(fault);
     }
     faults.sort_by_key(|f| f.at_ms);
+    let points = faults.iter().any(|f| f.point.is_some());
     let fault_plan = FaultPlan {
         rates: BTreeMap::new(),
         faulty_disk,
@@ -242,6 +243,7 @@ pub fn prepare(name: &str, file: &str, scenario: Scenario) -> Result<Loaded, Str
         start_ms: boot,
         end_ms: boot + options.safety_ms,
         primary_of: primaries,
+        points,
     };
     for kind in &scenario.expect.events {
         if !node::trace::Event::KINDS.contains(&kind.as_str()) {

@@ -11,6 +11,7 @@
 use crate::faults::{Fault, FaultKind, FaultPlan, Target, What};
 use crate::options::RunOptions;
 use crate::workload::{OpSpec, Plan};
+use node::trace::NodeName;
 use serde::{Deserialize, Serialize};
 
 /// A scenario file, as written. Field order is file order: values before tables.
@@ -78,11 +79,19 @@ pub struct ScriptedOp {
     pub record: Option<u32>,
 }
 
-/// One fault, `at_ms` after the cluster has booted (the same clock as operations).
+/// One fault, `at_ms` after the cluster has booted (the same clock as operations), or when a node
+/// reaches the fault point `at_point` (what `sim explore` writes).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptedFault {
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub at_ms: u64,
+    /// A fault point (`cs2 after sync #3 of FILE`, `client0 sends write_chunk #2 to cs1`; see
+    /// `sim explore`): the fault strikes when the run reaches it, if it does during the safety
+    /// phase. With it, kind is crash, master_crash or pause (of the node at the point), loss (the
+    /// message is lost) or delay (it arrives `lasts_ms` after its caller gave up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_point: Option<String>,
     /// A fault kind: crash, master_crash, pause, isolate, partition, one_way, delay, loss,
     /// torn_write, bit_flip.
     pub kind: String,
@@ -153,6 +162,10 @@ fn yes() -> bool {
 
 fn is_true(b: &bool) -> bool {
     *b
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn is_false(b: &bool) -> bool {
@@ -361,6 +374,18 @@ impl ScriptedFault {
     /// The fault as a file writes it, timed from `plan.start_ms` (the end of boot).
     pub fn from_fault(f: &Fault, plan: &FaultPlan) -> ScriptedFault {
         let name = |t: Target| target_name(t, &plan.primary_of);
+        if let Some(point) = &f.point {
+            // The point names the node (and the message): only the kind and length remain.
+            return ScriptedFault {
+                at_point: Some(point.to_string()),
+                kind: f.kind.to_string(),
+                lasts_ms: match f.what {
+                    What::DelayMessage { ms } => ms,
+                    _ => f.lasts_ms,
+                },
+                ..ScriptedFault::default()
+            };
+        }
         let mut out = ScriptedFault {
             at_ms: f.at_ms - plan.start_ms,
             kind: f.kind.to_string(),
@@ -381,8 +406,70 @@ impl ScriptedFault {
             }
             What::Delay { max_latency_ms } => out.max_latency_ms = Some(*max_latency_ms),
             What::Loss { percent } => out.percent = Some(*percent),
+            What::LoseMessage | What::DelayMessage { .. } => {
+                unreachable!("message faults strike at points")
+            }
         }
         out
+    }
+
+    /// The fault of an entry with `at_point`.
+    fn point_fault(&self, point: &str, opts: &RunOptions) -> Result<Fault, String> {
+        let point: node::points::Point = point.parse()?;
+        let kind: FaultKind = self.kind.parse()?;
+        if self.at_ms != 0 || self.side.is_some() || self.from.is_some() || self.to.is_some() {
+            return Err(format!(
+                "a fault at_point strikes when the point is reached: it takes no at_ms, side, \
+                 from or to (point {point})"
+            ));
+        }
+        // The node at the point, unless `node` names another (a chunkserver paused when it is
+        // offered a lease).
+        let node = match (&self.node, point.node) {
+            (Some(name), _) => parse_target(name, opts, &mut Vec::new())?,
+            (None, NodeName::Master) => Target::Master,
+            (None, NodeName::Cs(s)) => Target::Chunkserver(s.0),
+            (None, NodeName::Client(c)) => Target::Client(c),
+            (None, other) => return Err(format!("no fault can strike {other}")),
+        };
+        if matches!(node, Target::PrimaryOf(_)) {
+            return Err("a fault at_point names a node, not a chunk's primary".to_string());
+        }
+        let (what, lasts_ms) = match kind {
+            FaultKind::Crash | FaultKind::MasterCrash => {
+                if (kind == FaultKind::MasterCrash) != (node == Target::Master) {
+                    return Err(format!(
+                        "{kind} at {point}: crash a chunkserver or client, master_crash the master"
+                    ));
+                }
+                (What::Crash { node }, self.lasts_ms)
+            }
+            FaultKind::Pause => (What::Pause { node }, self.lasts_ms),
+            FaultKind::Loss | FaultKind::Delay => {
+                if !matches!(point.site, node::points::Site::Send { .. }) {
+                    return Err(format!(
+                        "{kind} at {point}: only a message can be lost or delayed"
+                    ));
+                }
+                if kind == FaultKind::Loss {
+                    (What::LoseMessage, 0)
+                } else {
+                    (What::DelayMessage { ms: self.lasts_ms }, 0)
+                }
+            }
+            other => {
+                return Err(format!(
+                "{other} cannot strike at a point (crash, master_crash, pause, loss or delay can)"
+            ))
+            }
+        };
+        Ok(Fault {
+            at_ms: 0,
+            lasts_ms,
+            kind,
+            what,
+            point: Some(point),
+        })
     }
 
     /// The fault this entry describes, at `boot_ms + at_ms`; targets a chunk's primary through
@@ -393,6 +480,9 @@ impl ScriptedFault {
         boot_ms: u64,
         primaries: &mut Vec<(String, u64)>,
     ) -> Result<Fault, String> {
+        if let Some(point) = &self.at_point {
+            return self.point_fault(point, opts);
+        }
         let kind: FaultKind = self.kind.parse()?;
         let node = |name: &Option<String>,
                     field: &str,
@@ -443,6 +533,7 @@ impl ScriptedFault {
             lasts_ms: self.lasts_ms,
             kind,
             what,
+            point: None,
         })
     }
 }
