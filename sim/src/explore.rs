@@ -15,9 +15,11 @@
 //!    the run the first one made, so it names points that run really reached);
 //! 4. judges every run with all checks, and keeps each failing schedule as a scenario file.
 //!
-//! Healing follows the scenario's own faults: a crash is restarted after [`CRASH_LEASES`]
-//! leases, a pause lasts [`PAUSE_LEASES`] leases, and everything is healed at the end of the
-//! safety phase; a held request arrives [`DELAY_LEASES`] leases after its caller gave up.
+//! Healing follows the scenario's own faults: a crashed chunkserver restarts after
+//! [`CRASH_LEASES`] leases (it was declared dead meanwhile), a crashed master after a quarter of
+//! a lease (its leases still run), a pause lasts [`PAUSE_LEASES`] leases, and everything is
+//! healed at the end of the safety phase; a held request arrives [`DELAY_LEASES`] leases after
+//! its caller gave up.
 //!
 //! **Pruning.** Two schedules are run once when they must do the same:
 //! - *same standing*: a crash or pause of one node at two points of one run between which nothing
@@ -47,8 +49,13 @@ use std::sync::Mutex;
 
 /// The deepest exploration: two faults per schedule.
 pub const MAX_DEPTH: u32 = 2;
-/// A crash at a point lasts this many leases before the node restarts.
-pub const CRASH_LEASES: u64 = 1;
+/// A chunkserver crashed at a point restarts after this many leases: long enough for the master
+/// to declare it dead (`server_timeout_ms`, one lease by default) and copy its chunks, so its
+/// replicas come back stale or superfluous (GFS §4.3, §4.5).
+pub const CRASH_LEASES: u64 = 2;
+/// A master crashed at a point restarts after this share of a lease (a quarter): while the leases
+/// it granted before the crash still run, so that it must wait them out (GFS §4.5's grace).
+pub const MASTER_CRASH_LEASE_DIVISOR: u64 = 4;
 /// A pause at a point lasts this many leases: longer than one, so a primary wakes up with an
 /// expired lease (the random nemesis's pauses are as long).
 pub const PAUSE_LEASES: u64 = 2;
@@ -106,7 +113,7 @@ impl Step {
             Action::Crash if target == Target::Master => (
                 FaultKind::MasterCrash,
                 What::Crash { node: target },
-                CRASH_LEASES * lease_ms,
+                lease_ms / MASTER_CRASH_LEASE_DIVISOR,
             ),
             Action::Crash => (
                 FaultKind::Crash,
