@@ -199,6 +199,19 @@ enum Command {
         #[command(flatten)]
         opts: RunOptions,
     },
+    /// Run a sweep and print every coverage probe (the protocol's rare and defensive paths:
+    /// refusals, version adoption, bounds) with how often the runs passed through it, and which
+    /// were never hit, so no check judged them. `sim explore` prints the same table.
+    Coverage {
+        /// Seeds to run, as A..B (B excluded).
+        #[arg(long, value_parser = parse_seeds, default_value = "0..2000")]
+        seeds: std::ops::Range<u64>,
+        /// Worker threads; defaults to the number of cores.
+        #[arg(long, short)]
+        jobs: Option<usize>,
+        #[command(flatten)]
+        opts: RunOptions,
+    },
     /// Combine the JSON results of the shards of one sweep (`sim sweep --shard K/N --json FILE`)
     /// into one report: every failure with its reproduce command, the totals, and the exit code of
     /// the most severe failure. Refuses results of different options or versions, or shards that
@@ -446,6 +459,33 @@ fn main() -> ExitCode {
             match sweep_jobs(jobs, &opts) {
                 Ok(jobs) => run_sweep(set, jobs, &opts, json.as_deref()),
                 Err(e) => fail(&e),
+            }
+        }
+        Command::Coverage { seeds, jobs, opts } => {
+            let jobs = match sweep_jobs(jobs, &opts) {
+                Ok(j) => j,
+                Err(e) => return fail(&e),
+            };
+            let summary = sweep_with_progress(SeedSet::all(seeds.clone()), jobs, &opts);
+            let counts = cli::coverage::from_counters(&summary.counters);
+            print!(
+                "{}",
+                cli::coverage::table(
+                    &counts,
+                    &format!(
+                        "seeds {}..{} ({} seeds)",
+                        seeds.start, seeds.end, summary.seeds
+                    )
+                )
+            );
+            if summary.failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                println!(
+                    "{} seeds failed (run `sim sweep` with the same options for the list)",
+                    summary.failures.len()
+                );
+                failed_with(summary.failures.iter().map(|f| f.class))
             }
         }
         Command::Table {

@@ -124,6 +124,16 @@ fn bad_input_gets_a_one_line_error_and_exit_code_2() {
         ),
         (&["run", "--seed", "-4"], "error"),
         (&["frobnicate"], "error"),
+        (
+            &["explore", "happy_path", "--depth", "3"],
+            "--depth must be 1 or 2, got 3",
+        ),
+        (
+            &["explore", "happy_path", "--max-schedules", "0"],
+            "--max-schedules must be at least 1",
+        ),
+        (&["explore", "no_such_scenario"], "no scenario named"),
+        (&["coverage", "--seeds", "5..3"], "is empty"),
     ];
     for (args, expected) in cases {
         let out = sim(args);
@@ -877,4 +887,52 @@ fn bare_sim_prints_its_help() {
         out.contains("Usage: sim") && out.contains("sweep") && out.contains("Exit codes"),
         "{out}"
     );
+}
+
+#[test]
+fn explore_writes_what_it_finds_and_stops_at_its_bound_and_coverage_lists_every_probe() {
+    let out_dir = std::env::temp_dir().join(format!("sim-explore-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let out = sim(&[
+        "explore",
+        "happy_path",
+        "--bug",
+        "unsynced_log",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("fault points reached in the safety phase"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("acked_creates: crash master at `master sends"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("coverage probes over the"), "{stdout}");
+    let written = out_dir.join("explore-happy_path-unsynced_log-acked_creates.toml");
+    let scenario = std::fs::read_to_string(&written).unwrap();
+    assert!(scenario.contains("at_point = \"master sends"), "{scenario}");
+    assert!(out_dir
+        .join("explore-happy_path-unsynced_log-acked_creates.timeline.txt")
+        .is_file());
+    // The written scenario replays to the same failure, as `sim scenario` reads it.
+    let again = sim(&["scenario", written.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
+    std::fs::remove_dir_all(&out_dir).unwrap();
+
+    let bounded = sim(&["explore", "happy_path", "--max-schedules", "5"]);
+    let stdout = text(&bounded.stdout);
+    assert_eq!(bounded.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("schedules: 5 run"), "{stdout}");
+    assert!(stdout.contains("stopped at the bound:"), "{stdout}");
+
+    let coverage = sim(&["coverage", "--seeds", "0..20"]);
+    let stdout = text(&coverage.stdout);
+    assert_eq!(coverage.status.code(), Some(0), "{stdout}");
+    for probe in node::coverage::Probe::ALL {
+        assert!(stdout.contains(probe.name()), "{probe:?}: {stdout}");
+    }
 }

@@ -110,6 +110,13 @@ pub fn run(
         );
     }
     println!("  wall time: {:.1} s", summary.wall.as_secs_f64());
+    print!(
+        "{}",
+        super::coverage::table(
+            &summary.coverage,
+            &format!("the {} explored runs", summary.runs.len())
+        )
+    );
     if summary.over_bound > 0 {
         println!(
             "stopped at the bound: {} more schedules were not run; raise --max-schedules to run \
