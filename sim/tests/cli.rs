@@ -918,6 +918,14 @@ fn explore_writes_what_it_finds_and_stops_at_its_bound_and_coverage_lists_every_
     assert!(out_dir
         .join("explore-happy_path-unsynced_log-acked_creates.timeline.txt")
         .is_file());
+    // Every failing schedule is written, the next ones of a check numbered.
+    let failing = stdout.matches("acked_creates: crash").count();
+    assert!(failing > 1, "{stdout}");
+    assert!(out_dir
+        .join(format!(
+            "explore-happy_path-unsynced_log-acked_creates-{failing}.toml"
+        ))
+        .is_file());
     // The written scenario replays to the same failure, as `sim scenario` reads it.
     let again = sim(&["scenario", written.to_str().unwrap()]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));

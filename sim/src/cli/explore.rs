@@ -1,5 +1,5 @@
 //! `sim explore SCENARIO --depth N`: every fault schedule of a scenario up to N faults
-//! ([`sim::explore`]), with a progress bar, a summary, and each failing schedule written as a
+//! ([`sim::explore`]), with a progress bar, a summary, and every failing schedule written as a
 //! scenario file with its timeline.
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -137,18 +137,17 @@ pub fn run(
     }
     let counts: Vec<String> = by_check.iter().map(|(c, n)| format!("{c} {n}")).collect();
     println!("{} schedules failed: {}", failing.len(), counts.join(", "));
-    // One scenario per check (its first failing schedule), with its timeline: the rest are
-    // listed.
-    let mut written = std::collections::BTreeSet::new();
+    // Every failing schedule as a scenario with its timeline: the first of each check as
+    // explore-SCENARIO-CHECK, the next ones numbered from 2.
+    let mut written: std::collections::BTreeMap<String, usize> = Default::default();
     for r in &failing {
         let (check, line) = r.failure.as_ref().expect("failing");
         println!("  {check}: {} ({line})", explore::describe(&r.schedule));
-        if !written.insert(check.clone()) {
-            continue;
-        }
-        match write_found(&loaded, &r.schedule, check, opts.depth, out) {
+        let n = written.entry(check.clone()).or_default();
+        *n += 1;
+        match write_found(&loaded, &r.schedule, check, *n, opts.depth, out) {
             Ok(path) => println!("    written: {path}"),
-            Err(e) => return fail(&e),
+            Err(e) => println!("    error: {e}"),
         }
     }
     let worst = failing
@@ -164,12 +163,13 @@ pub fn run(
     ExitCode::from(worst)
 }
 
-/// Writes the failing schedule as `OUT/explore-SCENARIO-CHECK.toml` with its timeline beside it,
-/// after replaying the file to see that it fails the same check.
+/// Writes the `nth` failing schedule of `check` as `OUT/explore-SCENARIO-CHECK[-N].toml` with its
+/// timeline beside it, after replaying the file to see that it fails the same check.
 fn write_found(
     loaded: &sim::scenario::Loaded,
     schedule: &explore::Schedule,
     check: &str,
+    nth: usize,
     depth: u32,
     out: &Path,
 ) -> Result<String, String> {
@@ -178,7 +178,11 @@ fn write_found(
     if !bugs.is_empty() {
         name = format!("{name}-{}", bugs.join("-"));
     }
-    let name = format!("{name}-{check}");
+    let name = if nth == 1 {
+        format!("{name}-{check}")
+    } else {
+        format!("{name}-{check}-{nth}")
+    };
     let path = out.join(format!("{name}.toml"));
     let text = explore::to_scenario(loaded, schedule, check, depth);
     std::fs::create_dir_all(out)
