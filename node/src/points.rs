@@ -140,6 +140,9 @@ pub enum Fate {
     Lose,
     /// The request reaches its handler `ms` after its caller gave up on it (sends only).
     Delay { ms: u64 },
+    /// The request is served, but its answer is lost: the caller waits out its timeout not
+    /// knowing that it was (sends only).
+    LoseReply,
     /// The handler crashed the node: it must do nothing more.
     Stop,
     /// The handler paused the node: it must let the pause take hold, then go on when resumed.
@@ -279,7 +282,7 @@ async fn settle(fate: Fate) -> Fate {
 }
 
 /// The point where `node` sends a request of `kind` to `to`: what becomes of the request
-/// ([`Fate::Go`], [`Fate::Lose`] or [`Fate::Delay`]). Counts the send as a step if it goes.
+/// ([`Fate::Go`], [`Fate::Lose`], [`Fate::Delay`] or [`Fate::LoseReply`]). Counts the send as a step if it goes.
 pub async fn send(node: NodeName, kind: &str, to: NodeName) -> Fate {
     let Some((_, fate)) = reach(
         node,

@@ -166,6 +166,13 @@ pub async fn call<R: Request + Traced>(
             madsim::time::sleep(timeout).await;
             Err(explored_loss())
         }
+        Fate::LoseReply => {
+            // Served, but the answer never arrives: the caller waits out its timeout.
+            let started = madsim::time::Instant::now();
+            let _ = ep.call_timeout(dst, env, timeout).await;
+            madsim::time::sleep(timeout.saturating_sub(started.elapsed())).await;
+            Err(explored_loss())
+        }
         _ => ep.call_timeout(dst, env, timeout).await,
     };
     if let Some(s) = sent {

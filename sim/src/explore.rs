@@ -7,7 +7,7 @@
 //! 1. runs it once, counting its **fault points** ([`node::points`]): each request a node sends,
 //!    each sync a node makes (before and after), during the safety phase;
 //! 2. turns each point into the faults that could matter there (the **candidates**): a request
-//!    lost, or held until after its caller gave up; the master or a chunkserver crashed just
+//!    lost, or held until after its caller gave up, or served with its answer lost; the master or a chunkserver crashed just
 //!    before or just after a sync, or just before it sends a request; a chunkserver paused for
 //!    longer than a lease when it sends a heartbeat or is offered a lease (`set_version`);
 //! 3. runs the scenario once per candidate (depth 1), and at depth 2 once per candidate of each of
@@ -70,6 +70,8 @@ pub enum Action {
     Lose,
     /// The request sent at the point arrives after its caller gave up.
     Delay,
+    /// The request sent at the point is served, but its answer is lost.
+    LoseReply,
     /// The node crashes at the point (master or chunkserver).
     Crash,
     /// The chunkserver named is paused for longer than a lease.
@@ -103,6 +105,7 @@ impl Step {
         };
         let (kind, what, lasts_ms) = match self.action {
             Action::Lose => (FaultKind::Loss, What::LoseMessage, 0),
+            Action::LoseReply => (FaultKind::Loss, What::LoseReply, 0),
             Action::Delay => (
                 FaultKind::Delay,
                 What::DelayMessage {
@@ -143,6 +146,7 @@ impl fmt::Display for Step {
         match self.action {
             Action::Lose => write!(f, "lose `{}`", self.point),
             Action::Delay => write!(f, "delay `{}` past its timeout", self.point),
+            Action::LoseReply => write!(f, "lose the reply to `{}`", self.point),
             Action::Crash => write!(f, "crash {} at `{}`", self.target(), self.point),
             Action::Pause => write!(f, "pause {} at `{}`", self.target(), self.point),
         }
@@ -171,14 +175,25 @@ fn actions(point: &Point) -> Vec<Action> {
             _ => vec![],
         },
         Site::Send { kind, to } if kind == "set_version" && matches!(to, NodeName::Cs(_)) => {
-            vec![Action::Lose, Action::Delay, Action::Crash, Action::Pause]
+            vec![
+                Action::Lose,
+                Action::Delay,
+                Action::LoseReply,
+                Action::Crash,
+                Action::Pause,
+            ]
         }
         // A server can also crash just before it sends: whatever it did in memory since its
         // last sync (or, if it never syncs, everything) is gone, and the message never leaves.
         Site::Send { .. } if matches!(point.node, NodeName::Master | NodeName::Cs(_)) => {
-            vec![Action::Lose, Action::Delay, Action::Crash]
+            vec![
+                Action::Lose,
+                Action::Delay,
+                Action::LoseReply,
+                Action::Crash,
+            ]
         }
-        Site::Send { .. } => vec![Action::Lose, Action::Delay],
+        Site::Send { .. } => vec![Action::Lose, Action::Delay, Action::LoseReply],
         Site::BeforeSync { .. } | Site::AfterSync { .. } => match point.node {
             NodeName::Master | NodeName::Cs(_) => vec![Action::Crash],
             _ => vec![],

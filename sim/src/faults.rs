@@ -215,6 +215,8 @@ pub enum What {
     DelayMessage {
         ms: u64,
     },
+    /// The request sent at the fault's point is served, but its answer is lost.
+    LoseReply,
 }
 
 /// For people: `client0`, `side [master, cs3]`, `cs1 -> master`, `145 ms`, `18%`.
@@ -234,6 +236,7 @@ impl fmt::Display for What {
             What::Loss { percent } => write!(f, "{percent}%"),
             What::LoseMessage => f.write_str("the message"),
             What::DelayMessage { ms } => write!(f, "the message by {ms} ms past its timeout"),
+            What::LoseReply => f.write_str("the reply"),
         }
     }
 }

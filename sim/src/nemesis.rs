@@ -213,7 +213,7 @@ impl Nemesis {
                 }
                 event(injected());
             }
-            What::LoseMessage | What::DelayMessage { .. } => {
+            What::LoseMessage | What::DelayMessage { .. } | What::LoseReply => {
                 // The sender's side does it (`node::rpc::call`); this only records it.
                 event(injected());
             }
@@ -232,6 +232,7 @@ impl Nemesis {
         }
         match &f.what {
             What::LoseMessage => return Fate::Lose,
+            What::LoseReply => return Fate::LoseReply,
             What::DelayMessage { ms } => return Fate::Delay { ms: *ms },
             _ => {}
         }
@@ -313,7 +314,10 @@ impl Nemesis {
                 self.apply_net_config(&b);
                 event(healed());
             }
-            What::BitFlip { .. } | What::LoseMessage | What::DelayMessage { .. } => {}
+            What::BitFlip { .. }
+            | What::LoseMessage
+            | What::DelayMessage { .. }
+            | What::LoseReply => {}
         }
     }
 
@@ -356,7 +360,7 @@ fn fault_on(f: &Fault) -> FaultOn {
             max_latency_ms: *max_latency_ms,
         },
         What::Loss { percent } => FaultOn::Loss { percent: *percent },
-        What::LoseMessage | What::DelayMessage { .. } => match &f.point {
+        What::LoseMessage | What::DelayMessage { .. } | What::LoseReply => match &f.point {
             Some(Point {
                 node,
                 site: Site::Send { kind, to },
@@ -366,6 +370,7 @@ fn fault_on(f: &Fault) -> FaultOn {
                 to: *to,
                 kind: kind.clone(),
                 nth: *nth,
+                reply: f.what == What::LoseReply,
             },
             _ => unreachable!("a message fault names the point where its message is sent"),
         },

@@ -101,8 +101,9 @@ fn every_single_fault_on_every_protocol_scenario_passes() {
 /// Each of these bugs needs one fault at one step: a crash of the master between its answer and
 /// a sync it skipped (`unsynced_log`), a replica that misses a mutation and keeps its version
 /// (`no_version_bump`), a master that restarts while its leases run and grants new ones
-/// (`no_grace_after_restart`), a replica left out of a grant that later serves as the source of
-/// a copy (`clone_from_stale`). The happy path has no fault of its own, nor the other scenario
+/// (`no_grace_after_restart`), a replica that took a version whose answer was lost, left out of
+/// the grant, and later the source of a copy (`clone_from_stale`: random seeds no longer reach
+/// it, see `bugs.rs`). The happy path has no fault of its own, nor the other scenario
 /// any that shows the bug; one explored fault shows each.
 #[test]
 fn one_fault_at_the_right_step_finds_bugs_that_need_a_narrow_window() {
@@ -111,9 +112,9 @@ fn one_fault_at_the_right_step_finds_bugs_that_need_a_narrow_window() {
         ("happy_path", Bug::NoVersionBump, "acked_on_replicas"),
         ("happy_path", Bug::NoGraceAfterRestart, "single_primary"),
         (
-            "concurrent_writes_across_boundary",
+            "stale_replica_restart",
             Bug::CloneFromStale,
-            "acked_readback",
+            "acked_on_replicas",
         ),
     ] {
         let loaded = scenario(name, &[bug]);

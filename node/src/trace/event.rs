@@ -123,12 +123,14 @@ pub enum FaultOn {
     Loss {
         percent: u32,
     },
-    /// One message, named by its fault point (`nth` request of `kind` from `from` to `to`).
+    /// One message, named by its fault point (`nth` request of `kind` from `from` to `to`), or
+    /// the answer to it.
     Message {
         from: NodeName,
         to: NodeName,
         kind: String,
         nth: u32,
+        reply: bool,
     },
 }
 
@@ -145,7 +147,11 @@ impl fmt::Display for FaultOn {
                 to,
                 kind,
                 nth,
-            } => write!(f, "from={from} to={to} message={kind}#{nth}"),
+                reply,
+            } => {
+                let what = if *reply { "reply_to" } else { "message" };
+                write!(f, "from={from} to={to} {what}={kind}#{nth}")
+            }
         }
     }
 }

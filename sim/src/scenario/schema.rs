@@ -112,6 +112,9 @@ pub struct ScriptedFault {
     pub max_latency_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub percent: Option<u32>,
+    /// For loss at a point: lose the answer instead of the request (the request is served).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply: Option<bool>,
 }
 
 /// What must be observed.
@@ -383,6 +386,7 @@ impl ScriptedFault {
                     What::DelayMessage { ms } => ms,
                     _ => f.lasts_ms,
                 },
+                reply: (f.what == What::LoseReply).then_some(true),
                 ..ScriptedFault::default()
             };
         }
@@ -406,7 +410,7 @@ impl ScriptedFault {
             }
             What::Delay { max_latency_ms } => out.max_latency_ms = Some(*max_latency_ms),
             What::Loss { percent } => out.percent = Some(*percent),
-            What::LoseMessage | What::DelayMessage { .. } => {
+            What::LoseMessage | What::DelayMessage { .. } | What::LoseReply => {
                 unreachable!("message faults strike at points")
             }
         }
@@ -417,6 +421,9 @@ impl ScriptedFault {
     fn point_fault(&self, point: &str, opts: &RunOptions) -> Result<Fault, String> {
         let point: node::points::Point = point.parse()?;
         let kind: FaultKind = self.kind.parse()?;
+        if self.reply.is_some() && kind != FaultKind::Loss {
+            return Err(format!("`reply` is for a loss at a point, not {kind}"));
+        }
         if self.at_ms != 0 || self.side.is_some() || self.from.is_some() || self.to.is_some() {
             return Err(format!(
                 "a fault at_point strikes when the point is reached: it takes no at_ms, side, \
@@ -451,7 +458,9 @@ impl ScriptedFault {
                         "{kind} at {point}: only a message can be lost or delayed"
                     ));
                 }
-                if kind == FaultKind::Loss {
+                if kind == FaultKind::Loss && self.reply == Some(true) {
+                    (What::LoseReply, 0)
+                } else if kind == FaultKind::Loss {
                     (What::LoseMessage, 0)
                 } else {
                     (What::DelayMessage { ms: self.lasts_ms }, 0)
