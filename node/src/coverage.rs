@@ -59,6 +59,8 @@ probes! {
     AppendHopsExhausted = "append ran out of chunk hops";
     /// The master had more chunks to copy than its concurrent-clone bound allowed (GFS §4.3).
     CloneLimitReached = "master's concurrent clone bound reached";
+    /// A server dropped a request that arrived after its caller's deadline ([`crate::rpc`]).
+    RequestExpired = "server dropped a request past its deadline";
 }
 
 /// Probes no fault of this testbed can reach in a correct cluster: last lines of defence against

@@ -490,6 +490,12 @@ events! {
         write!(f, "msg={msg} to={to} kind={kind} lost={lost} why={why} after_us={after_us}")
     };
 
+    /// A server dropped a request that reached it after its caller's deadline: the caller had
+    /// given up on it (and may have retried, or moved on), so serving it could apply an old
+    /// mutation over newer ones or make a replica nobody expects. Recorded at protocol detail.
+    RequestExpired = "request_expired" { from: NodeName, kind: &'static str, late_us: u64 }
+        => |f| write!(f, "from={from} kind={kind} late_us={late_us}");
+
     // ------------------------------------------------------------------------------ nemesis
     /// A fault struck; a crash also says how many page-cache writes it destroyed.
     FaultInjected = "fault_injected" {
