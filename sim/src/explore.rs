@@ -542,3 +542,66 @@ pub fn to_scenario(loaded: &Loaded, schedule: &Schedule, check: &str, depth: u32
         scenario.to_toml()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use node::ServerId;
+
+    fn hit(text: &str, at_ms: u64, events: usize, steps: u64) -> Hit {
+        Hit {
+            point: text.parse().unwrap(),
+            at_ns: at_ms * 1_000_000,
+            events,
+            steps,
+        }
+    }
+
+    #[test]
+    fn candidates_follow_the_point_and_one_standing_gives_one_crash() {
+        let hits = vec![
+            hit("cs1 after sync #1 of f", 5, 10, 3), // before the window
+            hit("cs1 before sync #2 of f", 20, 10, 3),
+            hit("cs1 after sync #2 of f", 21, 11, 4),
+            // Nothing happened since: the same standing, so crashing cs1 here is the same.
+            hit("cs1 before sync #1 of g", 22, 11, 4),
+            hit("cs2 sends heartbeat #3 to master", 23, 12, 4),
+            hit("master sends set_version #1 to cs3", 24, 13, 5),
+            hit("client0 sends write_chunk #1 to cs1", 25, 14, 6),
+            hit("cs1 before sync #3 of f", 99, 20, 9), // after the window
+        ];
+        let (steps, pruned) = candidates(&hits, 0, (10_000_000, 90_000_000));
+        let text: Vec<String> = steps.iter().map(Step::to_string).collect();
+        assert_eq!(
+            text,
+            vec![
+                "crash cs1 at `cs1 before sync #2 of f`",
+                "crash cs1 at `cs1 after sync #2 of f`",
+                "pause cs2 at `cs2 sends heartbeat #3 to master`",
+                "lose `master sends set_version #1 to cs3`",
+                "delay `master sends set_version #1 to cs3` past its timeout",
+                "lose the reply to `master sends set_version #1 to cs3`",
+                "crash master at `master sends set_version #1 to cs3`",
+                "pause cs3 at `master sends set_version #1 to cs3`",
+                "lose `client0 sends write_chunk #1 to cs1`",
+                "delay `client0 sends write_chunk #1 to cs1` past its timeout",
+                "lose the reply to `client0 sends write_chunk #1 to cs1`",
+            ]
+        );
+        assert_eq!(pruned, 1, "the crash at `cs1 before sync #1 of g`");
+        // Children start after the hit where the first fault struck.
+        let (after, _) = candidates(&hits, 6, (10_000_000, 90_000_000));
+        assert_eq!(after.len(), 3);
+        // Each step's fault strikes its point, on the node the step names.
+        let pause = &steps[7];
+        assert_eq!(pause.target(), NodeName::Cs(ServerId(3)));
+        let f = pause.fault(1_000);
+        assert_eq!((f.kind, f.lasts_ms), (FaultKind::Pause, 2_000));
+        assert_eq!(f.point.as_ref(), Some(&pause.point));
+        let master = steps[6].fault(1_000);
+        assert_eq!(
+            (master.kind, master.lasts_ms),
+            (FaultKind::MasterCrash, 250)
+        );
+    }
+}
