@@ -184,3 +184,16 @@ fn a_scenario_fault_at_a_point_that_is_not_a_point_is_refused_in_one_line() {
         assert!(err.contains(says) && !err.contains('\n'), "{err}");
     }
 }
+
+/// Counting points is observing: the fault-free run exploration starts from is the scenario's own
+/// run, event for event, though it records every point it passes.
+#[test]
+fn counting_points_changes_nothing_in_a_run() {
+    let loaded = happy_path(&[]);
+    let plain = sim::scenario::run(&loaded);
+    let counted = explore::run_schedule(&loaded, &Vec::new());
+    assert!(plain.points.is_empty());
+    assert!(counted.points.len() > 100, "{}", counted.points.len());
+    assert_eq!(plain.events, counted.events);
+    assert_eq!(plain.history, counted.history);
+}
