@@ -88,9 +88,9 @@ enum Command {
     },
     /// Explore a scenario systematically: run it once to find every fault point (each message
     /// sent, each disk sync), then run it with a fault at each point (a lost or late message, a
-    /// crash before or after a sync, a pause longer than a lease at a heartbeat or lease offer),
-    /// and with two at depth 2; judge every run with all checks and write each failing schedule
-    /// as a scenario file with its timeline.
+    /// lost answer, a crash before a send or before or after a sync, a pause longer than a lease
+    /// at a heartbeat or lease offer), and with two at depth 2; judge every run with all checks
+    /// and write every failing schedule as a scenario file with its timeline.
     Explore {
         /// The scenario's name under --dir, or a path to a .toml file.
         name: String,
