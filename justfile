@@ -38,6 +38,15 @@ table SEEDS="0..10000" *FLAGS:
 hunt *FLAGS:
     cargo run --release -p sim -- hunt {{FLAGS}}
 
+# Run a scenario with a fault at each of its fault points (two with --depth 2) and write every failing
+# schedule under scenarios/found/, e.g. `just explore happy_path --depth 2 --bug unsynced_log`
+explore NAME *FLAGS:
+    cargo run --release -p sim -- explore {{NAME}} {{FLAGS}}
+
+# Every coverage probe with its count over a sweep, and those never hit, e.g. `just coverage 0..2000`
+coverage SEEDS="0..2000" *FLAGS:
+    cargo run --release -p sim -- coverage --seeds {{SEEDS}} {{FLAGS}}
+
 # Shrink a failing seed into a small scenario under scenarios/found/, e.g. `just shrink 3 --bug early_lease`
 shrink SEED *FLAGS:
     cargo run --release -p sim -- shrink {{SEED}} {{FLAGS}}

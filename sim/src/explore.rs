@@ -202,9 +202,14 @@ fn actions(point: &Point) -> Vec<Action> {
 }
 
 /// The candidates of a run: every action at every point it reached during the safety phase,
-/// after `after` hits (those before the previous fault struck), pruned by standing. Returns the
-/// candidates and how many were pruned.
-pub fn candidates(hits: &[Hit], after: usize, window_ns: (u64, u64)) -> (Vec<Step>, usize) {
+/// after `after` hits (those before the previous fault struck), pruned by standing if `prune`.
+/// Returns the candidates and how many were pruned.
+pub fn candidates(
+    hits: &[Hit],
+    after: usize,
+    window_ns: (u64, u64),
+    prune: bool,
+) -> (Vec<Step>, usize) {
     let mut out = Vec::new();
     let mut seen: BTreeSet<(Action, NodeName, usize, u64)> = BTreeSet::new();
     let mut pruned = 0;
@@ -217,7 +222,8 @@ pub fn candidates(hits: &[Hit], after: usize, window_ns: (u64, u64)) -> (Vec<Ste
                 point: hit.point.clone(),
                 action,
             };
-            if matches!(action, Action::Crash | Action::Pause)
+            if prune
+                && matches!(action, Action::Crash | Action::Pause)
                 && !seen.insert((action, step.target(), hit.events, hit.steps))
             {
                 pruned += 1;
@@ -233,14 +239,16 @@ pub fn candidates(hits: &[Hit], after: usize, window_ns: (u64, u64)) -> (Vec<Ste
 #[derive(Debug, Clone)]
 pub struct Explored {
     pub schedule: Schedule,
-    /// The check that failed first (or `panic`, `liveness`), and its report's first line.
-    pub failure: Option<(String, String)>,
+    /// The check that failed first (or `panic`, `liveness`), its report's first line, and the
+    /// failure's class (which sets the exit code).
+    pub failure: Option<(String, String, crate::failure::FailureClass)>,
     /// Protocol events, results and points reached, times aside: runs with the same signature
     /// are the same run.
     pub signature: u64,
     /// The verdict and what every operation returned: distinct outcomes.
     pub outcome: u64,
-    /// Whether the schedule's faults all struck (a point a run never reaches strikes nothing).
+    /// How many of the schedule's faults had their point reached (one never reached strikes
+    /// nothing).
     pub struck: usize,
     pub coverage: Vec<(node::coverage::Probe, u64)>,
 }
@@ -262,7 +270,8 @@ fn in_signature(e: &node::trace::Entry) -> bool {
         && kind != "reply_delivered"
 }
 
-fn signature(report: &RunReport) -> u64 {
+/// The run's signature, given its [`outcome_text`].
+fn signature(report: &RunReport, outcome: &str) -> u64 {
     hash_of(|h| {
         for e in report.events.iter().filter(|e| in_signature(e)) {
             e.node.hash(h);
@@ -271,7 +280,7 @@ fn signature(report: &RunReport) -> u64 {
         for hit in &report.points {
             hit.point.hash(h);
         }
-        outcome_text(report).hash(h);
+        outcome.hash(h);
     })
 }
 
@@ -324,8 +333,6 @@ pub struct Options {
     pub jobs: usize,
     /// Run schedules the pruning rules would skip (to measure what pruning saves).
     pub no_prune: bool,
-    /// Planted bugs switched on besides the scenario's own.
-    pub bugs: Vec<node::Bug>,
 }
 
 /// What an exploration found.
@@ -389,14 +396,15 @@ fn run_all(
                     .iter()
                     .filter(|s| report.points.iter().any(|h| h.point == s.point))
                     .count();
+                let outcome = outcome_text(&report);
                 let explored = Explored {
                     schedule: schedule.clone(),
                     failure: report.failure().map(|f| {
                         let first = f.report.lines().next().unwrap_or_default().to_string();
-                        (f.check, first)
+                        (f.check, first, f.class)
                     }),
-                    signature: signature(&report),
-                    outcome: hash_of(|h| outcome_text(&report).hash(h)),
+                    signature: signature(&report, &outcome),
+                    outcome: hash_of(|h| outcome.hash(h)),
                     struck,
                     coverage: report.coverage.clone(),
                 };
@@ -439,17 +447,12 @@ pub fn explore(
         .iter()
         .filter(|h| h.at_ns >= window_ns.0 && h.at_ns < window_ns.1)
         .count();
-    let base_signature = signature(&baseline);
-    let (mut level, pruned) = candidates(&baseline.points, 0, window_ns);
-    let level_one: Vec<Schedule> = if opts.no_prune {
-        let all = candidates_unpruned(&baseline.points, window_ns);
-        all.into_iter().map(|s| vec![s]).collect()
-    } else {
-        summary.pruned_standing += pruned;
-        level.drain(..).map(|s| vec![s]).collect()
-    };
+    let base_signature = signature(&baseline, &outcome_text(&baseline));
+    let prune = !opts.no_prune;
+    let (level_one, pruned) = candidates(&baseline.points, 0, window_ns, prune);
+    summary.pruned_standing += pruned;
     summary.candidates = level_one.len();
-    let mut todo = level_one;
+    let mut todo: Vec<Schedule> = level_one.into_iter().map(|s| vec![s]).collect();
     let mut depth = 1;
     let mut signatures: BTreeSet<u64> = BTreeSet::new();
     while !todo.is_empty() {
@@ -471,14 +474,10 @@ pub fn explore(
                     // Its fault never struck: it is the fault-free run.
                     None => {}
                     Some(after) => {
-                        let (children, pruned) = if opts.no_prune {
-                            (candidates_unpruned(&hits[after + 1..], window_ns), 0)
-                        } else {
-                            candidates(&hits, after + 1, window_ns)
-                        };
-                        if !opts.no_prune && explored.signature == base_signature {
+                        let (children, pruned) = candidates(&hits, after + 1, window_ns, prune);
+                        if prune && explored.signature == base_signature {
                             summary.pruned_no_change += children.len();
-                        } else if !opts.no_prune && !signatures.insert(explored.signature) {
+                        } else if prune && !signatures.insert(explored.signature) {
                             summary.pruned_seen += children.len();
                         } else {
                             summary.pruned_standing += pruned;
@@ -498,19 +497,6 @@ pub fn explore(
     }
     summary.wall = start.elapsed();
     summary
-}
-
-/// Every action at every point in the window, no pruning.
-fn candidates_unpruned(hits: &[Hit], window_ns: (u64, u64)) -> Vec<Step> {
-    hits.iter()
-        .filter(|h| h.at_ns >= window_ns.0 && h.at_ns < window_ns.1)
-        .flat_map(|h| {
-            actions(&h.point).into_iter().map(|action| Step {
-                point: h.point.clone(),
-                action,
-            })
-        })
-        .collect()
 }
 
 /// A failing schedule as a scenario file: the scenario with the schedule's faults added, expected
@@ -570,7 +556,7 @@ mod tests {
             hit("client0 sends write_chunk #1 to cs1", 25, 14, 6),
             hit("cs1 before sync #3 of f", 99, 20, 9), // after the window
         ];
-        let (steps, pruned) = candidates(&hits, 0, (10_000_000, 90_000_000));
+        let (steps, pruned) = candidates(&hits, 0, (10_000_000, 90_000_000), true);
         let text: Vec<String> = steps.iter().map(Step::to_string).collect();
         assert_eq!(
             text,
@@ -590,7 +576,7 @@ mod tests {
         );
         assert_eq!(pruned, 1, "the crash at `cs1 before sync #1 of g`");
         // Children start after the hit where the first fault struck.
-        let (after, _) = candidates(&hits, 6, (10_000_000, 90_000_000));
+        let (after, _) = candidates(&hits, 6, (10_000_000, 90_000_000), true);
         assert_eq!(after.len(), 3);
         // Each step's fault strikes its point, on the node the step names.
         let pause = &steps[7];

@@ -420,11 +420,11 @@ fn main() -> ExitCode {
                 max_schedules,
                 jobs,
                 no_prune,
-                bugs,
             };
             QUIET_PANICS.store(true, Ordering::Relaxed);
             cli::explore::run(
                 &name,
+                &bugs,
                 &in_repository(&dir),
                 &in_repository(&out),
                 &opts,

@@ -42,8 +42,6 @@ struct Nemesis {
     primary_of: Vec<(String, u64)>,
     /// The node that heals point faults, made when the first one strikes.
     healer: Mutex<Option<NodeHandle>>,
-    /// Itself, for the heal tasks of point faults (set while point faults are armed).
-    me: Mutex<Option<Arc<Nemesis>>>,
 }
 
 /// The chunkserver that most recently took the lease of chunk `index` of `path`, from the trace.
@@ -226,7 +224,7 @@ impl Nemesis {
     /// on. Heals the fault `lasts_ms` later (at the end of the safety phase at the latest) from
     /// a node of the nemesis's own, made for it: this runs inside the node that reached the point,
     /// and a task spawned there would die with it.
-    fn strike(&self, i: usize, f: &Fault, point: &Point, end_ms: u64) -> Fate {
+    fn strike(self: &Arc<Self>, i: usize, f: &Fault, point: &Point, end_ms: u64) -> Fate {
         if !self.inject(i, f) {
             return Fate::Go;
         }
@@ -244,15 +242,12 @@ impl Nemesis {
                 .unwrap()
                 .get_or_insert_with(|| self.world.handle.create_node().name("healer").build())
                 .clone();
-            let (n, f) = (self.me.lock().unwrap().clone(), f.clone());
-            if let Some(n) = n {
-                healer.spawn(async move {
-                    let now_ms = node::now_ms();
-                    madsim::time::sleep(Duration::from_millis(heal_at_ms.saturating_sub(now_ms)))
-                        .await;
-                    n.heal(i, &f);
-                });
-            }
+            let (n, f) = (self.clone(), f.clone());
+            healer.spawn(async move {
+                let now_ms = node::now_ms();
+                madsim::time::sleep(Duration::from_millis(heal_at_ms.saturating_sub(now_ms))).await;
+                n.heal(i, &f);
+            });
         }
         match &f.what {
             What::Crash { node } if node.node_name() == point.node => Fate::Stop,
@@ -385,7 +380,6 @@ pub async fn run(world: Arc<World>, plan: FaultPlan) {
         broken: Mutex::new(Broken::default()),
         primary_of: plan.primary_of.clone(),
         healer: Mutex::new(None),
-        me: Mutex::new(None),
     });
     if plan.points {
         arm(&nemesis, &plan);
@@ -415,9 +409,8 @@ pub async fn run(world: Arc<World>, plan: FaultPlan) {
     for h in heals {
         let _ = h.await;
     }
+    // Heal tasks of point faults still waiting find nothing left to heal.
     nemesis.heal_all();
-    // Heal tasks of point faults still waiting find nothing to heal; drop the cycle.
-    nemesis.me.lock().unwrap().take();
 }
 
 /// Answers the run's fault points ([`node::points`]): each fault that names a point strikes the
@@ -434,7 +427,6 @@ fn arm(nemesis: &Arc<Nemesis>, plan: &FaultPlan) {
     if armed.is_empty() {
         return;
     }
-    *nemesis.me.lock().unwrap() = Some(nemesis.clone());
     let n = nemesis.clone();
     let (start_ms, end_ms) = (plan.start_ms, plan.end_ms);
     let mut struck = vec![false; armed.len()];

@@ -93,7 +93,6 @@ fn clone_from_stale() {
         max_schedules: 10_000,
         jobs: 2,
         no_prune: false,
-        bugs: Vec::new(),
     };
     let honest = sim::explore::explore(&loaded, &opts, &|_, _| {});
     assert!(honest.failing().is_empty(), "fails without the bug too");

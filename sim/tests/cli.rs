@@ -850,7 +850,8 @@ fn ctrl_c_ends_a_sweep_with_the_summary_of_the_seeds_that_ran() {
         .spawn()
         .expect("sim starts");
     // Real time, outside any simulation: let it run a few seeds first.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::thread::sleep(std::time::Duration::from_millis(1500)); // real time, not simulated
+
     // The shell's own `kill`, present wherever `sh` is.
     let killed = Command::new("sh")
         .args(["-c", &format!("kill -INT {}", child.id())])

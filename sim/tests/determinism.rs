@@ -36,7 +36,8 @@ fn determinism_holds_across_threads() {
     // A sweep runs seeds on worker threads; a seed's run must not depend on which thread ran it.
     let opts = RunOptions::default();
     let here = run_seed(77, &opts).record();
-    let there = std::thread::spawn(move || run_seed(77, &RunOptions::default()).record())
+    // An OS thread outside any simulation: what is tested is that the run does not depend on it.
+    let there = std::thread::spawn(move || run_seed(77, &RunOptions::default()).record()) // not simulated
         .join()
         .unwrap();
     assert_eq!(here, there);

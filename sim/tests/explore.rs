@@ -25,7 +25,6 @@ fn explore_depth_one(loaded: &Loaded, jobs: usize) -> Summary {
         max_schedules: 10_000,
         jobs,
         no_prune: false,
-        bugs: Vec::new(),
     };
     explore::explore(loaded, &opts, &|_, _| {})
 }

@@ -4,15 +4,18 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 use sim::explore::{self, Explored, Options};
+use sim::failure::FailureClass;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Runs the exploration and reports it; exit 0 if every schedule passed, 1 if one failed a
-/// check (3 for liveness, 4 for a panic, as sweeps), 2 for bad input.
+/// Runs the exploration of scenario `name`, with `bugs` switched on besides its own, and reports
+/// it; exit 0 if every schedule passed, 1 if one failed a check (3 for liveness, 4 for a panic,
+/// as sweeps), 2 for bad input.
 pub fn run(
     name: &str,
+    bugs: &[node::Bug],
     dir: &Path,
     out: &Path,
     opts: &Options,
@@ -32,7 +35,7 @@ pub fn run(
         Ok(l) => l,
         Err(e) => return fail(&e),
     };
-    for bug in &opts.bugs {
+    for bug in bugs {
         if !loaded.options.bugs.contains(bug) {
             loaded.options.bugs.push(*bug);
             loaded.scenario.cluster.bugs.push(*bug);
@@ -53,7 +56,7 @@ pub fn run(
         let progress = |e: &Explored, known: usize| {
             bar.set_length(known as u64);
             bar.set_position(done.fetch_add(1, Ordering::Relaxed) as u64 + 1);
-            if let Some((check, _)) = &e.failure {
+            if let Some((check, _, _)) = &e.failure {
                 let n = failed.fetch_add(1, Ordering::Relaxed) + 1;
                 bar.set_message(format!("{n} failed"));
                 bar.println(format!("FAIL {check}: {}", explore::describe(&e.schedule)));
@@ -66,7 +69,7 @@ pub fn run(
         // No terminal (CI): a plain line every 100 schedules, and each failure.
         let progress = |e: &Explored, known: usize| {
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-            if let Some((check, _)) = &e.failure {
+            if let Some((check, _, _)) = &e.failure {
                 eprintln!("FAIL {check}: {}", explore::describe(&e.schedule));
             }
             if n.is_multiple_of(100) {
@@ -141,7 +144,7 @@ pub fn run(
     // explore-SCENARIO-CHECK, the next ones numbered from 2.
     let mut written: std::collections::BTreeMap<String, usize> = Default::default();
     for r in &failing {
-        let (check, line) = r.failure.as_ref().expect("failing");
+        let (check, line, _) = r.failure.as_ref().expect("failing");
         println!("  {check}: {} ({line})", explore::describe(&r.schedule));
         let n = written.entry(check.clone()).or_default();
         *n += 1;
@@ -150,17 +153,13 @@ pub fn run(
             Err(e) => println!("    error: {e}"),
         }
     }
-    let worst = failing
-        .iter()
-        .map(|r| r.failure.as_ref().expect("failing").0.as_str())
-        .map(|c| match c {
-            "panic" => 4,
-            "liveness" => 3,
-            _ => 1,
-        })
-        .max()
-        .unwrap_or(1);
-    ExitCode::from(worst)
+    let worst = FailureClass::worst(
+        failing
+            .iter()
+            .map(|r| r.failure.as_ref().expect("failing").2),
+    )
+    .expect("some schedule failed");
+    ExitCode::from(worst.exit_code())
 }
 
 /// Writes the `nth` failing schedule of `check` as `OUT/explore-SCENARIO-CHECK[-N].toml` with its

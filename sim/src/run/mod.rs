@@ -153,7 +153,7 @@ fn run_on_fresh_thread(
     // Created before anything else on this thread touches a HashMap (see `run_seed`).
     let rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
     // Wall-clock measurement of the whole run, outside the simulated world.
-    let wall_start = std::time::Instant::now();
+    let wall_start = std::time::Instant::now(); // real time, outside the simulated world
     cfg.validate().expect("options were validated");
     let history = History::default();
     trace::install(detail);
