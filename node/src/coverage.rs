@@ -68,9 +68,18 @@ probes! {
 /// (`MasterState::grant_lease`), so a replica can report a version above the master's only if the
 /// master's disk lost a synced record; and a client learns a version only from the master, after
 /// every replica it lists has synced it, so a replica can be below it only if that replica's disk
-/// lost the version it synced. Disks here lose only unsynced writes (and tear or rot blocks, which
-/// checksums catch). Sweeps name these apart from the paths a run should reach.
-pub const LOST_STATE_ONLY: &[Probe] = &[Probe::ReadStaleVersion, Probe::VersionAdopted];
+/// lost the version it synced. A secondary refuses a forwarded mutation at another version only if
+/// it lost a synced version too: every secondary a lease lists synced the lease's version before
+/// the grant (`settle_grant`), the master issues the next version only once the lease is over, and
+/// a forward's deadline is the lease's expiry, so no secondary serves it later (before forwards
+/// expired with their lease, a primary paused past its lease reached this path). Disks here lose
+/// only unsynced writes (and tear or rot blocks, which checksums catch). Sweeps name these apart
+/// from the paths a run should reach.
+pub const LOST_STATE_ONLY: &[Probe] = &[
+    Probe::MutationStaleVersion,
+    Probe::ReadStaleVersion,
+    Probe::VersionAdopted,
+];
 
 impl Probe {
     /// The probe named `name` ([`Probe::name`]).

@@ -149,6 +149,19 @@ pub async fn call<R: Request + Traced>(
     req: R,
     timeout_ms: u64,
 ) -> Result<R::Response, GfsError> {
+    call_by(ep, dst, req, timeout_ms, u64::MAX).await
+}
+
+/// [`call`] for a request that must not be served after `not_after_ns` even if its caller would
+/// still wait: its deadline is the earlier of the two (a mutation forwarded under a lease is not
+/// applied once the lease is over).
+pub async fn call_by<R: Request + Traced>(
+    ep: &Endpoint,
+    dst: SocketAddr,
+    req: R,
+    timeout_ms: u64,
+    not_after_ns: u64,
+) -> Result<R::Response, GfsError> {
     // The fault point comes first: a sender crashed there never sent anything.
     let timeout = Duration::from_millis(timeout_ms);
     let fate = if crate::points::installed() {
@@ -182,7 +195,7 @@ pub async fn call<R: Request + Traced>(
             .as_ref()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |s| s.from),
         seq: sent.as_ref().map_or(0, |s| s.seq),
-        deadline_ns: crate::now_ns() + timeout_ms * 1_000_000,
+        deadline_ns: (crate::now_ns() + timeout_ms * 1_000_000).min(not_after_ns),
         body: req,
     };
     let result = match fate {
@@ -265,4 +278,18 @@ where
     R: Request<Response = Result<T, GfsError>> + Traced,
 {
     call(ep, dst, req, timeout_ms).await?
+}
+
+/// [`call_by`] for requests whose response is itself a `Result`.
+pub async fn call_result_by<R, T>(
+    ep: &Endpoint,
+    dst: SocketAddr,
+    req: R,
+    timeout_ms: u64,
+    not_after_ns: u64,
+) -> Result<T, GfsError>
+where
+    R: Request<Response = Result<T, GfsError>> + Traced,
+{
+    call_by(ep, dst, req, timeout_ms, not_after_ns).await?
 }

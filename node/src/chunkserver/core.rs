@@ -239,6 +239,12 @@ impl ChunkServerCore {
         }
     }
 
+    /// When this server's lease on `h` runs out, if it holds one: what it sends under the lease
+    /// must not be served later (a forwarded mutation's deadline, GFS §3.1).
+    pub fn lease_expires_ns(&self, h: ChunkHandle) -> Option<u64> {
+        self.leases.get(&h).map(|l| l.expires_ns)
+    }
+
     /// The master took the lease back; returns it if this server held one.
     pub fn revoke(&mut self, h: ChunkHandle) -> Option<PrimaryLease> {
         self.leases.remove(&h)

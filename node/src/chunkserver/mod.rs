@@ -31,7 +31,7 @@ use crate::coverage::{self, Probe};
 use crate::disk::{Disk, DiskFaults};
 use crate::msg::*;
 use crate::now_ns;
-use crate::rpc::{call, call_result, serve, Envelope};
+use crate::rpc::{call, call_result, call_result_by, serve, Envelope};
 use crate::sparse::SparseBytes;
 use crate::trace::{emit, Event, NodeName, Role};
 use crate::types::{addr, ChunkHandle, DataId, GfsError, ServerId};
@@ -456,6 +456,11 @@ impl ChunkServer {
         mutation: Mutation,
         secondaries: &[ServerId],
     ) -> Forwarded {
+        // A mutation ordered under a lease must land only while the lease runs: once it is over
+        // the master may copy the chunk from a secondary, and a forward applied later would put
+        // bytes on the source that its copies lack (found by `sim explore`: a primary paused
+        // between ordering and forwarding). So a forward expires with the lease.
+        let lease_end_ns = self.core().lease_expires_ns(h).unwrap_or(u64::MAX);
         let calls: Vec<_> = secondaries
             .iter()
             .map(|&s| {
@@ -479,7 +484,7 @@ impl ChunkServer {
                     }
                     (
                         s,
-                        call_result(&ep, addr::chunkserver(s), msg, timeout).await,
+                        call_result_by(&ep, addr::chunkserver(s), msg, timeout, lease_end_ns).await,
                     )
                 })
             })
