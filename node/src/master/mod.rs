@@ -480,11 +480,22 @@ impl Master {
             } else {
                 let (handle, recs) = core.state.ensure_chunk(&req.path, index)?;
                 Self::persist(&mut core, &recs).await;
-                emit(|| Event::ChunkAllocated {
-                    path: req.path.clone(),
-                    index,
-                    chunk: handle,
-                });
+                // Every chunk allocated, holes before `index` included: `handles_unique` judges
+                // each allocation the log committed.
+                for rec in &recs {
+                    if let LogRecord::AddChunk {
+                        path,
+                        index,
+                        handle,
+                    } = rec
+                    {
+                        emit(|| Event::ChunkAllocated {
+                            path: path.clone(),
+                            index: *index,
+                            chunk: *handle,
+                        });
+                    }
+                }
                 handle
             };
             (index, handle)

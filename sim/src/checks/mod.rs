@@ -15,6 +15,7 @@ pub mod copy_budget;
 pub mod deleted_readable;
 pub mod divergence_explained;
 pub mod gc_after_grace;
+pub mod handles_unique;
 pub mod lease_budget;
 pub mod linearizable;
 pub mod model;
@@ -173,7 +174,7 @@ pub(crate) fn one_chunk_state(replicas: &[&[u8]]) -> FinalState {
 }
 
 /// The checks [`run_all`] runs, by name, in its order.
-pub const NAMES: [&str; 19] = [
+pub const NAMES: [&str; 20] = [
     acked_readback::NAME,
     acked_on_replicas::NAME,
     replicas_identical::NAME,
@@ -188,6 +189,7 @@ pub const NAMES: [&str; 19] = [
     single_primary::NAME,
     ordered_under_lease::NAME,
     versions_monotonic::NAME,
+    handles_unique::NAME,
     gc_after_grace::NAME,
     deleted_readable::NAME,
     lease_budget::NAME,
@@ -245,6 +247,10 @@ pub fn run_each(inputs: &Inputs) -> Verdicts {
         (
             versions_monotonic::NAME,
             versions_monotonic::check(inputs.events),
+        ),
+        (
+            handles_unique::NAME,
+            handles_unique::check(inputs.events, inputs.state),
         ),
         (
             gc_after_grace::NAME,
