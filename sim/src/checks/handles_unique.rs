@@ -102,8 +102,10 @@ mod tests {
     #[test]
     fn a_handle_given_twice_is_caught_in_the_allocations_and_in_the_table() {
         let mut events = vec![allocated(10, "/a", 0, 1), allocated(20, "/a", 1, 2)];
-        let mut state = FinalState::default();
-        state.chunks = vec![dump("/a", 0, 1), dump("/a", 1, 2)];
+        let mut state = FinalState {
+            chunks: vec![dump("/a", 0, 1), dump("/a", 1, 2)],
+            ..FinalState::default()
+        };
         assert_eq!(check(&events, &state), None);
         // A master restarted without its next handle gives handle 1 again, to another file.
         events.push(allocated(3000, "/b", 0, 1));
