@@ -329,6 +329,7 @@ mod tests {
             (3, 1, 2_000, Failure::Checked(net()), Verdict::Retry), // guaranteed attempts
             (3, 2, 1_000, Failure::Checked(net()), exhausted(3, net())), // last, window over
             (3, 2, 999, Failure::Checked(net()), Verdict::Retry),   // past max, inside the window
+            (3, 14, 10, Failure::Checked(net()), Verdict::Retry), // the cap's last retry
             (3, 15, 10, Failure::Checked(net()), exhausted(16, net())), // cap: 3 + 1000 / 76
             (3, 0, 0, Failure::Checked(gone()), Verdict::Return(gone())),
             (
@@ -377,6 +378,10 @@ mod tests {
             );
             assert_eq!(policy.decide(attempt, elapsed_ms, failure), want, "{what}");
         }
+        // A window too long to count in attempts caps them near u32::MAX / 2, never at a number
+        // wrapped around to a small one: 76 ms steps, (2^32 + 5) steps in the window.
+        let endless = RetryPolicy::new(3, 300, 76 * ((1u64 << 32) + 5));
+        assert_eq!(endless.hard_cap(), 3 + u32::MAX / 2);
     }
 
     #[test]
