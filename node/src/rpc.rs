@@ -279,17 +279,3 @@ where
 {
     call(ep, dst, req, timeout_ms).await?
 }
-
-/// [`call_by`] for requests whose response is itself a `Result`.
-pub async fn call_result_by<R, T>(
-    ep: &Endpoint,
-    dst: SocketAddr,
-    req: R,
-    timeout_ms: u64,
-    not_after_ns: u64,
-) -> Result<T, GfsError>
-where
-    R: Request<Response = Result<T, GfsError>> + Traced,
-{
-    call_by(ep, dst, req, timeout_ms, not_after_ns).await?
-}

@@ -49,6 +49,19 @@ use std::sync::Mutex;
 
 /// The deepest exploration: two faults per schedule.
 pub const MAX_DEPTH: u32 = 2;
+
+/// The scenarios that tell protocol stories (all but the load and teaching ones): what `cargo
+/// test` explores at depth 1, and what the mutation gate explores for each mutant.
+pub const PROTOCOL_SCENARIOS: [&str; 8] = [
+    "happy_path",
+    "concurrent_writes_across_boundary",
+    "corrupted_block_repair",
+    "master_restart",
+    "primary_crash_during_append",
+    "primary_partitioned",
+    "secondary_crash_during_write",
+    "stale_replica_restart",
+];
 /// A chunkserver crashed at a point restarts after this many leases: long enough for the master
 /// to declare it dead (`server_timeout_ms`, one lease by default) and copy its chunks, so its
 /// replicas come back stale or superfluous (GFS §4.3, §4.5).

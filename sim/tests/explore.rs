@@ -76,15 +76,7 @@ fn every_single_fault_on_the_happy_path_passes_and_is_the_same_on_any_number_of_
 /// schedule: what exploration reports on them is the protocol's, not noise.
 #[test]
 fn every_single_fault_on_every_protocol_scenario_passes() {
-    for name in [
-        "concurrent_writes_across_boundary",
-        "corrupted_block_repair",
-        "master_restart",
-        "primary_crash_during_append",
-        "primary_partitioned",
-        "secondary_crash_during_write",
-        "stale_replica_restart",
-    ] {
+    for name in explore::PROTOCOL_SCENARIOS {
         let s = explore_depth_one(&scenario(name, &[]), 2);
         assert!(s.baseline_failure.is_none(), "{name}");
         assert!(s.runs.len() > 100, "{name}: {} schedules", s.runs.len());

@@ -104,16 +104,7 @@ fn exploration() -> Vec<Part> {
         no_prune: false,
     };
     let mut parts = Vec::new();
-    for name in [
-        "happy_path",
-        "concurrent_writes_across_boundary",
-        "corrupted_block_repair",
-        "master_restart",
-        "primary_crash_during_append",
-        "primary_partitioned",
-        "secondary_crash_during_write",
-        "stale_replica_restart",
-    ] {
+    for name in explore::PROTOCOL_SCENARIOS {
         let path = scenarios_dir().join(format!("{name}.toml"));
         let loaded = sim::scenario::load(&path).expect("a protocol scenario loads");
         let s = explore::explore(&loaded, &opts, &|_, _| {});

@@ -31,7 +31,7 @@ use crate::coverage::{self, Probe};
 use crate::disk::{Disk, DiskFaults};
 use crate::msg::*;
 use crate::now_ns;
-use crate::rpc::{call, call_result, call_result_by, serve, Envelope};
+use crate::rpc::{call, call_by, call_result, serve, Envelope};
 use crate::sparse::SparseBytes;
 use crate::trace::{emit, Event, NodeName, Role};
 use crate::types::{addr, ChunkHandle, DataId, GfsError, ServerId};
@@ -484,7 +484,9 @@ impl ChunkServer {
                     }
                     (
                         s,
-                        call_result_by(&ep, addr::chunkserver(s), msg, timeout, lease_end_ns).await,
+                        call_by(&ep, addr::chunkserver(s), msg, timeout, lease_end_ns)
+                            .await
+                            .and_then(|applied| applied),
                     )
                 })
             })

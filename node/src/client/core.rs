@@ -329,7 +329,7 @@ mod tests {
             (3, 1, 2_000, Failure::Checked(net()), Verdict::Retry), // guaranteed attempts
             (3, 2, 1_000, Failure::Checked(net()), exhausted(3, net())), // last, window over
             (3, 2, 999, Failure::Checked(net()), Verdict::Retry),   // past max, inside the window
-            (3, 14, 10, Failure::Checked(net()), Verdict::Retry), // the cap's last retry
+            (3, 14, 10, Failure::Checked(net()), Verdict::Retry),   // the cap's last retry
             (3, 15, 10, Failure::Checked(net()), exhausted(16, net())), // cap: 3 + 1000 / 76
             (3, 0, 0, Failure::Checked(gone()), Verdict::Return(gone())),
             (
