@@ -48,7 +48,7 @@ coverage SEEDS="0..2000" *FLAGS:
     cargo run --release -p sim -- coverage --seeds {{SEEDS}} {{FLAGS}}
 
 # Mutation testing of the protocol with the gate test (cargo-mutants 27.1; README, "Mutation
-# testing"), e.g. `just mutants node/src/client/core.rs --shard 0/4`. About 30 s a mutant here.
+# testing"), e.g. `just mutants node/src/client/core.rs --shard 0/4`. 30 to 45 s a mutant here.
 mutants FILE="node/src/**" *FLAGS:
     CARGO_TARGET_DIR="{{justfile_directory()}}/target/mutants" cargo mutants --baseline=skip --timeout 300 --output target -f '{{FILE}}' {{FLAGS}}
 

@@ -1,7 +1,7 @@
 //! The mutation gate: the project's judgement of a change to `node/`, in seconds.
 //!
 //! `cargo mutants` (see `.cargo/mutants.toml` and the README's "Mutation testing") builds each
-//! mutant of the protocol and runs this test (with `gfs-node`'s unit tests): a mutant is caught
+//! mutant of the protocol and runs this test (with the unit tests of `gfs-node` and `sim`): a mutant is caught
 //! when the cluster it builds breaks a rule a check judges. So the gate judges a mutant the way
 //! the project judges code, by what nodes did, never by how they print it: seeded sweeps of every
 //! workload profile with swarm faults and without faults (where every operation must succeed),
