@@ -707,6 +707,50 @@ mod tests {
         });
     }
 
+    /// Each block's checksum in `h`'s header next to the CRC32 of the block's bytes as read.
+    async fn checksums_and_crcs(s: &ChunkStore, h: ChunkHandle) -> Vec<(u32, u32)> {
+        let (_, bytes, ok) = s.read_whole(h).await.unwrap();
+        assert!(ok, "{h:?} verifies");
+        let bs = s.block_size_bytes;
+        let info = s.info(h).unwrap();
+        let crcs = (0..bytes.len().div_ceil(bs)).map(|b| {
+            let (lo, hi) = (b * bs, ((b + 1) * bs).min(bytes.len()));
+            crc32fast::hash(&bytes.read(lo, hi - lo))
+        });
+        info.checksums.iter().copied().zip(crcs).collect()
+    }
+
+    /// However a block is held (stored bytes, a hole, padding), the checksum its header records
+    /// is the CRC32 of its bytes (GFS §5.2 checksums the data): storing zeros as nothing is a
+    /// shortcut of this store that must not show on disk, where a dense store would have written
+    /// the same header. (Closes the mutants of `zero_crc`, which recorded and verified a wrong
+    /// constant consistently, so no read could tell.)
+    #[test]
+    fn every_checksum_is_the_crc_of_its_blocks_bytes() {
+        on_node(async {
+            let (_, disk) = test_disk("").await;
+            // 60-byte chunks of 16-byte blocks: a full chunk's last block is 12 bytes long.
+            let mut s = ChunkStore::load(disk, 60, 16).await.unwrap();
+            let gap = ChunkHandle(1);
+            s.create(gap, 1).await.unwrap();
+            // Two whole blocks of hole, then stored bytes; padding then fills the 12-byte tail.
+            s.write(gap, 40, b"ab").await.unwrap();
+            s.pad(gap, 42).await.unwrap();
+            // A copy whose last block is a 3-byte hole (neither a whole block nor a chunk's tail).
+            let short = ChunkHandle(2);
+            let mut data = SparseBytes::from(&[9u8; 16][..]);
+            data.zero(16, 19);
+            s.install(short, 1, &data).await.unwrap();
+            for (h, blocks) in [(gap, 4), (short, 2)] {
+                let pairs = checksums_and_crcs(&s, h).await;
+                assert_eq!(pairs.len(), blocks, "{h:?}");
+                for (b, (recorded, real)) in pairs.into_iter().enumerate() {
+                    assert_eq!(recorded, real, "{h:?} block {b}");
+                }
+            }
+        });
+    }
+
     #[test]
     fn a_padded_paper_sized_chunk_stores_only_its_records() {
         on_node(async {
