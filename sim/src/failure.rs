@@ -73,12 +73,14 @@ pub struct Failure {
 }
 
 impl Failure {
-    /// The failure in one line: what caught it and the first line of its report.
+    /// The failure in one line: what caught it and the first line of its report, without the
+    /// colon that introduces the report's listing (the listing is not in the line).
     pub fn line(&self) -> String {
+        let first = self.report.lines().next().unwrap_or_default();
         format!(
             "{}: {}",
             self.check,
-            self.report.lines().next().unwrap_or_default()
+            first.strip_suffix(':').unwrap_or(first)
         )
     }
 }
@@ -86,6 +88,21 @@ impl Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_line_is_the_reports_first_line_without_its_listing_colon() {
+        let f = |report: &str| Failure {
+            class: FailureClass::Violation,
+            check: "acked_readback".into(),
+            report: report.into(),
+        };
+        assert_eq!(
+            f("3 bytes do not read back:\n  op #2 ...").line(),
+            "acked_readback: 3 bytes do not read back"
+        );
+        assert_eq!(f("no colon here").line(), "acked_readback: no colon here");
+        assert_eq!(f("").line(), "acked_readback: ");
+    }
 
     #[test]
     fn classes_rank_panic_then_violation_then_liveness() {

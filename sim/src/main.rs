@@ -383,8 +383,12 @@ fn main() -> ExitCode {
             match &h.found {
                 Some(f) => {
                     println!(
-                        "caught after {} seeds by {}: seed {}: {}",
-                        h.tried, f.check, f.seed, f.reason
+                        "caught after {} seed{} by {}: seed {}: {}",
+                        h.tried,
+                        if h.tried == 1 { "" } else { "s" },
+                        f.check,
+                        f.seed,
+                        f.reason
                     );
                     println!("reproduce: {}", f.command);
                     ExitCode::SUCCESS

@@ -333,7 +333,7 @@ pub fn check(loaded: &Loaded, report: &RunReport) -> Vec<(bool, String)> {
         out.push((
             report.liveness.is_none(),
             format!(
-                "the cluster converges ({})",
+                "the cluster converges: replica counts and versions settle ({})",
                 report.liveness.as_deref().unwrap_or("it did")
             ),
         ));
