@@ -617,17 +617,19 @@ fn a_sweep_shows_each_failure_as_it_finds_it() {
 
 #[test]
 fn exit_codes_follow_the_most_severe_failure_class() {
-    // Seeds 46 and 47 of stale_replicas_current fail only liveness; seed 42 violates checks.
+    // Seed 47 of stale_replicas_current fails only liveness; seed 42 violates checks. (Seed 46
+    // did too, until `copies_prompt` saw the master leave a chunk short: it counted a stale
+    // replica as current.)
     let code = |args: &[&str]| sim(args).status.code();
     assert_eq!(
-        code(&["run", "46", "--bug", "stale_replicas_current"]),
+        code(&["run", "47", "--bug", "stale_replicas_current"]),
         Some(3)
     );
     assert_eq!(code(&["run", "0", "--bug", "early_lease"]), Some(1));
     assert_eq!(code(&["run", "0", "--faults", "none"]), Some(0));
     let sweep = |range: &str| code(&["sweep", "--seeds", range, "--bug", "stale_replicas_current"]);
-    assert_eq!(sweep("46..48"), Some(3), "liveness alone");
-    assert_eq!(sweep("42..47"), Some(1), "a violation outranks liveness");
+    assert_eq!(sweep("47..48"), Some(3), "liveness alone");
+    assert_eq!(sweep("42..48"), Some(1), "a violation outranks liveness");
     assert_eq!(code(&["run", "--replication", "9"]), Some(2), "bad input");
 }
 

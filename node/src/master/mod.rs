@@ -572,6 +572,12 @@ impl Master {
                 }
             }
             let mut core = self.core.lock().await;
+            // A replica reported corrupt while the grant was in flight took the version with bad
+            // bytes: it stays out of the grant (GFS §5.2), as one that did not answer.
+            for server in core.state.ruled_out(handle, &acked) {
+                acked.retain(|s| *s != server);
+                failed.push((server, GfsError::ChecksumMismatch(handle)));
+            }
             let Some(recs) = core.state.settle_grant(handle, lease, &acked, now_ns()) else {
                 return Err(GfsError::Unavailable(format!(
                     "the grant on {handle} was superseded"

@@ -1023,6 +1023,10 @@ impl MasterState {
         acked: &[ServerId],
         now_ns: u64,
     ) -> Option<Vec<LogRecord>> {
+        assert!(
+            self.ruled_out(handle, acked).is_empty(),
+            "chunk {handle}: a grant must leave out the replicas ruled out while it was in flight"
+        );
         let mut out = Vec::new();
         let min_acks = self.min_lease_acks.max(1);
         // None: the chunk was reclaimed, or the grant was superseded, meanwhile.
@@ -1064,6 +1068,22 @@ impl MasterState {
         self.held
             .replace(handle, meta, acked.iter().copied(), now_ns);
         Some(out)
+    }
+
+    /// Those of `servers` the master has ruled out of `handle` (reported corrupt, GFS §5.2): taking
+    /// a new version does not mend a replica's bytes, so a grant must leave them out
+    /// ([`MasterState::settle_grant`] asserts it). A location is never ruled out, so a grant's
+    /// replica is one only if it was reported during the grant, or if the chunk was never
+    /// committed and its fresh placement picked a server ruled out by an earlier failed grant.
+    pub fn ruled_out(&self, handle: ChunkHandle, servers: &[ServerId]) -> Vec<ServerId> {
+        let Some(meta) = self.chunks.get(&handle) else {
+            return Vec::new();
+        };
+        servers
+            .iter()
+            .copied()
+            .filter(|s| meta.excluded.contains(s))
+            .collect()
     }
 
     // ------------------------------------------------------------------ re-replication (GFS §4.3)
@@ -1585,6 +1605,10 @@ mod tests {
             "nothing to log"
         );
         assert_eq!(m.chunk(h).unwrap().version, 1);
+        // Version 2 stays issued in a checkpoint taken now, so a master restarted from it never
+        // offers 2 again (a replica may have taken it).
+        let restored = MasterState::from_checkpoint(&m.checkpoint());
+        assert_eq!(restored.chunk(h).unwrap().issued, 2);
         // The replicas at version 1 are still current, not stale.
         let out = m.heartbeat(ServerId(0), t + 2 * MS, t + 2 * MS, &[(h, 1)], TIMEOUT);
         assert!(out.garbage.is_empty());
@@ -1612,6 +1636,30 @@ mod tests {
                 version: 3
             }]
         );
+    }
+
+    /// Found by the check `copies_prompt`: a replica reported corrupt between a grant's offer and
+    /// its settling took the new version and was made a location again, so the master counted a
+    /// corrupt replica as current (and copied from it) instead of replacing it.
+    #[test]
+    fn a_replica_reported_corrupt_during_a_grant_is_left_out_of_it() {
+        let (mut m, mut r, h, _) = one_leased_chunk(4);
+        confirm(&mut m, h, LEASE);
+        let t = LEASE + 2 * MS;
+        let (g, _) = m.grant_lease(h, t, LEASE, PLACE, &mut r).unwrap();
+        assert!(g.new && g.lease.version == 2);
+        let bad = g.replicas[1];
+        // While the grant is in flight, one of its replicas reports a corrupt block.
+        assert!(m.report_bad_replica(h, bad, 1));
+        assert_eq!(m.ruled_out(h, &g.replicas), vec![bad]);
+        // The others took version 2; the corrupt one is left out and stays out.
+        let acked: Vec<ServerId> = g.replicas.iter().copied().filter(|s| *s != bad).collect();
+        m.settle_grant(h, g.lease, &acked, t + MS).unwrap();
+        assert!(!m.replicas(h).contains(&bad));
+        let out = m.heartbeat(bad, t + 2 * MS, t + 2 * MS, &[(h, 2)], TIMEOUT);
+        assert_eq!(out.garbage, vec![(h, 2)]);
+        assert!(!m.replicas(h).contains(&bad));
+        assert!(m.ruled_out(h, &[bad]) == vec![bad]);
     }
 
     #[test]
@@ -1927,6 +1975,8 @@ mod tests {
         }
         assert!(from_cp.persistent_eq(&live));
         assert_eq!(from_cp.lsn(), live.lsn());
+        // And a replay that stopped early is told apart.
+        assert!(!half.persistent_eq(&live));
     }
 
     #[test]

@@ -8,19 +8,17 @@
 //! cost.
 //!
 //! At each copy the master orders (`clone_started`), it counts the chunk's *available* replicas
-//! other than the destination: servers holding it by their own acts (`version_set`,
-//! `replica_copied`, less `replica_deleted`) at the chunk's current version (`version_bumped`,
-//! `version_adopted`), that the master counts as live (`server_joined` since it last started, not
-//! `server_dead` since), and not found corrupt, left out of a grant, trimmed, or copied by an
-//! order that failed, at that version. A copy
-//! ordered while that count already met the replication goal replaced nothing. A run may order
-//! [`FREE_COPIES`] such copies (a replica can be deleted by its server a moment before the master
-//! hears of it); above that it fails with the copies, the chunk and who held it.
+//! other than the destination, by the nodes' acts ([`AvailableReplicas`]: held at the current
+//! version on a server the master counts live, and not found corrupt, excluded, trimmed or copied
+//! by a failed order). A copy ordered while that count already met the replication goal replaced
+//! nothing. A run may order [`FREE_COPIES`] such copies (a replica can be deleted by its server a
+//! moment before the master hears of it); above that it fails with the copies, the chunk and who
+//! held it.
 
+use super::available_replicas::AvailableReplicas;
 use super::Violation;
-use node::trace::{Entry, Event, NodeName};
+use node::trace::{Entry, Event};
 use node::{ChunkHandle, ServerId};
-use std::collections::{BTreeMap, BTreeSet};
 
 pub const NAME: &str = "copy_budget";
 
@@ -30,89 +28,16 @@ pub const FREE_COPIES: usize = 0;
 /// Each copy ordered while its chunk already had `goal` available replicas: (event index, chunk,
 /// destination, the available replicas).
 pub fn surplus(events: &[Entry], goal: u32) -> Vec<(usize, ChunkHandle, ServerId, Vec<ServerId>)> {
-    // Who holds which chunk at which version, by the chunkservers' own acts.
-    let mut held: BTreeMap<ChunkHandle, BTreeMap<ServerId, u64>> = BTreeMap::new();
-    let mut current: BTreeMap<ChunkHandle, u64> = BTreeMap::new();
-    let mut live: BTreeSet<ServerId> = BTreeSet::new();
-    // (chunk, server, version) found corrupt or excluded at that version.
-    let mut bad: BTreeSet<(ChunkHandle, ServerId, u64)> = BTreeSet::new();
+    let mut replicas = AvailableReplicas::default();
     let mut out = Vec::new();
     for (i, e) in events.iter().enumerate() {
-        let server = match e.node {
-            NodeName::Cs(s) => Some(s),
-            _ => None,
-        };
-        match &e.event {
-            Event::VersionSet { chunk, version, .. }
-            | Event::ReplicaCopied { chunk, version, .. } => {
-                if let Some(s) = server {
-                    held.entry(*chunk).or_default().insert(s, *version);
-                }
+        replicas.observe(e);
+        if let Event::CloneStarted { chunk, to, .. } = &e.event {
+            let mut available = replicas.available(*chunk);
+            available.retain(|s| s != to);
+            if available.len() >= goal as usize {
+                out.push((i, *chunk, *to, available));
             }
-            Event::ReplicaDeleted { chunk, .. } | Event::ReplicaDiscarded { chunk } => {
-                if let (Some(s), Some(h)) = (server, held.get_mut(chunk)) {
-                    h.remove(&s);
-                }
-            }
-            Event::VersionBumped { chunk, version }
-            | Event::VersionAdopted { chunk, version, .. } => {
-                let v = current.entry(*chunk).or_default();
-                *v = (*v).max(*version);
-            }
-            Event::MasterStarted { .. } | Event::MasterRecovered { .. } => live.clear(),
-            Event::ServerJoined { server, .. } => {
-                live.insert(*server);
-            }
-            Event::ServerDead { server } => {
-                live.remove(server);
-            }
-            Event::ReplicaCorrupt {
-                chunk,
-                version,
-                server,
-            }
-            | Event::ReplicaExcluded {
-                chunk,
-                version,
-                server,
-                ..
-            } => {
-                bad.insert((*chunk, *server, *version));
-            }
-            // A copy whose order failed (its answer was lost, or its server woke up late) may be
-            // on its server, but the master does not count it; one it saw finish, it does (and a
-            // late version_set to an excluded replica stays excluded: it took the version and
-            // missed its mutations, GFS §4.5).
-            Event::CloneFailed { chunk, version, to } => {
-                bad.insert((*chunk, *to, *version));
-            }
-            Event::ReplicaCloned { chunk, version, to } => {
-                bad.remove(&(*chunk, *to, *version));
-            }
-            // A trimmed replica is on its way out, deleted when its server next hears of it.
-            Event::ReplicaTrimmed { chunk, server } => {
-                let now = current.get(chunk).copied().unwrap_or(0);
-                bad.insert((*chunk, *server, now));
-            }
-            Event::CloneStarted { chunk, to, .. } => {
-                let now = current.get(chunk).copied().unwrap_or(0);
-                let available: Vec<ServerId> = held
-                    .get(chunk)
-                    .into_iter()
-                    .flatten()
-                    .filter(|(s, v)| {
-                        *s != to
-                            && **v == now
-                            && live.contains(s)
-                            && !bad.contains(&(*chunk, **s, now))
-                    })
-                    .map(|(s, _)| *s)
-                    .collect();
-                if available.len() >= goal as usize {
-                    out.push((i, *chunk, *to, available));
-                }
-            }
-            _ => {}
         }
     }
     out
@@ -150,6 +75,7 @@ pub fn check(events: &[Entry], goal: u32) -> Option<Violation> {
 mod tests {
     use super::super::event_at_ms as ev;
     use super::*;
+    use node::trace::NodeName;
 
     fn on(n: u32, t: u64, event: Event) -> Entry {
         ev(t, NodeName::Cs(ServerId(n)), event)

@@ -10,7 +10,9 @@ pub mod acked_on_replicas;
 pub mod acked_readback;
 pub mod after_heal;
 pub mod available;
+pub mod available_replicas;
 pub mod converged;
+pub mod copies_prompt;
 pub mod copy_budget;
 pub mod deleted_readable;
 pub mod divergence_explained;
@@ -104,6 +106,8 @@ pub struct Inputs<'a> {
     pub rpc_timeout_ms: u64,
     /// How long a client trusts a cached chunk location (GFS §2.7.1).
     pub location_cache_ms: u64,
+    /// When and how many copies the master makes (GFS §4.3).
+    pub copy_rules: copies_prompt::CopyRules,
 }
 
 /// Inputs for the checks' unit tests.
@@ -131,6 +135,7 @@ pub(crate) fn test_inputs<'a>(
         ),
         rpc_timeout_ms: node::ClusterConfig::default().rpc_timeout_ms,
         location_cache_ms: node::ClusterConfig::default().location_cache_ms,
+        copy_rules: copies_prompt::CopyRules::of(&node::ClusterConfig::default()),
     }
 }
 
@@ -174,7 +179,7 @@ pub(crate) fn one_chunk_state(replicas: &[&[u8]]) -> FinalState {
 }
 
 /// The checks [`run_all`] runs, by name, in its order.
-pub const NAMES: [&str; 20] = [
+pub const NAMES: [&str; 21] = [
     acked_readback::NAME,
     acked_on_replicas::NAME,
     replicas_identical::NAME,
@@ -194,6 +199,7 @@ pub const NAMES: [&str; 20] = [
     deleted_readable::NAME,
     lease_budget::NAME,
     copy_budget::NAME,
+    copies_prompt::NAME,
     available::NAME,
 ];
 
@@ -267,6 +273,10 @@ pub fn run_each(inputs: &Inputs) -> Verdicts {
         (
             copy_budget::NAME,
             copy_budget::check(inputs.events, inputs.replication),
+        ),
+        (
+            copies_prompt::NAME,
+            copies_prompt::check(inputs.events, &inputs.copy_rules),
         ),
         (available::NAME, available::check(inputs)),
     ];
