@@ -220,6 +220,12 @@ impl Copies {
 
 /// Every late or out-of-order copy in `events`.
 pub fn delays(events: &[Entry], rules: &CopyRules) -> Vec<Delay> {
+    // Judged at protocol events only, so that a replay (which also records every message and
+    // disk operation) reaches the verdict a sweep did, with the same report.
+    let events: Vec<&Entry> = events
+        .iter()
+        .filter(|e| crate::trace::Shown::of(e.event.kind()).is_none())
+        .collect();
     let healed = events
         .iter()
         .rev()
@@ -239,7 +245,7 @@ pub fn delays(events: &[Entry], rules: &CopyRules) -> Vec<Delay> {
     let mut reported: BTreeSet<(ChunkHandle, u64)> = BTreeSet::new();
     let mut judging = false;
     let end = events.last().map_or(0, |e| e.time_ns);
-    for e in events.iter().map(Some).chain([None]) {
+    for e in events.iter().copied().map(Some).chain([None]) {
         let t = e.map_or(end, |e| e.time_ns);
         if !judging && t >= from {
             // Shortness before the faults healed counts from the healing.
