@@ -1663,6 +1663,61 @@ mod tests {
     }
 
     #[test]
+    fn a_chunk_no_grant_committed_is_not_copied() {
+        // Nothing was ever written to it, so there is nothing to copy, however few replicas its
+        // placement has left.
+        let mut m = master_with(5);
+        m.set_min_lease_acks(2);
+        let mut r = rng();
+        m.create_file("/f").unwrap();
+        let (h, _) = m.ensure_chunk("/f", 0).unwrap();
+        let g = m.grant_lease(h, MS, LEASE, PLACE, &mut r).unwrap().0;
+        m.settle_grant(h, g.lease, &g.replicas[..1], 2 * MS);
+        assert_eq!(
+            m.chunk(h).unwrap().version,
+            0,
+            "one ack of two: not committed"
+        );
+        assert!(m.report_bad_replica(h, g.replicas[1], 1));
+        assert_eq!(m.replicas(h).len(), 2);
+        let policy = ClonePolicy {
+            target: 3,
+            timeout_ns: TIMEOUT * 10,
+            quiet_ns: 300 * MS,
+            max: 4,
+        };
+        let t = 2 * LEASE;
+        assert_eq!(m.clone_orders(t, policy, &BTreeSet::new(), &mut r), vec![]);
+    }
+
+    #[test]
+    fn a_superseded_grant_settles_nothing() {
+        // One server, so every grant names the same primary: only the version tells them apart.
+        let mut m = master_with(1);
+        let mut r = rng();
+        m.create_file("/f").unwrap();
+        let (h, _) = m.ensure_chunk("/f", 0).unwrap();
+        grant_all(&mut m, h, MS, &mut r);
+        // A grant at version 2 whose answers come back only after its lease ran out and a grant
+        // at version 3 replaced it.
+        let t = LEASE + 2 * MS;
+        let (old, _) = m.grant_lease(h, t, LEASE, PLACE, &mut r).unwrap();
+        let later = t + LEASE + MS;
+        let (new, _) = m.grant_lease(h, later, LEASE, PLACE, &mut r).unwrap();
+        assert_eq!(old.lease.primary, new.lease.primary);
+        assert_eq!((old.lease.version, new.lease.version), (2, 3));
+        assert_eq!(
+            m.settle_grant(h, old.lease, &old.replicas, later + MS),
+            None
+        );
+        assert_eq!(m.chunk(h).unwrap().version, 1);
+        assert!(
+            !m.lease_usable(h, &new.lease),
+            "the new grant is still in flight"
+        );
+    }
+
+    #[test]
     fn exclusions_survive_a_master_restart() {
         let mut m = master_with(3);
         let mut r = rng();
@@ -1709,6 +1764,13 @@ mod tests {
         let secondary = g.replicas.iter().copied().find(|s| *s != p).unwrap();
         assert!(m.report_bad_replica(h, secondary, g.lease.version));
         assert_eq!(m.extend_lease(h, p, g.lease.version, now + MS, LEASE), None);
+        // A grant not yet committed is not extended either: it may never become usable, and an
+        // extension would keep the chunk from its next grant.
+        let t = 4 * LEASE;
+        let (offer, _) = m.grant_lease(h, t, LEASE, PLACE, &mut r).unwrap();
+        assert!(offer.new && offer.lease.version == 3);
+        let p = offer.lease.primary;
+        assert_eq!(m.extend_lease(h, p, 3, t + MS, LEASE), None);
     }
 
     #[test]
