@@ -388,17 +388,7 @@ mod tests {
     /// Five live servers; chunk `c` of file `/fc` on cs0, cs1, cs2 at version 1, its lease over
     /// at 10 ms (quiet from 610 ms).
     fn cluster(chunks: &[u64]) -> Vec<Entry> {
-        let mut out: Vec<Entry> = (0..5)
-            .map(|n| {
-                master(
-                    0,
-                    Event::ServerJoined {
-                        server: ServerId(n),
-                        chunks: 0,
-                    },
-                )
-            })
-            .collect();
+        let mut out = super::super::servers_joined(5);
         for &c in chunks {
             let chunk = ChunkHandle(c);
             out.push(master(

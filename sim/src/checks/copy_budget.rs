@@ -112,17 +112,7 @@ mod tests {
 
     #[test]
     fn copies_of_chunks_that_lack_nothing_are_caught_and_replacements_are_not() {
-        let mut events: Vec<Entry> = (0..5)
-            .map(|n| {
-                master(
-                    0,
-                    Event::ServerJoined {
-                        server: ServerId(n),
-                        chunks: 0,
-                    },
-                )
-            })
-            .collect();
+        let mut events = super::super::servers_joined(5);
         events.extend([holds(1, 0), holds(1, 1), holds(1, 2)]);
         events.push(master(
             1,

@@ -153,6 +153,23 @@ pub(crate) fn event_at_ms(
     }
 }
 
+/// For the checks' unit tests: the master hearing from chunkservers 0 to `n - 1` at time 0.
+#[cfg(test)]
+pub(crate) fn servers_joined(n: u32) -> Vec<node::trace::Entry> {
+    (0..n)
+        .map(|s| {
+            event_at_ms(
+                0,
+                node::trace::NodeName::Master,
+                node::trace::Event::ServerJoined {
+                    server: ServerId(s),
+                    chunks: 0,
+                },
+            )
+        })
+        .collect()
+}
+
 /// For the checks' unit tests: the final state of one chunk (`/f` #0, handle 1, version 1) whose
 /// replicas on servers 0, 1, ... hold `replicas`.
 #[cfg(test)]
