@@ -218,8 +218,9 @@ impl Copies {
     }
 }
 
-/// Every late or out-of-order copy in `events`.
-pub fn delays(events: &[Entry], rules: &CopyRules) -> Vec<Delay> {
+/// Every late or out-of-order copy in `events`, of a run that ended at `end_ns` (or at its last
+/// event, if later).
+pub fn delays(events: &[Entry], rules: &CopyRules, end_ns: u64) -> Vec<Delay> {
     // Judged at protocol events only, so that a replay (which also records every message and
     // disk operation) reaches the verdict a sweep did, with the same report.
     let events: Vec<&Entry> = events
@@ -244,7 +245,7 @@ pub fn delays(events: &[Entry], rules: &CopyRules) -> Vec<Delay> {
     let mut out = Vec::new();
     let mut reported: BTreeSet<(ChunkHandle, u64)> = BTreeSet::new();
     let mut judging = false;
-    let end = events.last().map_or(0, |e| e.time_ns);
+    let end = events.last().map_or(0, |e| e.time_ns).max(end_ns);
     for e in events.iter().copied().map(Some).chain([None]) {
         let t = e.map_or(end, |e| e.time_ns);
         if !judging && t >= from {
@@ -320,8 +321,8 @@ fn names(servers: &[ServerId]) -> String {
 
 // The margin is zero today; the comparison stays so that raising it is one edit.
 #[allow(clippy::absurd_extreme_comparisons)]
-pub fn check(events: &[Entry], rules: &CopyRules) -> Option<Violation> {
-    let delays = delays(events, rules);
+pub fn check(events: &[Entry], rules: &CopyRules, end_ns: u64) -> Option<Violation> {
+    let delays = delays(events, rules, end_ns);
     if delays.len() <= FREE_DELAYS {
         return None;
     }
@@ -499,12 +500,12 @@ mod tests {
         let mut prompt = base.clone();
         prompt.push(copy(2_900, 1));
         prompt.extend(copied(2_950, 1));
-        assert_eq!(delays(&later(&prompt, 9_000), &RULES), vec![]);
+        assert_eq!(delays(&later(&prompt, 9_000), &RULES, 0), vec![]);
         // Copied 1,500 ms later: late, once.
         let mut slow = base.clone();
         slow.push(copy(3_500, 1));
         slow.extend(copied(3_550, 1));
-        let found = delays(&later(&slow, 9_000), &RULES);
+        let found = delays(&later(&slow, 9_000), &RULES, 0);
         assert_eq!(
             found,
             vec![Delay::Late {
@@ -514,7 +515,7 @@ mod tests {
                 available: vec![ServerId(0), ServerId(1)],
             }]
         );
-        let v = check(&later(&slow, 9_000), &RULES).expect("violation");
+        let v = check(&later(&slow, 9_000), &RULES, 0).expect("violation");
         assert!(
             v.report.contains(
                 "chunk c1 due from 2000.000 ms (available on cs0, cs1), still not copied at \
@@ -523,8 +524,14 @@ mod tests {
             "{}",
             v.report
         );
-        // Never copied: late by the end of the run.
-        assert_eq!(delays(&later(&base, 9_000), &RULES).len(), 1);
+        // Never copied: late by the end of the run, even when no event came after the slack.
+        assert_eq!(delays(&later(&base, 9_000), &RULES, 0).len(), 1);
+        assert_eq!(
+            delays(&base, &RULES, 0),
+            vec![],
+            "the last event is the death"
+        );
+        assert_eq!(delays(&base, &RULES, 3_100 * MS).len(), 1);
         // A failed copy makes the chunk due again from its failure.
         let mut failed = base.clone();
         failed.extend([
@@ -539,7 +546,7 @@ mod tests {
             ),
             copy(3_100, 1),
         ]);
-        assert_eq!(delays(&later(&failed, 9_000), &RULES), vec![]);
+        assert_eq!(delays(&later(&failed, 9_000), &RULES, 0), vec![]);
     }
 
     #[test]
@@ -556,7 +563,7 @@ mod tests {
             },
         ));
         leased.extend([dead(2_000, 2), copy(4_000, 1)]);
-        assert_eq!(delays(&later(&leased, 9_000), &RULES), vec![]);
+        assert_eq!(delays(&later(&leased, 9_000), &RULES, 0), vec![]);
         // Likewise a master's grace after its start.
         let mut restarted = cluster(&[1]);
         restarted.push(master(
@@ -577,7 +584,7 @@ mod tests {
             )
         }));
         restarted.extend([dead(2_000, 2), copy(4_000, 1)]);
-        assert_eq!(delays(&later(&restarted, 9_000), &RULES), vec![]);
+        assert_eq!(delays(&later(&restarted, 9_000), &RULES, 0), vec![]);
         // Both copy slots busy with other chunks: chunk 1 waits for a slot.
         let mut busy = cluster(&[1, 2, 3]);
         busy.extend([corrupt(2_000, 2, 2), corrupt(2_000, 3, 2)]);
@@ -585,7 +592,7 @@ mod tests {
         busy.extend(copied(4_000, 2));
         busy.push(copy(4_500, 1));
         busy.extend(copied(4_600, 3));
-        assert_eq!(delays(&later(&busy, 9_000), &RULES), vec![]);
+        assert_eq!(delays(&later(&busy, 9_000), &RULES, 0), vec![]);
         // A deleted file's chunk is never due.
         let mut deleted = cluster(&[1]);
         deleted.extend([
@@ -598,7 +605,7 @@ mod tests {
                 },
             ),
         ]);
-        assert_eq!(delays(&later(&deleted, 9_000), &RULES), vec![]);
+        assert_eq!(delays(&later(&deleted, 9_000), &RULES, 0), vec![]);
         // Before the faults heal, a copy may wait on them; after, the wait counts from healing.
         let mut faulty = cluster(&[1]);
         faulty.push(ev(
@@ -613,12 +620,12 @@ mod tests {
         faulty.push(dead(2_000, 2));
         let mut healed = later(&faulty, 5_000);
         healed.push(copy(5_900, 1));
-        assert_eq!(delays(&healed, &RULES), vec![]);
+        assert_eq!(delays(&healed, &RULES, 0), vec![]);
         let mut healed_late = later(&faulty, 5_000);
         healed_late.push(copy(6_100, 1));
-        assert_eq!(delays(&healed_late, &RULES).len(), 1);
+        assert_eq!(delays(&healed_late, &RULES, 0).len(), 1);
         // A run with faults that never healed is not judged.
-        assert_eq!(delays(&faulty, &RULES), vec![]);
+        assert_eq!(delays(&faulty, &RULES, 0), vec![]);
     }
 
     #[test]
@@ -632,7 +639,7 @@ mod tests {
         ]);
         let mut right = base.clone();
         right.extend([copy(2_200, 1), copy(2_200, 2)]);
-        assert_eq!(delays(&later(&right, 2_300), &RULES), vec![]);
+        assert_eq!(delays(&later(&right, 2_300), &RULES, 0), vec![]);
         // Chunk 2 first, while chunk 1 had waited past the slack: out of order (and chunk 1 late).
         let mut wrong = cluster(&[1, 2]);
         wrong.extend([
@@ -641,7 +648,7 @@ mod tests {
             corrupt(2_000, 2, 2),
         ]);
         wrong.push(copy(3_100, 2));
-        let found = delays(&later(&wrong, 3_100), &RULES);
+        let found = delays(&later(&wrong, 3_100), &RULES, 0);
         assert!(
             found.contains(&Delay::OutOfOrder {
                 at_ns: 3_100 * MS,

@@ -108,6 +108,9 @@ pub struct Inputs<'a> {
     pub location_cache_ms: u64,
     /// When and how many copies the master makes (GFS §4.3).
     pub copy_rules: copies_prompt::CopyRules,
+    /// When the run ended, in simulated nanoseconds: a check that judges a wait judges it up to
+    /// here, even if no event came after it.
+    pub end_ns: u64,
 }
 
 /// Inputs for the checks' unit tests.
@@ -136,6 +139,7 @@ pub(crate) fn test_inputs<'a>(
         rpc_timeout_ms: node::ClusterConfig::default().rpc_timeout_ms,
         location_cache_ms: node::ClusterConfig::default().location_cache_ms,
         copy_rules: copies_prompt::CopyRules::of(&node::ClusterConfig::default()),
+        end_ns: 0,
     }
 }
 
@@ -293,7 +297,7 @@ pub fn run_each(inputs: &Inputs) -> Verdicts {
         ),
         (
             copies_prompt::NAME,
-            copies_prompt::check(inputs.events, &inputs.copy_rules),
+            copies_prompt::check(inputs.events, &inputs.copy_rules, inputs.end_ns),
         ),
         (available::NAME, available::check(inputs)),
     ];

@@ -88,6 +88,7 @@ pub fn check_inputs<'a>(report: &'a RunReport, state: &'a FinalState) -> Inputs<
         rpc_timeout_ms: report.options.rpc_timeout_ms,
         location_cache_ms: report.options.cluster().location_cache_ms,
         copy_rules: checks::copies_prompt::CopyRules::of(&report.options.cluster()),
+        end_ns: report.sim_time_ns,
     }
 }
 
