@@ -11,9 +11,9 @@
 //! A chunk is *due* a copy when, by the nodes' acts: its file is visible (the path of its
 //! `chunk_allocated`, not deleted since), it was granted a version, it has at least one available
 //! replica but fewer than the goal, counting every replica the master might count
-//! ([`AvailableReplicas::at_most`]), some server the master counts live
-//! holds no available replica of it, no copy of it is in flight (`clone_started` not yet followed
-//! by `replica_cloned` or `clone_failed`), its last lease (`lease_offered`, `lease_granted`,
+//! ([`AvailableReplicas::at_most`]), some server the master counts live holds no available
+//! replica of it, no copy of it is in flight (`clone_started` not yet followed by
+//! `replica_cloned` or `clone_failed`), its last lease (`lease_offered`, `lease_granted`,
 //! `lease_renewed`) ran out `clone_quiet_ms` ago (a copy taken under a lease could miss its
 //! mutations), and the master is that long past the grace of its last start (`grace_until_ms`).
 //! The master runs at most `max_concurrent_clones` copies at once.
@@ -23,6 +23,8 @@
 //! the heartbeats that tell it what the acts already show). A copy is *out of order* when it
 //! starts for a chunk with more available replicas than another chunk due for longer than that.
 //! A run may have [`FREE_DELAYS`] of them; above that it fails with each, its chunk and replicas.
+//! Waits are judged at protocol events and at the run's end, never at message or disk events,
+//! so a replay (which records those too) reaches a sweep's verdict with the same report.
 
 use super::available_replicas::AvailableReplicas;
 use super::Violation;
