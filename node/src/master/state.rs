@@ -1659,7 +1659,7 @@ mod tests {
         let out = m.heartbeat(bad, t + 2 * MS, t + 2 * MS, &[(h, 2)], TIMEOUT);
         assert_eq!(out.garbage, vec![(h, 2)]);
         assert!(!m.replicas(h).contains(&bad));
-        assert!(m.ruled_out(h, &[bad]) == vec![bad]);
+        assert_eq!(m.ruled_out(h, &[bad]), vec![bad]);
     }
 
     #[test]

@@ -194,6 +194,8 @@ impl Copies {
             && self.replicas.live().iter().any(|s| !available.contains(s))
     }
 
+    /// Re-judges the shortness of `chunks` (every visible one for `None`) at `t`. A deleted
+    /// file's chunks come back from [`Copies::observe`] as changed, and leave here.
     fn update(&mut self, chunks: Option<Vec<ChunkHandle>>, t: u64, goal: usize) {
         let chunks = chunks.unwrap_or_else(|| self.visible.iter().copied().collect());
         for c in chunks {
@@ -203,9 +205,6 @@ impl Copies {
                 self.short_since_ns.remove(&c);
             }
         }
-        // Chunks no longer visible (a deleted file) leave with their file.
-        let visible = &self.visible;
-        self.short_since_ns.retain(|c, _| visible.contains(c));
     }
 
     /// Since when `chunk`, short since `since`, has been due, the timing rules included.
