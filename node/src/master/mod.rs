@@ -539,6 +539,7 @@ impl Master {
                 chunk: handle,
                 version: lease.version,
                 primary: lease.primary,
+                replicas: grant.replicas.clone(),
                 expires_ns: lease.expires_ns,
             });
             // Tell every replica the new version before anyone learns the primary (GFS §4.5);

@@ -886,13 +886,16 @@ impl MasterState {
                 "master is recovering; no leases yet".into(),
             ));
         }
-        if meta.version == 0 {
-            let servers = self.place(placement.replication, now_ns, placement.timeout_ns, rng);
-            let meta = self.chunks.get_mut(&handle).expect("exists");
-            self.held.replace(handle, meta, servers, now_ns);
-        }
-        let meta = self.chunks.get_mut(&handle).expect("exists");
-        let replicas: Vec<ServerId> = meta.locations.keys().copied().collect();
+        // A chunk's first grant places its replicas (GFS §4.2). The placement becomes the chunk's
+        // locations only if the grant goes ahead: a refused grant must not leave the master
+        // counting replicas that no server was ever told of (they would skew every later
+        // placement until the servers' next heartbeats dropped them).
+        let create = meta.version == 0;
+        let replicas: Vec<ServerId> = if create {
+            self.place(placement.replication, now_ns, placement.timeout_ns, rng)
+        } else {
+            meta.locations.keys().copied().collect()
+        };
         if replicas.is_empty() {
             return Err(GfsError::Unavailable(format!(
                 "no live replica of chunk {handle}"
@@ -911,8 +914,13 @@ impl MasterState {
             )));
         }
         self.blocked.remove(&handle);
+        if create {
+            let meta = self.chunks.get_mut(&handle).expect("exists");
+            self.held
+                .replace(handle, meta, replicas.iter().copied(), now_ns);
+        }
+        let meta = &self.chunks[&handle];
         let primary = *replicas.choose(rng).expect("non-empty");
-        let create = meta.version == 0;
         let mut out = Vec::new();
         let version = if no_bump && !create {
             meta.version // bug `no_version_bump`: the same version again
@@ -1529,6 +1537,27 @@ mod tests {
             m.ensure_chunk("/nope", 0),
             Err(GfsError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn a_refused_first_grant_places_nothing() {
+        // One live server, and a lease needs two: the chunk's first grant is refused.
+        let mut m = master_with(1);
+        m.set_min_lease_acks(2);
+        m.create_file("/f").unwrap();
+        let (h, _) = m.ensure_chunk("/f", 0).unwrap();
+        let err = m.grant_lease(h, MS, LEASE, PLACE, &mut rng()).unwrap_err();
+        assert!(matches!(err, GfsError::Unavailable(_)), "{err:?}");
+        // The server was never told of the chunk: the master must not count it there (it would
+        // weigh on every placement until the server's next heartbeat).
+        assert!(m.replicas(h).is_empty(), "{:?}", m.replicas(h));
+        assert_eq!(m.held.load(ServerId(0)), 0);
+        m.check_invariants();
+        // Once a second server joins, the grant places the chunk on both.
+        m.heartbeat(ServerId(1), 2 * MS, 2 * MS, &[], TIMEOUT);
+        let (grant, _) = grant_all(&mut m, h, 3 * MS, &mut rng());
+        assert_eq!(grant.replicas, [ServerId(0), ServerId(1)]);
+        assert_eq!(m.replicas(h), [ServerId(0), ServerId(1)]);
     }
 
     #[test]

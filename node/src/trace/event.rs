@@ -296,15 +296,21 @@ events! {
         "chunk={chunk} version={version} primary={primary} secondaries=[{}] expires_ms={expires_ms}",
         list(secondaries, ",")
     );
-    /// The master chose `primary` for a new lease until `expires_ns` and sends it the new version
-    /// (GFS §3.1); whether clients are told of it depends on how many replicas take the version
-    /// (`lease_granted`). From here the primary may order mutations until the expiry.
+    /// The master chose `primary` for a new lease until `expires_ns` and sends the new version to
+    /// `replicas` (the primary among them; for a chunk's first grant, the servers it just placed
+    /// the chunk on, GFS §4.2); whether clients are told of it depends on how many take the
+    /// version (`lease_granted`). From here the primary may order mutations until the expiry.
     LeaseOffered = "lease_offered" {
         chunk: ChunkHandle,
         version: u64,
         primary: ServerId,
+        replicas: Vec<ServerId>,
         expires_ns: u64,
-    } => |f| write!(f, "chunk={chunk} version={version} primary={primary} expires_ns={expires_ns}");
+    } => |f| write!(
+        f,
+        "chunk={chunk} version={version} primary={primary} replicas=[{}] expires_ns={expires_ns}",
+        list(replicas, ",")
+    );
     /// The master extended a lease at its primary's request, carried by a heartbeat (GFS §3.1).
     LeaseRenewed = "lease_renewed" {
         chunk: ChunkHandle,

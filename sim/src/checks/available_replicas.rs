@@ -1,5 +1,5 @@
 //! Which replicas of each chunk are *available*, judged from what the nodes did: the bookkeeping
-//! that the checks about copies (`copy_budget`, `copies_prompt`) share.
+//! that the checks about copies (`copy_budget`, `copies_prompt`, `placement_spread`) share.
 //!
 //! GFS §4.3 copies a chunk when "the number of available replicas falls below a user-specified
 //! goal". A replica is available here when its server holds the chunk by its own acts
@@ -14,10 +14,15 @@
 //! found corrupt or trimmed, until the master restarts without a checkpoint written since (it
 //! keeps those in memory only). Others are *loose*: the destination of a copy whose order failed
 //! (`clone_failed`), which the master counts again once its server's heartbeat reports it, and
-//! the in-memory rulings a restart forgot. A check that must not blame the master for what it
-//! could not know asks for the count that suits it: [`AvailableReplicas::available`] leaves out
+//! the in-memory rulings a restart forgot. A finished copy (`replica_cloned`) lifts the rulings on
+//! its destination, in memory: a logged one comes back at the master's next restart unless a
+//! checkpoint was written since (the restarted master replays the exclusion and deletes the good
+//! copy as stale: a wasted copy, not a lost one). A check that must not blame the master for what
+//! it could not know asks for the count that suits it: [`AvailableReplicas::available`] leaves out
 //! every ruled-out replica (the fewest the master may count), [`AvailableReplicas::at_most`] only
-//! the firm ones (the most). Feed every event in order to [`AvailableReplicas::observe`].
+//! the firm ones (the most), and [`AvailableReplicas::load`] each server's load (`placement_spread`)
+//! as the least and the most the master may count. Feed every event in order to
+//! [`AvailableReplicas::observe`].
 
 use node::trace::{Entry, Event, NodeName};
 use node::{ChunkHandle, ServerId};
@@ -30,6 +35,28 @@ pub struct AvailableReplicas {
     current: BTreeMap<ChunkHandle, u64>,
     /// The highest version the master offered a lease at.
     offered: BTreeMap<ChunkHandle, u64>,
+    /// Where the master placed each chunk not yet at a version (its first grant's `replicas`,
+    /// since the master last started): it counts them as the chunk's replicas from the offer.
+    placed: BTreeMap<ChunkHandle, BTreeSet<ServerId>>,
+    /// Each visible file's chunks, and each deleted one's (oldest deletion first), by path.
+    files: BTreeMap<String, Vec<ChunkHandle>>,
+    deleted: BTreeMap<String, std::collections::VecDeque<Vec<ChunkHandle>>>,
+    /// Chunks of reclaimed files: the master forgot them (GFS §4.4), whoever still holds them.
+    reclaimed: BTreeSet<ChunkHandle>,
+    /// Copies a server made that the master has not yet heard finish (`replica_copied` before
+    /// `replica_cloned` or `clone_failed`).
+    unaccepted: BTreeSet<(ChunkHandle, ServerId)>,
+    /// Replicas a server threw away at start-up, until it acts on the chunk again: the master
+    /// counts them until that server's next heartbeat, which no event shows.
+    discarded: BTreeSet<(ChunkHandle, ServerId)>,
+    /// A restarted server's count of the replicas it kept (`chunkserver_started`), until the
+    /// replicas it threw away at start-up are observed too.
+    starting: BTreeMap<ServerId, usize>,
+    /// Since a server's last start: how many more replicas it kept than its acts show (a copy it
+    /// wrote but crashed before reporting), and how many fewer (writes a crash lost). Which ones,
+    /// no event says, so they widen its load's range.
+    unseen: BTreeMap<ServerId, usize>,
+    lost: BTreeMap<ServerId, usize>,
     live: BTreeSet<ServerId>,
     /// (chunk, server, version) ruled out, firmly or loosely (see the module comment).
     firm: BTreeSet<(ChunkHandle, ServerId, u64)>,
@@ -37,6 +64,10 @@ pub struct AvailableReplicas {
     /// The firm rulings the master holds in memory only: loose after its next restart unless a
     /// checkpoint is written first.
     unsaved: BTreeSet<(ChunkHandle, ServerId, u64)>,
+    /// Logged rulings a finished copy lifted in memory only: firm again after the master's next
+    /// restart unless a checkpoint is written first (the restarted master replays the exclusion
+    /// and deletes the copy as stale).
+    lifted: BTreeSet<(ChunkHandle, ServerId, u64)>,
 }
 
 impl AvailableReplicas {
@@ -46,35 +77,92 @@ impl AvailableReplicas {
             NodeName::Cs(s) => Some(s),
             _ => None,
         };
+        if !matches!(e.event, Event::ReplicaDiscarded { .. }) {
+            for (s, kept) in std::mem::take(&mut self.starting) {
+                let known = self.held.values().filter(|h| h.contains_key(&s)).count();
+                self.unseen.insert(s, kept.saturating_sub(known));
+                self.lost.insert(s, known.saturating_sub(kept));
+            }
+        }
         match &e.event {
             Event::VersionSet { chunk, version, .. }
             | Event::ReplicaCopied { chunk, version, .. } => {
                 if let Some(s) = server {
                     self.held.entry(*chunk).or_default().insert(s, *version);
+                    self.discarded.remove(&(*chunk, s));
+                    if matches!(e.event, Event::ReplicaCopied { .. }) {
+                        self.unaccepted.insert((*chunk, s));
+                    }
                 }
             }
             Event::ReplicaDeleted { chunk, .. } | Event::ReplicaDiscarded { chunk } => {
                 if let (Some(s), Some(h)) = (server, self.held.get_mut(chunk)) {
-                    h.remove(&s);
+                    let had = h.remove(&s).is_some();
+                    if had && matches!(e.event, Event::ReplicaDiscarded { .. }) {
+                        self.discarded.insert((*chunk, s));
+                    } else {
+                        self.discarded.remove(&(*chunk, s));
+                    }
                 }
             }
             Event::VersionBumped { chunk, version }
             | Event::VersionAdopted { chunk, version, .. } => {
                 let v = self.current.entry(*chunk).or_default();
                 *v = (*v).max(*version);
+                self.placed.remove(chunk);
             }
-            Event::LeaseOffered { chunk, version, .. } => {
+            Event::LeaseOffered {
+                chunk,
+                version,
+                replicas,
+                ..
+            } => {
                 let v = self.offered.entry(*chunk).or_default();
                 *v = (*v).max(*version);
+                if self.current(*chunk) == 0 {
+                    self.placed
+                        .insert(*chunk, replicas.iter().copied().collect());
+                }
             }
             Event::MasterStarted { .. } | Event::MasterRecovered { .. } => {
                 self.live.clear();
+                self.placed.clear();
                 for r in std::mem::take(&mut self.unsaved) {
                     self.firm.remove(&r);
                     self.loose.insert(r);
                 }
+                self.firm.append(&mut self.lifted);
             }
-            Event::CheckpointWritten { .. } => self.unsaved.clear(),
+            Event::ChunkserverStarted { chunks } => {
+                if let Some(s) = server {
+                    self.starting.insert(s, *chunks);
+                }
+            }
+            Event::CheckpointWritten { .. } => {
+                self.unsaved.clear();
+                self.lifted.clear();
+            }
+            Event::ChunkAllocated { path, chunk, .. } => {
+                self.files.entry(path.clone()).or_default().push(*chunk);
+            }
+            Event::FileDeleted { path, .. } => {
+                let chunks = self.files.remove(path).unwrap_or_default();
+                self.deleted
+                    .entry(path.clone())
+                    .or_default()
+                    .push_back(chunks);
+            }
+            // A hidden name is `/.deleted/<lsn><path>`; a path deleted twice is reclaimed in the
+            // order of its deletions (each waits the same grace period).
+            Event::FileReclaimed { hidden } => {
+                let path = hidden
+                    .strip_prefix(node::master::state::HIDDEN_PREFIX)
+                    .map(|rest| rest.trim_start_matches(|c: char| c.is_ascii_digit()));
+                let chunks = path
+                    .and_then(|p| self.deleted.get_mut(p))
+                    .and_then(|q| q.pop_front());
+                self.reclaimed.extend(chunks.into_iter().flatten());
+            }
             Event::ServerJoined { server, .. } => {
                 self.live.insert(*server);
             }
@@ -109,12 +197,15 @@ impl AvailableReplicas {
             // it took the version and missed its mutations, GFS §4.5).
             Event::CloneFailed { chunk, version, to } => {
                 self.loose.insert((*chunk, *to, *version));
+                self.unaccepted.remove(&(*chunk, *to));
             }
             Event::ReplicaCloned { chunk, version, to } => {
+                self.unaccepted.remove(&(*chunk, *to));
                 let r = (*chunk, *to, *version);
-                self.firm.remove(&r);
+                if self.firm.remove(&r) && !self.unsaved.remove(&r) {
+                    self.lifted.insert(r);
+                }
                 self.loose.remove(&r);
-                self.unsaved.remove(&r);
             }
             _ => {}
         }
@@ -140,6 +231,80 @@ impl AvailableReplicas {
     /// server order: the most the master may count.
     pub fn at_most(&self, chunk: ChunkHandle) -> Vec<ServerId> {
         self.counted(chunk, false)
+    }
+
+    /// How many chunks the master may count `server` as holding (GFS §4.2's load), as a range
+    /// `(surely, at_most)`, whether or not it counts the server live. Surely: chunks at a version
+    /// that the server holds by its own acts at that version (or ahead, at a version the master
+    /// offered) with no ruling against them. At most, besides: replicas the master may or may
+    /// not count yet, for want of an event that says when it heard of them: those a loose ruling
+    /// leaves out, copies it has not heard finish, replicas the server threw away at start-up
+    /// (until the server acts on the chunk again), and every replica of a chunk not yet at a
+    /// version, held or placed there by its last offer (a placement counts from the offer, and a
+    /// heartbeat taken before the server made the replica drops it again), and, since the
+    /// server's last start, as many more as it kept beyond what its acts show (a copy it made but
+    /// crashed before reporting); surely, as many fewer as a crash lost. A reclaimed file's chunks
+    /// do not count: the master forgot them.
+    pub fn load(&self, server: ServerId) -> (usize, usize) {
+        let chunks: BTreeSet<ChunkHandle> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.contains_key(&server))
+            .map(|(c, _)| *c)
+            .chain(
+                self.placed
+                    .iter()
+                    .filter(|(_, p)| p.contains(&server))
+                    .map(|(c, _)| *c),
+            )
+            .chain(
+                self.discarded
+                    .iter()
+                    .filter(|(_, s)| *s == server)
+                    .map(|(c, _)| *c),
+            )
+            .filter(|c| !self.reclaimed.contains(c))
+            .collect();
+        let (mut surely, mut maybe) = (0usize, 0usize);
+        for chunk in chunks {
+            let now = self.current(chunk);
+            let held = self.held.get(&chunk).and_then(|h| h.get(&server)).copied();
+            let Some(v) = held.filter(|_| now > 0) else {
+                maybe += 1; // not yet at a version, or discarded
+                continue;
+            };
+            let ahead = self.offered.get(&chunk).copied().unwrap_or(0).max(now);
+            let rulings = [(chunk, server, now), (chunk, server, v)];
+            if !(now..=ahead).contains(&v) || rulings.iter().any(|r| self.firm.contains(r)) {
+                continue;
+            }
+            if rulings.iter().any(|r| self.loose.contains(r))
+                || self.unaccepted.contains(&(chunk, server))
+            {
+                maybe += 1;
+            } else {
+                surely += 1;
+            }
+        }
+        let unseen = self.unseen.get(&server).copied().unwrap_or(0);
+        let lost = self.lost.get(&server).copied().unwrap_or(0);
+        (surely.saturating_sub(lost), surely + maybe + unseen)
+    }
+
+    /// Whether the master may rank `server` behind others as a home for a copy of `chunk`, or
+    /// not count it a candidate at all: it holds a replica of it at some version, by its own acts,
+    /// or threw one away at start-up (the master counts it until the server's next heartbeat), or
+    /// a ruling (firm or loose) left it out at the chunk's current version or above (a replica found corrupt at a version offered
+    /// by a grant that never settled is excluded all the same).
+    pub fn maybe_stale(&self, chunk: ChunkHandle, server: ServerId) -> bool {
+        let from = (chunk, server, self.current(chunk));
+        let to = (chunk, server, u64::MAX);
+        self.held
+            .get(&chunk)
+            .is_some_and(|h| h.contains_key(&server))
+            || self.discarded.contains(&(chunk, server))
+            || self.firm.range(from..=to).next().is_some()
+            || self.loose.range(from..=to).next().is_some()
     }
 
     fn counted(&self, chunk: ChunkHandle, with_loose: bool) -> Vec<ServerId> {

@@ -62,6 +62,7 @@ fn lapses(
                 version,
                 primary,
                 expires_ns,
+                ..
             } if e.node == NodeName::Master => {
                 leases.insert(
                     (*chunk, *version, *primary),
@@ -169,6 +170,7 @@ mod tests {
                     chunk: ChunkHandle(c),
                     version: 1,
                     primary: ServerId(1),
+                    replicas: vec![ServerId(1)],
                     expires_ns: (t_ms + 1_000) * 1_000_000,
                 },
             ),

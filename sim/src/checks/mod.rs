@@ -23,6 +23,7 @@ pub mod linearizable;
 pub mod model;
 pub mod ordered_under_lease;
 pub mod padding_whole;
+pub mod placement_spread;
 pub mod reads_not_invented;
 pub mod records_readable;
 pub mod replicas_identical;
@@ -200,7 +201,7 @@ pub(crate) fn one_chunk_state(replicas: &[&[u8]]) -> FinalState {
 }
 
 /// The checks [`run_all`] runs, by name, in its order.
-pub const NAMES: [&str; 21] = [
+pub const NAMES: [&str; 22] = [
     acked_readback::NAME,
     acked_on_replicas::NAME,
     replicas_identical::NAME,
@@ -221,6 +222,7 @@ pub const NAMES: [&str; 21] = [
     lease_budget::NAME,
     copy_budget::NAME,
     copies_prompt::NAME,
+    placement_spread::NAME,
     available::NAME,
 ];
 
@@ -298,6 +300,10 @@ pub fn run_each(inputs: &Inputs) -> Verdicts {
         (
             copies_prompt::NAME,
             copies_prompt::check(inputs.events, &inputs.copy_rules, inputs.end_ns),
+        ),
+        (
+            placement_spread::NAME,
+            placement_spread::check(inputs.events, inputs.copy_rules.heartbeat_ms),
         ),
         (available::NAME, available::check(inputs)),
     ];

@@ -29,12 +29,14 @@ pub fn check(events: &[Entry]) -> Option<Violation> {
                 version,
                 primary,
                 expires_ns,
+                ..
             }
             | Event::LeaseRenewed {
                 chunk,
                 version,
                 primary,
                 expires_ns,
+                ..
             } if e.node == NodeName::Master => {
                 let g = granted
                     .entry((chunk, version, primary))
@@ -108,6 +110,7 @@ mod tests {
                 chunk: ChunkHandle(chunk),
                 version,
                 primary: ServerId(primary),
+                replicas: vec![ServerId(primary)],
                 expires_ns: until_ms * 1_000_000,
             },
         )
