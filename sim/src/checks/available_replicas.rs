@@ -235,9 +235,9 @@ impl AvailableReplicas {
 
     /// How many chunks the master may count `server` as holding (GFS §4.2's load), as a range
     /// `(surely, at_most)`, whether or not it counts the server live. Surely: chunks at a version
-    /// that the server holds by its own acts at that version (or ahead, at a version the master
-    /// offered) with no ruling against them. At most, besides: replicas the master may or may
-    /// not count yet, for want of an event that says when it heard of them: those a loose ruling
+    /// that the server holds by its own acts at that version with no ruling against them. At most, besides: replicas the master may or may
+    /// not count yet, for want of an event that says when it heard of them: replicas ahead at an
+    /// offered version (a heartbeat during the grant may skip them), those a loose ruling
     /// leaves out, copies it has not heard finish, replicas the server threw away at start-up
     /// (until the server acts on the chunk again), and every replica of a chunk not yet at a
     /// version, held or placed there by its last offer (a placement counts from the offer, and a
@@ -278,7 +278,8 @@ impl AvailableReplicas {
             if !(now..=ahead).contains(&v) || rulings.iter().any(|r| self.firm.contains(r)) {
                 continue;
             }
-            if rulings.iter().any(|r| self.loose.contains(r))
+            if v > now
+                || rulings.iter().any(|r| self.loose.contains(r))
                 || self.unaccepted.contains(&(chunk, server))
             {
                 maybe += 1;

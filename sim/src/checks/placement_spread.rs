@@ -27,12 +27,13 @@
 //! A server passed over counts only if it was surely live: the master counts a server live while
 //! its last heartbeat is recent, which no event shows, and says so at its next pass
 //! (`server_dead`, or `server_joined` if it hears from it first); so a server with either within
-//! two passes of the choice is not held against it. The report lists each crowded choice with
+//! two passes of the choice, or passed over by a master that crashed within two passes (and so
+//! ran no pass to say it), is not held against it. The report lists each crowded choice with
 //! both servers' loads.
 
 use super::available_replicas::AvailableReplicas;
 use super::Violation;
-use node::trace::{Entry, Event, NodeName};
+use node::trace::{Entry, Event, FaultKind, NodeName};
 use node::{ChunkHandle, ServerId};
 use std::collections::BTreeMap;
 
@@ -67,18 +68,27 @@ pub fn crowded(events: &[Entry], heartbeat_ms: u64) -> Vec<Crowded> {
     // (`server_dead`) at its next pass, or hears from it again first (`server_joined`): a server
     // passed over is judged only if neither comes within two passes, so it surely was live.
     let window_ns = 2 * heartbeat_ms * 1_000_000;
-    let mut changes: BTreeMap<ServerId, Vec<u64>> = BTreeMap::new();
+    // A master that crashes runs no more passes: its crash counts as a change for every server.
+    let mut changes: BTreeMap<Option<ServerId>, Vec<u64>> = BTreeMap::new();
     for e in events {
-        if let Event::ServerDead { server } | Event::ServerJoined { server, .. } = &e.event {
-            changes.entry(*server).or_default().push(e.time_ns);
-        }
+        let who = match &e.event {
+            Event::ServerDead { server } | Event::ServerJoined { server, .. } => Some(*server),
+            Event::FaultInjected {
+                fault: FaultKind::MasterCrash,
+                ..
+            } => None,
+            _ => continue,
+        };
+        changes.entry(who).or_default().push(e.time_ns);
     }
+    let unchanged = |who: Option<ServerId>, t: u64| {
+        changes.get(&who).is_none_or(|times| {
+            let after = times.partition_point(|x| *x <= t);
+            times.get(after).is_none_or(|x| *x > t + window_ns)
+        })
+    };
     let surely_live = |replicas: &AvailableReplicas, s: ServerId, t: u64| {
-        replicas.live().contains(&s)
-            && changes.get(&s).is_none_or(|times| {
-                let after = times.partition_point(|x| *x <= t);
-                times.get(after).is_none_or(|x| *x > t + window_ns)
-            })
+        replicas.live().contains(&s) && unchanged(Some(s), t) && unchanged(None, t)
     };
     let mut replicas = AvailableReplicas::default();
     // The current pass: its instant and the copies it ordered to each server.
