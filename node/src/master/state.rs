@@ -274,6 +274,19 @@ pub fn is_hidden(path: &str) -> bool {
     path.starts_with(HIDDEN_PREFIX)
 }
 
+/// The hidden name a delete gives `path`: `/.deleted/<n><path>`, `n` the deleting log record's
+/// number, so each deletion of a path has a name of its own.
+pub fn hidden_name(n: u64, path: &str) -> String {
+    format!("{HIDDEN_PREFIX}{n}{path}")
+}
+
+/// The number and the original path of a hidden name ([`hidden_name`]'s inverse).
+pub fn split_hidden(hidden: &str) -> Option<(u64, &str)> {
+    let rest = hidden.strip_prefix(HIDDEN_PREFIX)?;
+    let (n, path) = rest.split_at(rest.find('/')?);
+    Some((n.parse().ok()?, path))
+}
+
 /// A path a client may use: valid, and not in the hidden namespace.
 fn validate_user_path(path: &str) -> Result<(), GfsError> {
     validate_path(path)?;
@@ -661,7 +674,7 @@ impl MasterState {
         }
         let mut out = Vec::new();
         // The next log sequence number makes the hidden name unique.
-        let hidden = format!("{HIDDEN_PREFIX}{}{path}", self.lsn + 1);
+        let hidden = hidden_name(self.lsn + 1, path);
         let rec = LogRecord::DeleteFile {
             path: path.to_string(),
             hidden,

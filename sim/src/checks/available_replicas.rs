@@ -152,12 +152,10 @@ impl AvailableReplicas {
                     .or_default()
                     .push_back(chunks);
             }
-            // A hidden name is `/.deleted/<lsn><path>`; a path deleted twice is reclaimed in the
-            // order of its deletions (each waits the same grace period).
+            // A path deleted twice is reclaimed in the order of its deletions (each waits the
+            // same grace period).
             Event::FileReclaimed { hidden } => {
-                let path = hidden
-                    .strip_prefix(node::master::state::HIDDEN_PREFIX)
-                    .map(|rest| rest.trim_start_matches(|c: char| c.is_ascii_digit()));
+                let path = node::master::state::split_hidden(hidden).map(|(_, path)| path);
                 let chunks = path
                     .and_then(|p| self.deleted.get_mut(p))
                     .and_then(|q| q.pop_front());
@@ -235,16 +233,16 @@ impl AvailableReplicas {
 
     /// How many chunks the master may count `server` as holding (GFS §4.2's load), as a range
     /// `(surely, at_most)`, whether or not it counts the server live. Surely: chunks at a version
-    /// that the server holds by its own acts at that version with no ruling against them. At most, besides: replicas the master may or may
-    /// not count yet, for want of an event that says when it heard of them: replicas ahead at an
-    /// offered version (a heartbeat during the grant may skip them), those a loose ruling
-    /// leaves out, copies it has not heard finish, replicas the server threw away at start-up
-    /// (until the server acts on the chunk again), and every replica of a chunk not yet at a
-    /// version, held or placed there by its last offer (a placement counts from the offer, and a
-    /// heartbeat taken before the server made the replica drops it again), and, since the
-    /// server's last start, as many more as it kept beyond what its acts show (a copy it made but
-    /// crashed before reporting); surely, as many fewer as a crash lost. A reclaimed file's chunks
-    /// do not count: the master forgot them.
+    /// that the server holds by its own acts at that version with no ruling against them. At
+    /// most, besides: replicas the master may or may not count yet, for want of an event that
+    /// says when it heard of them: replicas ahead at an offered version (a heartbeat during the
+    /// grant may skip them), those a loose ruling leaves out, copies it has not heard finish,
+    /// replicas the server threw away at start-up (until the server acts on the chunk again), and
+    /// every replica of a chunk not yet at a version, held or placed there by its last offer (a
+    /// placement counts from the offer, and a heartbeat taken before the server made the replica
+    /// drops it again), and, since the server's last start, as many more as it kept beyond what
+    /// its acts show (a copy it made but crashed before reporting); surely, as many fewer as a
+    /// crash lost. A reclaimed file's chunks do not count: the master forgot them.
     pub fn load(&self, server: ServerId) -> (usize, usize) {
         let chunks: BTreeSet<ChunkHandle> = self
             .held
@@ -295,8 +293,8 @@ impl AvailableReplicas {
     /// Whether the master may rank `server` behind others as a home for a copy of `chunk`, or
     /// not count it a candidate at all: it holds a replica of it at some version, by its own acts,
     /// or threw one away at start-up (the master counts it until the server's next heartbeat), or
-    /// a ruling (firm or loose) left it out at the chunk's current version or above (a replica found corrupt at a version offered
-    /// by a grant that never settled is excluded all the same).
+    /// a ruling (firm or loose) left it out at the chunk's current version or above (a replica
+    /// found corrupt at a version offered by a grant that never settled is excluded all the same).
     pub fn maybe_stale(&self, chunk: ChunkHandle, server: ServerId) -> bool {
         let from = (chunk, server, self.current(chunk));
         let to = (chunk, server, u64::MAX);

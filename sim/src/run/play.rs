@@ -54,9 +54,8 @@ async fn read_deleted(
     let newest = deleted
         .iter()
         .filter_map(|f| {
-            let rest = f.path.strip_prefix(node::master::state::HIDDEN_PREFIX)?;
-            let (n, original) = rest.split_at(rest.find('/')?);
-            (original == path).then(|| (n.parse::<u64>().ok(), &f.path))
+            let (n, original) = node::master::state::split_hidden(&f.path)?;
+            (original == path).then_some((n, &f.path))
         })
         .max();
     match newest {
