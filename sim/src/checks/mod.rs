@@ -21,6 +21,7 @@ pub mod handles_unique;
 pub mod lease_budget;
 pub mod linearizable;
 pub mod model;
+pub mod moved_when_quiet;
 pub mod ordered_under_lease;
 pub mod padding_whole;
 pub mod placement_spread;
@@ -201,7 +202,7 @@ pub(crate) fn one_chunk_state(replicas: &[&[u8]]) -> FinalState {
 }
 
 /// The checks [`run_all`] runs, by name, in its order.
-pub const NAMES: [&str; 22] = [
+pub const NAMES: [&str; 23] = [
     acked_readback::NAME,
     acked_on_replicas::NAME,
     replicas_identical::NAME,
@@ -223,6 +224,7 @@ pub const NAMES: [&str; 22] = [
     copy_budget::NAME,
     copies_prompt::NAME,
     placement_spread::NAME,
+    moved_when_quiet::NAME,
     available::NAME,
 ];
 
@@ -304,6 +306,10 @@ pub fn run_each(inputs: &Inputs) -> Verdicts {
         (
             placement_spread::NAME,
             placement_spread::check(inputs.events, inputs.copy_rules.heartbeat_ms),
+        ),
+        (
+            moved_when_quiet::NAME,
+            moved_when_quiet::check(inputs.events, inputs.copy_rules.clone_quiet_ms),
         ),
         (available::NAME, available::check(inputs)),
     ];
