@@ -51,8 +51,6 @@ struct Master {
     /// Deletes running now, by request: a retry of one waits for its answer (bounded by the
     /// clients' own retries).
     deleting: Mutex<BTreeSet<RequestId>>,
-    /// Chunks being copied right now (bounded by `max_concurrent_clones`).
-    cloning: Mutex<BTreeSet<ChunkHandle>>,
     /// Expired leases already reported in the trace, by chunk and version (at most one per
     /// chunk): only for `lease_expired` events, never for decisions.
     expired_reported: Mutex<BTreeSet<(ChunkHandle, u64)>>,
@@ -107,7 +105,6 @@ pub async fn run(cfg: ClusterConfig, disk: Arc<DiskFaults>) {
         core: tokio::sync::Mutex::new(Core { state, log }),
         grant_locks: Mutex::new(BTreeMap::new()),
         deleting: Mutex::new(BTreeSet::new()),
-        cloning: Mutex::new(BTreeSet::new()),
         expired_reported: Mutex::new(BTreeSet::new()),
     });
     master.serve();
@@ -196,8 +193,10 @@ impl Master {
                     server: s,
                 });
             }
-            let busy = self.cloning.lock().unwrap().clone();
-            let room = self.cfg.max_concurrent_clones.saturating_sub(busy.len());
+            let room = self
+                .cfg
+                .max_concurrent_clones
+                .saturating_sub(core.state.copies_in_flight());
             let mut rng = madsim::rand::thread_rng();
             let policy = ClonePolicy {
                 target: self.cfg.replication as usize,
@@ -205,10 +204,11 @@ impl Master {
                 quiet_ns: self.cfg.clone_quiet_ms() * MS,
                 max: room,
             };
-            let orders = core.state.clone_orders(now, policy, &busy, &mut rng);
+            let orders = core.state.clone_orders(now, policy, &mut rng);
             // Announced where they are decided, under the lock: a heartbeat handled after this
             // pass shows in the trace after the copies it could not have changed.
             for order in &orders {
+                core.state.start_clone(order);
                 emit(|| Event::CloneStarted {
                     chunk: order.handle,
                     version: order.version,
@@ -220,7 +220,6 @@ impl Master {
             orders
         };
         for order in orders {
-            self.cloning.lock().unwrap().insert(order.handle);
             let m = self.clone();
             madsim::task::spawn(async move { m.copy(order).await });
         }
@@ -236,9 +235,15 @@ impl Master {
         let dst = addr::chunkserver(order.dest);
         // The copy takes two hops (fetch, then store): allow for both.
         let result = call_result(&self.ep, dst, msg, 2 * self.cfg.rpc_timeout_ms).await;
-        let added = match result {
-            Ok(()) => self.core.lock().await.state.finish_clone(&order, now_ns()),
-            Err(_) => false,
+        let added = {
+            let state = &mut self.core.lock().await.state;
+            match result {
+                Ok(()) => state.finish_clone(&order, now_ns()),
+                Err(_) => {
+                    state.abandon_clone(&order);
+                    false
+                }
+            }
         };
         let (chunk, version, to) = (order.handle, order.version, order.dest);
         emit(|| {
@@ -248,7 +253,6 @@ impl Master {
                 Event::CloneFailed { chunk, version, to }
             }
         });
-        self.cloning.lock().unwrap().remove(&order.handle);
     }
 
     /// GFS §5.2: a chunkserver found a corrupt block; drop that replica so it is re-copied.

@@ -316,6 +316,9 @@ pub struct MasterState {
     /// Chunks a client asked to mutate while they had too few live replicas for a usable lease,
     /// with when it last asked: re-replication copies them first (volatile).
     blocked: BTreeMap<ChunkHandle, u64>,
+    /// Copies ordered and not yet answered (volatile): each chunk's destination. At most one copy
+    /// of a chunk runs at a time; a restarted master has none (their answers go nowhere).
+    copying: BTreeMap<ChunkHandle, ServerId>,
     /// Chunks whose leases a delete is revoking, with how many deletes are (volatile): no lease of
     /// theirs is extended meanwhile, so a revocation that fails can wait for a known expiry.
     revoking: BTreeMap<ChunkHandle, u32>,
@@ -1111,8 +1114,8 @@ impl MasterState {
 
     /// Chooses up to `max` chunks to copy, most endangered first (fewest replicas; among equals,
     /// those clients are blocked on, GFS §4.3): chunks of visible files with at least one but fewer
-    /// than `target` current replicas, not already being copied (`busy`), and whose last lease
-    /// expired at least `quiet_ns` ago.
+    /// than `target` current replicas, not already being copied ([`MasterState::start_clone`]),
+    /// and whose last lease expired at least `quiet_ns` ago.
     ///
     /// The quiet period is what makes a copy complete: a mutation is acknowledged only if it
     /// finished within a client's RPC timeout of being sent, and the primary only starts one while
@@ -1123,7 +1126,6 @@ impl MasterState {
         &self,
         now_ns: u64,
         policy: ClonePolicy,
-        busy: &BTreeSet<ChunkHandle>,
         rng: &mut impl Rng,
     ) -> Vec<CloneOrder> {
         let ClonePolicy {
@@ -1143,7 +1145,7 @@ impl MasterState {
             .iter()
             .filter(|(h, m)| {
                 after_grace
-                    && !busy.contains(h)
+                    && !self.copying.contains_key(h)
                     && !is_hidden(&m.path)
                     && m.version > 0
                     && !m.locations.is_empty()
@@ -1223,8 +1225,32 @@ impl MasterState {
         dropped
     }
 
+    /// Records that `order` was sent: until it is answered ([`MasterState::finish_clone`],
+    /// [`MasterState::abandon_clone`]), the chunk gets no other copy, and a heartbeat of the
+    /// destination that reports the chunk at the copy's version is not judged (see
+    /// [`MasterState::heartbeat`]).
+    pub fn start_clone(&mut self, order: &CloneOrder) {
+        let earlier = self.copying.insert(order.handle, order.dest);
+        assert!(
+            earlier.is_none(),
+            "chunk {}: a second copy ordered while one runs",
+            order.handle
+        );
+    }
+
+    /// How many copies run (ordered, not yet answered).
+    pub fn copies_in_flight(&self) -> usize {
+        self.copying.len()
+    }
+
+    /// A copy failed or was not answered: the chunk may be copied again.
+    pub fn abandon_clone(&mut self, order: &CloneOrder) {
+        self.copying.remove(&order.handle);
+    }
+
     /// Records a finished copy: `dest` becomes a replica if the chunk is still at `version`.
     pub fn finish_clone(&mut self, order: &CloneOrder, now_ns: u64) -> bool {
+        self.copying.remove(&order.handle);
         let Some(meta) = self.chunks.get_mut(&order.handle) else {
             return false; // reclaimed meanwhile
         };
@@ -1308,6 +1334,14 @@ impl MasterState {
                     self.held.remove(handle, meta, server);
                     outcome.garbage.push((handle, version));
                 }
+            } else if version == meta.version
+                && meta.excluded.contains(&server)
+                && self.copying.get(&handle) == Some(&server)
+            {
+                // A copy ordered to replace this excluded replica, which the server may have
+                // made already (the report cannot tell): judged once the copy is answered.
+                // Calling it garbage would have the server delete the good copy (found by the
+                // check `deletes_only_garbage`).
             } else if version == meta.version && meta.excluded.contains(&server) {
                 outcome.garbage.push((handle, version)); // took the version, missed its mutations
             } else if version == meta.version {
@@ -1507,12 +1541,12 @@ mod tests {
             quiet_ns: 0,
             max: 1,
         };
-        let orders = m.clone_orders(later + 3 * MS, policy, &BTreeSet::new(), &mut r);
+        let orders = m.clone_orders(later + 3 * MS, policy, &mut r);
         assert_eq!(orders.iter().map(|o| o.handle).collect::<Vec<_>>(), [b]);
         // Without the block, the lower handle would have gone first.
         let mut unblocked = m.clone();
         unblocked.blocked.clear();
-        let orders = unblocked.clone_orders(later + 3 * MS, policy, &BTreeSet::new(), &mut r);
+        let orders = unblocked.clone_orders(later + 3 * MS, policy, &mut r);
         assert_eq!(orders.iter().map(|o| o.handle).collect::<Vec<_>>(), [a]);
         // A restarted master copies nothing until a previous life's leases have run out and gone
         // quiet: it has no record of them.
@@ -1522,7 +1556,7 @@ mod tests {
             quiet_ns: 5 * MS,
             ..policy
         };
-        let copy = |m: &MasterState, t| m.clone_orders(t, quiet, &BTreeSet::new(), &mut r.clone());
+        let copy = |m: &MasterState, t| m.clone_orders(t, quiet, &mut r.clone());
         assert!(copy(&restarted, later + 14 * MS).is_empty());
         assert_eq!(copy(&restarted, later + 15 * MS).len(), 1);
     }
@@ -1729,7 +1763,7 @@ mod tests {
             max: 4,
         };
         let t = 2 * LEASE;
-        assert_eq!(m.clone_orders(t, policy, &BTreeSet::new(), &mut r), vec![]);
+        assert_eq!(m.clone_orders(t, policy, &mut r), vec![]);
     }
 
     #[test]
@@ -1968,7 +2002,6 @@ mod tests {
         let bad = ga.replicas[0];
         assert!(m.report_bad_replica(a, bad, 1));
         let quiet = 300 * MS;
-        let none = BTreeSet::new();
         let policy = |quiet_ns, max| ClonePolicy {
             target: 3,
             timeout_ns: TIMEOUT * 10,
@@ -1977,20 +2010,23 @@ mod tests {
         };
         // Nothing while the leases (or the quiet period after them) last.
         assert!(m
-            .clone_orders(MS + LEASE, policy(quiet, 4), &none, &mut r)
+            .clone_orders(MS + LEASE, policy(quiet, 4), &mut r)
             .is_empty());
         let t = MS + LEASE + quiet;
-        let all = m.clone_orders(t, policy(quiet, 4), &none, &mut r);
+        let all = m.clone_orders(t, policy(quiet, 4), &mut r);
         assert_eq!(
             all.iter().map(|o| o.handle).collect::<Vec<_>>(),
             vec![b, a],
             "b has one replica"
         );
-        let one = m.clone_orders(t, policy(quiet, 1), &none, &mut r);
+        let one = m.clone_orders(t, policy(quiet, 1), &mut r);
         assert_eq!(one.len(), 1, "bounded");
-        let busy: BTreeSet<_> = [b].into();
-        let order = m.clone_orders(t, policy(quiet, 4), &busy, &mut r).remove(0);
+        // A chunk being copied gets no second copy until the first is answered.
+        m.start_clone(&one[0]);
+        assert_eq!(m.copies_in_flight(), 1);
+        let order = m.clone_orders(t, policy(quiet, 4), &mut r).remove(0);
         assert_eq!(order.handle, a);
+        m.start_clone(&order);
         assert!(m.replicas(a).contains(&order.source));
         assert!(
             !m.replicas(a).contains(&order.dest) && order.dest != bad,
@@ -2004,6 +2040,45 @@ mod tests {
         assert_eq!(m.replicas(a).len(), 3);
         // The bad replica, reported at the current version, is garbage at its next heartbeat.
         let out = m.heartbeat(bad, t + 3, t + 3, &[(a, 1)], TIMEOUT * 10);
+        assert_eq!(out.garbage, vec![(a, 1)]);
+    }
+
+    /// Found by the check `deletes_only_garbage`: a server whose replica was found corrupt is
+    /// ordered to copy the chunk afresh; it makes the copy and heartbeats before the master hears
+    /// the copy finish. The report (the chunk at the current version, from a server excluded at
+    /// it) was called garbage, and the server deleted the good copy the master was about to count.
+    #[test]
+    fn a_copy_reported_before_it_is_answered_is_not_garbage() {
+        let mut m = master_with(3);
+        let mut r = rng();
+        m.create_file("/f").unwrap();
+        let (a, _) = m.ensure_chunk("/f", 0).unwrap();
+        let (g, _) = grant_all(&mut m, a, MS, &mut r);
+        let bad = g.replicas[0];
+        assert!(m.report_bad_replica(a, bad, 1));
+        let t = MS + LEASE + 300 * MS;
+        let policy = ClonePolicy {
+            target: 3,
+            timeout_ns: TIMEOUT * 10,
+            quiet_ns: 300 * MS,
+            max: 4,
+        };
+        // Three servers: the only home for the copy is the excluded one.
+        let order = m.clone_orders(t, policy, &mut r).remove(0);
+        assert_eq!(order.dest, bad);
+        m.start_clone(&order);
+        let failed = m.clone();
+        let out = m.heartbeat(bad, t + 2, t + 2, &[(a, 1)], TIMEOUT * 10);
+        assert_eq!(out.garbage, vec![], "the report may be the copy");
+        assert!(m.finish_clone(&order, t + 3));
+        assert_eq!(m.copies_in_flight(), 0);
+        let out = m.heartbeat(bad, t + 4, t + 4, &[(a, 1)], TIMEOUT * 10);
+        assert_eq!(out.garbage, vec![]);
+        assert!(m.replicas(a).contains(&bad));
+        // Had the copy failed, the replica the server reports is the corrupt one.
+        let mut failed = failed;
+        failed.abandon_clone(&order);
+        let out = failed.heartbeat(bad, t + 4, t + 4, &[(a, 1)], TIMEOUT * 10);
         assert_eq!(out.garbage, vec![(a, 1)]);
     }
 

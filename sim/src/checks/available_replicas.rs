@@ -1,5 +1,6 @@
 //! Which replicas of each chunk are *available*, judged from what the nodes did: the bookkeeping
-//! that the checks about copies (`copy_budget`, `copies_prompt`, `placement_spread`) share.
+//! that the checks about copies and deletions (`copy_budget`, `copies_prompt`, `placement_spread`,
+//! `deletes_only_garbage`) share.
 //!
 //! GFS §4.3 copies a chunk when "the number of available replicas falls below a user-specified
 //! goal". A replica is available here when its server holds the chunk by its own acts
@@ -35,6 +36,10 @@ pub struct AvailableReplicas {
     current: BTreeMap<ChunkHandle, u64>,
     /// The highest version the master offered a lease at.
     offered: BTreeMap<ChunkHandle, u64>,
+    /// Versions offered before a master restart that may have been committed unseen: the master
+    /// syncs a grant's commit before its `version_bumped`, and a crash in between leaves the
+    /// version current in the log with no event to say so.
+    unseen_commit: BTreeMap<ChunkHandle, u64>,
     /// Where the master placed each chunk not yet at a version (its first grant's `replicas`,
     /// since the master last started): it counts them as the chunk's replicas from the offer.
     placed: BTreeMap<ChunkHandle, BTreeSet<ServerId>>,
@@ -43,6 +48,8 @@ pub struct AvailableReplicas {
     deleted: BTreeMap<String, std::collections::VecDeque<Vec<ChunkHandle>>>,
     /// Chunks of reclaimed files: the master forgot them (GFS §4.4), whoever still holds them.
     reclaimed: BTreeSet<ChunkHandle>,
+    /// Every chunk the master's log allocated (`chunk_allocated`).
+    allocated: BTreeSet<ChunkHandle>,
     /// Copies a server made that the master has not yet heard finish (`replica_copied` before
     /// `replica_cloned` or `clone_failed`).
     unaccepted: BTreeSet<(ChunkHandle, ServerId)>,
@@ -125,6 +132,11 @@ impl AvailableReplicas {
                 }
             }
             Event::MasterStarted { .. } | Event::MasterRecovered { .. } => {
+                for (chunk, offered) in &self.offered {
+                    if *offered > self.current(*chunk) {
+                        self.unseen_commit.insert(*chunk, *offered);
+                    }
+                }
                 self.live.clear();
                 self.placed.clear();
                 for r in std::mem::take(&mut self.unsaved) {
@@ -144,6 +156,7 @@ impl AvailableReplicas {
             }
             Event::ChunkAllocated { path, chunk, .. } => {
                 self.files.entry(path.clone()).or_default().push(*chunk);
+                self.allocated.insert(*chunk);
             }
             Event::FileDeleted { path, .. } => {
                 let chunks = self.files.remove(path).unwrap_or_default();
@@ -304,6 +317,35 @@ impl AvailableReplicas {
             || self.discarded.contains(&(chunk, server))
             || self.firm.range(from..=to).next().is_some()
             || self.loose.range(from..=to).next().is_some()
+    }
+
+    /// Why the master may call `server`'s replica of `chunk` at `version` garbage, or `None` if
+    /// it may not: the chunk is an orphan (its file was reclaimed, GFS §4.4, or the master's log
+    /// never allocated it), the replica is stale (below the chunk's current version, GFS §4.5,
+    /// or below a version offered before a master restart, which may have been committed),
+    /// or a ruling (firm or loose) left it out at the current version or above (as for
+    /// [`AvailableReplicas::maybe_stale`]): excluded from a grant, found corrupt, trimmed as
+    /// extra, or the destination of a failed copy.
+    pub fn garbage(&self, chunk: ChunkHandle, server: ServerId, version: u64) -> Option<&str> {
+        let now = self.current(chunk);
+        // The master rules a server out of a chunk until the next committed version (its
+        // `excluded` set): a ruling at the current version or above covers any replica there.
+        let (from, to) = ((chunk, server, now), (chunk, server, u64::MAX));
+        let ruled = self.firm.range(from..=to).next().is_some()
+            || self.loose.range(from..=to).next().is_some();
+        if self.reclaimed.contains(&chunk) {
+            Some("its file was reclaimed")
+        } else if !self.allocated.contains(&chunk) {
+            Some("no log record allocated the chunk")
+        } else if version < now {
+            Some("stale")
+        } else if self.unseen_commit.get(&chunk).is_some_and(|v| version < *v) {
+            Some("stale at a version a master crash may have committed unseen")
+        } else if ruled {
+            Some("ruled out at its version")
+        } else {
+            None
+        }
     }
 
     fn counted(&self, chunk: ChunkHandle, with_loose: bool) -> Vec<ServerId> {

@@ -15,6 +15,7 @@ pub mod converged;
 pub mod copies_prompt;
 pub mod copy_budget;
 pub mod deleted_readable;
+pub mod deletes_only_garbage;
 pub mod divergence_explained;
 pub mod gc_after_grace;
 pub mod handles_unique;
@@ -202,7 +203,7 @@ pub(crate) fn one_chunk_state(replicas: &[&[u8]]) -> FinalState {
 }
 
 /// The checks [`run_all`] runs, by name, in its order.
-pub const NAMES: [&str; 23] = [
+pub const NAMES: [&str; 24] = [
     acked_readback::NAME,
     acked_on_replicas::NAME,
     replicas_identical::NAME,
@@ -219,6 +220,7 @@ pub const NAMES: [&str; 23] = [
     versions_monotonic::NAME,
     handles_unique::NAME,
     gc_after_grace::NAME,
+    deletes_only_garbage::NAME,
     deleted_readable::NAME,
     lease_budget::NAME,
     copy_budget::NAME,
@@ -286,6 +288,10 @@ pub fn run_each(inputs: &Inputs) -> Verdicts {
         (
             gc_after_grace::NAME,
             gc_after_grace::check(inputs.history, inputs.events, inputs.gc_delay_ms),
+        ),
+        (
+            deletes_only_garbage::NAME,
+            deletes_only_garbage::check(inputs.events),
         ),
         (
             deleted_readable::NAME,
