@@ -1860,12 +1860,50 @@ mod tests {
             m.grant_lease(h, 50 * MS, LEASE, PLACE, &mut r),
             Err(GfsError::Unavailable(_))
         ));
+        // The grace ends at its instant: a grant then goes ahead (a mutant that waited past it
+        // survived the sweeps, which never ask at that nanosecond).
+        let mut at_end = m.clone();
+        assert!(at_end
+            .grant_lease(h, 100 * MS, LEASE, PLACE, &mut r)
+            .is_ok());
+        assert!(matches!(
+            m.grant_lease(h, 100 * MS - 1, LEASE, PLACE, &mut r),
+            Err(GfsError::Unavailable(_))
+        ));
         m.expire_servers(2 * TIMEOUT, TIMEOUT);
         assert!(m.replicas(h).is_empty());
         assert!(matches!(
             m.grant_lease(h, 2 * TIMEOUT, LEASE, PLACE, &mut r),
             Err(GfsError::Unavailable(_))
         ));
+    }
+
+    /// A server is live for `timeout` after its heartbeat, and dead from that instant on: the
+    /// same boundary for choosing homes for replicas as for declaring it dead.
+    #[test]
+    fn a_server_stops_being_live_when_it_is_declared_dead() {
+        let mut m = master_with(3);
+        assert_eq!(m.live_servers(TIMEOUT - 1, TIMEOUT).len(), 3);
+        assert_eq!(m.live_servers(TIMEOUT, TIMEOUT), vec![]);
+        assert_eq!(m.expire_servers(TIMEOUT, TIMEOUT).len(), 3);
+    }
+
+    /// Reads may name a deleted file's hidden name, however long the user's path made it, and
+    /// reject a malformed visible path as invalid rather than merely absent.
+    #[test]
+    fn reads_validate_visible_paths_and_accept_long_hidden_names() {
+        let mut m = master_with(3);
+        assert!(matches!(
+            m.chunks_to_read("no-slash"),
+            Err(GfsError::InvalidPath(_))
+        ));
+        let long = format!("/{}", "a".repeat(crate::types::MAX_PATH_BYTES - 1));
+        m.create_file(&long).unwrap();
+        m.ensure_chunk(&long, 0).unwrap();
+        m.delete_file(&long, MS).unwrap();
+        let (hidden, chunks) = m.list_deleted().remove(0);
+        assert!(hidden.len() > crate::types::MAX_PATH_BYTES);
+        assert_eq!(m.chunks_to_read(&hidden).unwrap(), chunks.as_slice());
     }
 
     #[test]
