@@ -244,6 +244,19 @@ impl AvailableReplicas {
         self.counted(chunk, false)
     }
 
+    /// The servers the master surely counts as holding `chunk`: available with no ruling, at
+    /// the current version (not merely ahead at an offered one), and not a copy whose finish it
+    /// has not heard.
+    pub fn located(&self, chunk: ChunkHandle) -> Vec<ServerId> {
+        let now = self.current(chunk);
+        let mut out = self.available(chunk);
+        out.retain(|s| {
+            self.held.get(&chunk).and_then(|h| h.get(s)) == Some(&now)
+                && !self.unaccepted.contains(&(chunk, *s))
+        });
+        out
+    }
+
     /// How many chunks the master may count `server` as holding (GFS §4.2's load), as a range
     /// `(surely, at_most)`, whether or not it counts the server live. Surely: chunks at a version
     /// that the server holds by its own acts at that version with no ruling against them. At

@@ -1,5 +1,5 @@
 //! Check `placement_spread`: new replicas go to the least-loaded servers, a copy counting the
-//! copies its own pass has just ordered.
+//! copies its own pass has just ordered, and extra replicas are dropped from the most-loaded.
 //!
 //! Must always hold. GFS §4.2 places a new chunk's replicas "on chunkservers with below-average
 //! disk space utilization", and §4.3 places a copy "with goals similar to those for creation:
@@ -23,6 +23,13 @@
 //!   remember one, so only a destination with no copy or ruling is judged, against such
 //!   candidates. Copies of earlier passes still running do not count: the master counts a copy
 //!   once it finished, so two passes a heartbeat apart may choose the same server.
+//! - A *trim* (`replica_trimmed`: an extra replica dropped, GFS §4.3 "removes replicas",
+//!   "equalizing disk space utilization") fails if another server the master surely counts as
+//!   holding the chunk (available by its acts, at the current version, the copy that made it
+//!   accepted) surely held more than the trimmed server could: the spread a trim restores goes
+//!   the wrong way. Trims earlier in the same pass count: their replicas are out of the load.
+//!   A holder that joined within two passes is not held against it: the heartbeat it joined
+//!   with may predate replicas it made just before, which the master learns of at the next.
 //!
 //! A server passed over counts only if it was surely live: the master counts a server live while
 //! its last heartbeat is recent, which no event shows, and says so at its next pass
@@ -48,17 +55,29 @@ pub const SLACK: usize = 0;
 pub struct Crowded {
     /// Index of the `lease_offered` (placement) or `clone_started` (copy) event.
     pub index: usize,
-    /// Whether it was a copy (else a new chunk's placement).
-    pub copy: bool,
+    pub choice: Choice,
     pub chunk: ChunkHandle,
     pub dest: ServerId,
-    /// The least the chosen server held, counting copies ordered to it earlier in the pass.
+    /// The least the chosen server held, counting copies ordered to it earlier in the pass (for a
+    /// trim: the most the trimmed server held).
     pub dest_load: usize,
     /// Of which copies ordered earlier in the same pass.
     pub dest_in_pass: usize,
-    /// The least-loaded server passed over, and the most it held.
+    /// The least-loaded server passed over, and the most it held (for a trim: the most-loaded
+    /// holder kept, and the least it held).
     pub other: ServerId,
     pub other_load: usize,
+}
+
+/// What the master chose a server for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// A new chunk's replica (its first grant).
+    Placement,
+    /// A copy's destination.
+    Copy,
+    /// The replica dropped as extra.
+    Trim,
 }
 
 /// Every placement or copy that chose a server holding more than [`SLACK`] chunks above another.
@@ -90,6 +109,10 @@ pub fn crowded(events: &[Entry], heartbeat_ms: u64) -> Vec<Crowded> {
     let surely_live = |replicas: &AvailableReplicas, s: ServerId, t: u64| {
         replicas.live().contains(&s) && unchanged(Some(s), t) && unchanged(None, t)
     };
+    // When each server last joined: a rejoining server's first heartbeat may predate replicas it
+    // made just before (a copy while the master had given up on it), which the master learns of
+    // only at its next one.
+    let mut joined_ns: BTreeMap<ServerId, u64> = BTreeMap::new();
     let mut replicas = AvailableReplicas::default();
     // The current pass: its instant and the copies it ordered to each server.
     let mut pass: (u64, BTreeMap<ServerId, usize>) = (u64::MAX, BTreeMap::new());
@@ -115,7 +138,7 @@ pub fn crowded(events: &[Entry], heartbeat_ms: u64) -> Vec<Crowded> {
                         if dest_load > other_load + SLACK {
                             out.push(Crowded {
                                 index: i,
-                                copy: false,
+                                choice: Choice::Placement,
                                 chunk: *chunk,
                                 dest,
                                 dest_load,
@@ -135,6 +158,37 @@ pub fn crowded(events: &[Entry], heartbeat_ms: u64) -> Vec<Crowded> {
                         out.push(Crowded { index: i, ..c });
                     }
                     *pass.1.entry(*to).or_default() += 1;
+                }
+                Event::ReplicaTrimmed { chunk, server } => {
+                    let settled = |s: &ServerId| {
+                        joined_ns
+                            .get(s)
+                            .is_none_or(|j| j.saturating_add(window_ns) < e.time_ns)
+                    };
+                    let kept = replicas
+                        .located(*chunk)
+                        .into_iter()
+                        .filter(|s| s != server && settled(s))
+                        .map(|s| (replicas.load(s).0, s))
+                        .max();
+                    let dest_load = replicas.load(*server).1;
+                    if let Some((other_load, other)) = kept {
+                        if other_load > dest_load + SLACK {
+                            out.push(Crowded {
+                                index: i,
+                                choice: Choice::Trim,
+                                chunk: *chunk,
+                                dest: *server,
+                                dest_load,
+                                dest_in_pass: 0,
+                                other,
+                                other_load,
+                            });
+                        }
+                    }
+                }
+                Event::ServerJoined { server, .. } => {
+                    joined_ns.insert(*server, e.time_ns);
                 }
                 _ => {}
             }
@@ -171,7 +225,7 @@ fn crowded_copy(
     let dest_load = load(to).0;
     (dest_load > other_load + SLACK).then_some(Crowded {
         index: 0,
-        copy: true,
+        choice: Choice::Copy,
         chunk,
         dest: to,
         dest_load,
@@ -190,25 +244,35 @@ pub fn check(events: &[Entry], heartbeat_ms: u64) -> Option<Violation> {
         NAME,
         format!(
             "{} new replicas went to a server holding more chunks than another live server that \
-             could have taken them (GFS §4.2, §4.3: a new replica goes where disk use is lowest):",
+             could have taken them, or extra ones were dropped from a server holding fewer than \
+             another holder (GFS §4.2, §4.3: replicas go where disk use is lowest, and leave \
+             where it is highest):",
             crowded.len()
         ),
         crowded.len(),
         crowded.into_iter().map(|c| {
-            let (what, pass) = if c.copy {
-                let pass = format!(
-                    " ({} of them copies ordered earlier in this pass)",
-                    c.dest_in_pass
-                );
-                ("copied to", pass)
-            } else {
-                ("placed on", String::new())
+            let at = events[c.index].time_ns as f64 / 1e6;
+            let (what, pass) = match c.choice {
+                Choice::Copy => {
+                    let pass = format!(
+                        " ({} of them copies ordered earlier in this pass)",
+                        c.dest_in_pass
+                    );
+                    ("copied to", pass)
+                }
+                Choice::Placement => ("placed on", String::new()),
+                Choice::Trim => {
+                    return format!(
+                        "event #{} at {at:.3} ms: the replica of chunk {} on {} dropped as extra, \
+                         which held at most {} chunks, while {}, also holding it, held {}",
+                        c.index, c.chunk, c.dest, c.dest_load, c.other, c.other_load
+                    )
+                }
             };
             format!(
-                "event #{} at {:.3} ms: chunk {} {what} {}, which held {} chunks{pass}, while {} \
+                "event #{} at {at:.3} ms: chunk {} {what} {}, which held {} chunks{pass}, while {} \
                  held at most {}",
                 c.index,
-                events[c.index].time_ns as f64 / 1e6,
                 c.chunk,
                 c.dest,
                 c.dest_load,
@@ -264,6 +328,78 @@ mod tests {
         )
     }
 
+    fn trimmed(t: u64, chunk: u64, server: u32) -> Entry {
+        master(
+            t,
+            Event::ReplicaTrimmed {
+                chunk: ChunkHandle(chunk),
+                server: ServerId(server),
+            },
+        )
+    }
+
+    /// Chunks 1 and 2 on all of servers 0, 1, 2 and 3 (one extra each), chunks 3 and 4 on server
+    /// 0 only, chunk 5 on server 1 only: server 0 holds 4, server 1 holds 3, servers 2 and 3 two.
+    fn two_chunks_with_extras() -> Vec<Entry> {
+        let mut events = super::super::servers_joined(4);
+        let held: [(u64, &[u32]); 5] = [
+            (1, &[0, 1, 2, 3]),
+            (2, &[0, 1, 2, 3]),
+            (3, &[0]),
+            (4, &[0]),
+            (5, &[1]),
+        ];
+        for (chunk, servers) in held {
+            for s in servers {
+                events.push(holds(1, *s, chunk));
+            }
+            events.push(master(
+                1,
+                Event::VersionBumped {
+                    chunk: ChunkHandle(chunk),
+                    version: 1,
+                },
+            ));
+        }
+        events
+    }
+
+    #[test]
+    fn extras_are_dropped_from_the_most_loaded_holders() {
+        // One pass: chunk 1 leaves server 0 (4 chunks), then chunk 2 leaves server 1 (3, against
+        // server 0's 3 now): the pass counts its own trims.
+        let mut spread = two_chunks_with_extras();
+        spread.extend([trimmed(1_000, 1, 0), trimmed(1_000, 2, 1)]);
+        assert_eq!(crowded_(&spread), vec![]);
+        // A pass that forgets its trims takes both from server 0; the second leaves server 1
+        // with 3 chunks against server 0's 3: a tie, allowed. A trim from server 2 (2 chunks)
+        // while server 0 holds 4 is not.
+        let mut piled = two_chunks_with_extras();
+        piled.extend([trimmed(1_000, 1, 0), trimmed(1_000, 2, 0)]);
+        assert_eq!(crowded_(&piled), vec![]);
+        let mut wrong = two_chunks_with_extras();
+        wrong.push(trimmed(1_000, 1, 2));
+        let found = crowded_(&wrong);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            (found[0].choice, found[0].dest_load, found[0].other),
+            (Choice::Trim, 2, ServerId(0))
+        );
+        assert_eq!(found[0].other_load, 4);
+        // Within two passes of their joining (at 0 ms), the other holders may hold replicas the
+        // master has not heard of: they are not held against the trim.
+        let mut early = two_chunks_with_extras();
+        early.push(trimmed(300, 1, 2));
+        assert_eq!(crowded_(&early), vec![]);
+        let v = check_(&wrong).expect("a trim from a light server fails the check");
+        assert!(
+            v.report
+                .contains("the replica of chunk c1 on cs2 dropped as extra, which held at most 2"),
+            "{}",
+            v.report
+        );
+    }
+
     /// Chunks 1 and 2 at version 1, each held by server 0 only; servers 1 and 2 hold nothing.
     fn two_short_chunks() -> Vec<Entry> {
         let mut events = super::super::servers_joined(3);
@@ -296,7 +432,7 @@ mod tests {
             found,
             vec![Crowded {
                 index: piled.len() - 1,
-                copy: true,
+                choice: Choice::Copy,
                 chunk: ChunkHandle(2),
                 dest: ServerId(1),
                 dest_load: 1,
@@ -397,8 +533,8 @@ mod tests {
         let found = crowded_(&fuller);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(
-            (found[0].copy, found[0].dest_load, found[0].other),
-            (false, 2, ServerId(2))
+            (found[0].choice, found[0].dest_load, found[0].other),
+            (Choice::Placement, 2, ServerId(2))
         );
         let v = check_(&fuller).expect("a crowded placement fails the check");
         assert!(
