@@ -27,7 +27,7 @@
 //! so a replay (which records those too) reaches a sweep's verdict with the same report.
 
 use super::available_replicas::AvailableReplicas;
-use super::Violation;
+use super::{ms, Violation};
 use node::trace::{Entry, Event};
 use node::{ChunkHandle, ServerId};
 use std::collections::{BTreeMap, BTreeSet};
@@ -305,10 +305,6 @@ pub fn delays(events: &[Entry], rules: &CopyRules, end_ns: u64) -> Vec<Delay> {
         }
     }
     out
-}
-
-fn ms(ns: u64) -> String {
-    format!("{:.3} ms", ns as f64 / 1e6)
 }
 
 fn names(servers: &[ServerId]) -> String {

@@ -202,6 +202,11 @@ pub(crate) fn one_chunk_state(replicas: &[&[u8]]) -> FinalState {
     state
 }
 
+/// `ns` as milliseconds with three decimals, for reports (`1234.568 ms`).
+pub(crate) fn ms(ns: u64) -> String {
+    format!("{:.3} ms", ns as f64 / 1e6)
+}
+
 /// The checks [`run_all`] runs, by name, in its order.
 pub const NAMES: [&str; 24] = [
     acked_readback::NAME,

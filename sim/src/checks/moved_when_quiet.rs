@@ -21,7 +21,7 @@
 //! Neither `replicas_identical` nor the read checks catch an early trim: the dropped replica is
 //! an extra, so no byte is lost; only the timing is wrong.
 
-use super::Violation;
+use super::{ms, Violation};
 use node::trace::{Entry, Event};
 use node::{ChunkHandle, ServerId};
 use std::collections::BTreeMap;
@@ -99,10 +99,6 @@ pub fn early(events: &[Entry], quiet_ms: u64) -> Vec<Early> {
         }
     }
     out
-}
-
-fn ms(ns: u64) -> String {
-    format!("{:.3} ms", ns as f64 / 1e6)
 }
 
 pub fn check(events: &[Entry], quiet_ms: u64) -> Option<Violation> {

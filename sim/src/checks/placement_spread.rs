@@ -338,30 +338,37 @@ mod tests {
         )
     }
 
-    /// Chunks 1 and 2 on all of servers 0, 1, 2 and 3 (one extra each), chunks 3 and 4 on server
-    /// 0 only, chunk 5 on server 1 only: server 0 holds 4, server 1 holds 3, servers 2 and 3 two.
-    fn two_chunks_with_extras() -> Vec<Entry> {
-        let mut events = super::super::servers_joined(4);
-        let held: [(u64, &[u32]); 5] = [
-            (1, &[0, 1, 2, 3]),
-            (2, &[0, 1, 2, 3]),
-            (3, &[0]),
-            (4, &[0]),
-            (5, &[1]),
-        ];
+    /// Servers 0 to `n - 1` joined at 0 ms, and each chunk of `held` at version 1 on its servers.
+    fn cluster(n: u32, held: &[(u64, &[u32])]) -> Vec<Entry> {
+        let mut events = super::super::servers_joined(n);
         for (chunk, servers) in held {
-            for s in servers {
-                events.push(holds(1, *s, chunk));
+            for s in *servers {
+                events.push(holds(1, *s, *chunk));
             }
             events.push(master(
                 1,
                 Event::VersionBumped {
-                    chunk: ChunkHandle(chunk),
+                    chunk: ChunkHandle(*chunk),
                     version: 1,
                 },
             ));
         }
         events
+    }
+
+    /// Chunks 1 and 2 on all of servers 0, 1, 2 and 3 (one extra each), chunks 3 and 4 on server
+    /// 0 only, chunk 5 on server 1 only: server 0 holds 4, server 1 holds 3, servers 2 and 3 two.
+    fn two_chunks_with_extras() -> Vec<Entry> {
+        cluster(
+            4,
+            &[
+                (1, &[0, 1, 2, 3]),
+                (2, &[0, 1, 2, 3]),
+                (3, &[0]),
+                (4, &[0]),
+                (5, &[1]),
+            ],
+        )
     }
 
     #[test]
@@ -402,18 +409,7 @@ mod tests {
 
     /// Chunks 1 and 2 at version 1, each held by server 0 only; servers 1 and 2 hold nothing.
     fn two_short_chunks() -> Vec<Entry> {
-        let mut events = super::super::servers_joined(3);
-        for chunk in [1, 2] {
-            events.push(holds(1, 0, chunk));
-            events.push(master(
-                1,
-                Event::VersionBumped {
-                    chunk: ChunkHandle(chunk),
-                    version: 1,
-                },
-            ));
-        }
-        events
+        cluster(3, &[(1, &[0]), (2, &[0])])
     }
 
     #[test]
