@@ -322,14 +322,22 @@ impl AvailableReplicas {
     /// a ruling (firm or loose) left it out at the chunk's current version or above (a replica
     /// found corrupt at a version offered by a grant that never settled is excluded all the same).
     pub fn maybe_stale(&self, chunk: ChunkHandle, server: ServerId) -> bool {
-        let from = (chunk, server, self.current(chunk));
-        let to = (chunk, server, u64::MAX);
         self.held
             .get(&chunk)
             .is_some_and(|h| h.contains_key(&server))
             || self.discarded.contains(&(chunk, server))
-            || self.firm.range(from..=to).next().is_some()
-            || self.loose.range(from..=to).next().is_some()
+            || self.ruled_from_current(chunk, server)
+    }
+
+    /// Whether a ruling (firm or loose) left `server` out of `chunk` at its current version or
+    /// above: the master rules a server out until the next committed version (its `excluded`
+    /// set), so such a ruling covers any replica the server has there.
+    fn ruled_from_current(&self, chunk: ChunkHandle, server: ServerId) -> bool {
+        let (from, to) = (
+            (chunk, server, self.current(chunk)),
+            (chunk, server, u64::MAX),
+        );
+        self.firm.range(from..=to).next().is_some() || self.loose.range(from..=to).next().is_some()
     }
 
     /// Why the master may call `server`'s replica of `chunk` at `version` garbage, or `None` if
@@ -341,11 +349,6 @@ impl AvailableReplicas {
     /// extra, or the destination of a failed copy.
     pub fn garbage(&self, chunk: ChunkHandle, server: ServerId, version: u64) -> Option<&str> {
         let now = self.current(chunk);
-        // The master rules a server out of a chunk until the next committed version (its
-        // `excluded` set): a ruling at the current version or above covers any replica there.
-        let (from, to) = ((chunk, server, now), (chunk, server, u64::MAX));
-        let ruled = self.firm.range(from..=to).next().is_some()
-            || self.loose.range(from..=to).next().is_some();
         if self.reclaimed.contains(&chunk) {
             Some("its file was reclaimed")
         } else if !self.allocated.contains(&chunk) {
@@ -354,7 +357,7 @@ impl AvailableReplicas {
             Some("stale")
         } else if self.unseen_commit.get(&chunk).is_some_and(|v| version < *v) {
             Some("stale at a version a master crash may have committed unseen")
-        } else if ruled {
+        } else if self.ruled_from_current(chunk, server) {
             Some("ruled out at its version")
         } else {
             None

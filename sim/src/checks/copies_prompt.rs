@@ -27,6 +27,7 @@
 //! so a replay (which records those too) reaches a sweep's verdict with the same report.
 
 use super::available_replicas::AvailableReplicas;
+use super::moved_when_quiet::LeaseQuiet;
 use super::{ms, Violation};
 use node::trace::{Entry, Event};
 use node::{ChunkHandle, ServerId};
@@ -100,8 +101,7 @@ struct Copies {
     /// Chunks by the path they were allocated to, while that path is not deleted.
     by_path: BTreeMap<String, Vec<ChunkHandle>>,
     visible: BTreeSet<ChunkHandle>,
-    lease_until_ns: BTreeMap<ChunkHandle, u64>,
-    grace_until_ns: u64,
+    quiet: LeaseQuiet,
     in_flight: BTreeSet<ChunkHandle>,
     /// Since when a copy slot has been free without interruption.
     slot_free_ns: u64,
@@ -115,6 +115,7 @@ impl Copies {
     /// for every chunk.
     fn observe(&mut self, e: &Entry, max: usize) -> Option<Vec<ChunkHandle>> {
         self.replicas.observe(e);
+        self.quiet.observe(e); // a lease changes when chunks are due, not whether they are short
         let t = e.time_ns;
         let chunk = match &e.event {
             Event::ChunkAllocated { path, chunk, .. } => {
@@ -129,32 +130,13 @@ impl Copies {
                 }
                 return Some(gone);
             }
-            Event::MasterStarted { grace_until_ms, .. }
-            | Event::MasterRecovered { grace_until_ms, .. } => {
+            Event::MasterStarted { .. } | Event::MasterRecovered { .. } => {
                 // A new master has no copies in flight (their answers go nowhere).
-                self.grace_until_ns = grace_until_ms * MS;
                 self.in_flight.clear();
                 self.slot_free_ns = t;
                 return None;
             }
             Event::ServerJoined { .. } | Event::ServerDead { .. } => return None,
-            Event::LeaseOffered {
-                chunk, expires_ns, ..
-            }
-            | Event::LeaseRenewed {
-                chunk, expires_ns, ..
-            } => {
-                let until = self.lease_until_ns.entry(*chunk).or_default();
-                *until = (*until).max(*expires_ns);
-                return Some(vec![]);
-            }
-            Event::LeaseGranted {
-                chunk, expires_ms, ..
-            } => {
-                let until = self.lease_until_ns.entry(*chunk).or_default();
-                *until = (*until).max(expires_ms * MS);
-                return Some(vec![]);
-            }
             Event::CloneStarted { chunk, .. } => {
                 self.in_flight.insert(*chunk);
                 self.last_start_ns = t;
@@ -209,13 +191,7 @@ impl Copies {
 
     /// Since when `chunk`, short since `since`, has been due, the timing rules included.
     fn due_ns(&self, chunk: ChunkHandle, since: u64, quiet_ns: u64) -> u64 {
-        let lease_quiet = self
-            .lease_until_ns
-            .get(&chunk)
-            .map_or(0, |u| u.saturating_add(quiet_ns));
-        since
-            .max(lease_quiet)
-            .max(self.grace_until_ns.saturating_add(quiet_ns))
+        since.max(self.quiet.quiet_from_ns(chunk, quiet_ns))
     }
 }
 

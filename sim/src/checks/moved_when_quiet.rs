@@ -47,53 +47,81 @@ pub struct Early {
     pub quiet_from_ns: u64,
 }
 
-/// Every copy and trim in `events` that came before its chunk was quiet for `quiet_ms`.
-pub fn early(events: &[Entry], quiet_ms: u64) -> Vec<Early> {
-    let quiet_ns = quiet_ms * MS;
-    let mut lease_until_ns: BTreeMap<ChunkHandle, u64> = BTreeMap::new();
-    let mut grace_until_ns = 0;
-    let mut out = Vec::new();
-    for (i, e) in events.iter().enumerate() {
-        let (chunk, server, trim) = match &e.event {
+/// Each chunk's last lease expiry the master issued, and the grace of its last start: what
+/// decides when a chunk is quiet (shared with `copies_prompt`, which judges the other side: a
+/// copy not made long after).
+#[derive(Debug, Default)]
+pub struct LeaseQuiet {
+    lease_until_ns: BTreeMap<ChunkHandle, u64>,
+    grace_until_ns: u64,
+}
+
+impl LeaseQuiet {
+    /// Takes `e` into account; true if it was a master start or a lease.
+    pub fn observe(&mut self, e: &Entry) -> bool {
+        let (chunk, until_ns) = match &e.event {
             Event::MasterStarted { grace_until_ms, .. }
             | Event::MasterRecovered { grace_until_ms, .. } => {
-                grace_until_ns = grace_until_ms * MS;
-                continue;
+                self.grace_until_ns = grace_until_ms * MS;
+                return true;
             }
             Event::LeaseOffered {
                 chunk, expires_ns, ..
             }
             | Event::LeaseRenewed {
                 chunk, expires_ns, ..
-            } => {
-                let until = lease_until_ns.entry(*chunk).or_default();
-                *until = (*until).max(*expires_ns);
-                continue;
-            }
+            } => (*chunk, *expires_ns),
             Event::LeaseGranted {
                 chunk, expires_ms, ..
-            } => {
-                let until = lease_until_ns.entry(*chunk).or_default();
-                *until = (*until).max(expires_ms * MS);
-                continue;
-            }
+            } => (*chunk, expires_ms * MS),
+            _ => return false,
+        };
+        let until = self.lease_until_ns.entry(chunk).or_default();
+        *until = (*until).max(until_ns);
+        true
+    }
+
+    /// The chunk's last lease expiry, if it had a lease.
+    pub fn lease_until_ns(&self, chunk: ChunkHandle) -> Option<u64> {
+        self.lease_until_ns.get(&chunk).copied()
+    }
+
+    pub fn grace_until_ns(&self) -> u64 {
+        self.grace_until_ns
+    }
+
+    /// From when `chunk` is quiet: its last lease and the grace both ended `quiet_ns` ago.
+    pub fn quiet_from_ns(&self, chunk: ChunkHandle, quiet_ns: u64) -> u64 {
+        self.lease_until_ns(chunk)
+            .unwrap_or(0)
+            .max(self.grace_until_ns)
+            .saturating_add(quiet_ns)
+    }
+}
+
+/// Every copy and trim in `events` that came before its chunk was quiet for `quiet_ms`.
+pub fn early(events: &[Entry], quiet_ms: u64) -> Vec<Early> {
+    let quiet_ns = quiet_ms * MS;
+    let mut quiet = LeaseQuiet::default();
+    let mut out = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        if quiet.observe(e) {
+            continue;
+        }
+        let (chunk, server, trim) = match &e.event {
             Event::CloneStarted { chunk, to, .. } => (*chunk, *to, false),
             Event::ReplicaTrimmed { chunk, server } => (*chunk, *server, true),
             _ => continue,
         };
-        let lease = lease_until_ns.get(&chunk).copied();
-        let quiet_from_ns = lease
-            .unwrap_or(0)
-            .max(grace_until_ns)
-            .saturating_add(quiet_ns);
+        let quiet_from_ns = quiet.quiet_from_ns(chunk, quiet_ns);
         if e.time_ns < quiet_from_ns {
             out.push(Early {
                 at: i,
                 chunk,
                 server,
                 trim,
-                lease_until_ns: lease,
-                grace_until_ns,
+                lease_until_ns: quiet.lease_until_ns(chunk),
+                grace_until_ns: quiet.grace_until_ns(),
                 quiet_from_ns,
             });
         }
