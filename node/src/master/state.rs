@@ -2120,6 +2120,50 @@ mod tests {
         assert_eq!(out.garbage, vec![(a, 1)]);
     }
 
+    /// A heartbeat can be overtaken: a report taken after a bump, showing the server's old stale
+    /// replica, may arrive after a copy made that server current again. The late report must not
+    /// undo the copy: calling it stale would drop a good location until the next heartbeat, and a
+    /// grant in between would leave the replica out (GFS §4.5).
+    #[test]
+    fn a_stale_report_overtaken_by_a_finished_copy_keeps_the_copy() {
+        let mut m = master_with(3);
+        let mut r = rng();
+        m.create_file("/f").unwrap();
+        let (a, _) = m.ensure_chunk("/f", 0).unwrap();
+        grant_all(&mut m, a, MS, &mut r);
+        // The second grant: one replica misses version 2 and is stale at version 1.
+        let t = MS + LEASE + MS;
+        let (g, _) = m.grant_lease(a, t, LEASE, PLACE, &mut r).unwrap();
+        let (stale, acked) = g.replicas.split_last().unwrap();
+        m.settle_grant(a, g.lease, acked, t).unwrap();
+        assert_eq!(m.chunk(a).unwrap().version, 2);
+        // Its report of version 1 is taken after the bump and held up in the network.
+        let snapshot = t + MS;
+        let t = t + LEASE + 300 * MS;
+        let policy = ClonePolicy {
+            target: 3,
+            timeout_ns: TIMEOUT * 10,
+            quiet_ns: 300 * MS,
+            max: 4,
+        };
+        // Three servers: the only home for the copy is the stale one.
+        let order = m.clone_orders(t, policy, &mut r).remove(0);
+        assert_eq!(order.dest, *stale);
+        m.start_clone(&order);
+        assert!(m.finish_clone(&order, t + 1));
+        let out = m.heartbeat(*stale, t + 2, snapshot, &[(a, 1)], TIMEOUT * 10);
+        assert_eq!(
+            out.garbage,
+            vec![],
+            "the copy overwrote what the report saw"
+        );
+        assert!(m.replicas(a).contains(stale));
+        // A report of version 1 taken after the copy would be stale indeed.
+        let out = m.heartbeat(*stale, t + 3, t + 3, &[(a, 1)], TIMEOUT * 10);
+        assert_eq!(out.garbage, vec![(a, 1)]);
+        assert!(!m.replicas(a).contains(stale));
+    }
+
     #[test]
     fn deleted_files_hide_until_reclaimed() {
         let mut m = master_with(3);

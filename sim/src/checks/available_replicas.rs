@@ -1,6 +1,6 @@
 //! Which replicas of each chunk are *available*, judged from what the nodes did: the bookkeeping
-//! that the checks about copies and deletions (`copy_budget`, `copies_prompt`, `placement_spread`,
-//! `deletes_only_garbage`) share.
+//! that the checks about copies, deletions and grants (`copy_budget`, `copies_prompt`,
+//! `placement_spread`, `deletes_only_garbage`, `grants_inform_current`) share.
 //!
 //! GFS §4.3 copies a chunk when "the number of available replicas falls below a user-specified
 //! goal". A replica is available here when its server holds the chunk by its own acts
@@ -225,6 +225,14 @@ impl AvailableReplicas {
     /// The chunk's current version (0 before its first grant).
     pub fn current(&self, chunk: ChunkHandle) -> u64 {
         self.current.get(&chunk).copied().unwrap_or(0)
+    }
+
+    /// Whether a master crash may have hidden the chunk's current version: a grant offered before
+    /// the restart above the version seen current, whose commit the crash may have synced unseen.
+    pub fn version_unsure(&self, chunk: ChunkHandle) -> bool {
+        self.unseen_commit
+            .get(&chunk)
+            .is_some_and(|v| *v > self.current(chunk))
     }
 
     /// The servers the master counts live.

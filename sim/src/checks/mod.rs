@@ -18,6 +18,7 @@ pub mod deleted_readable;
 pub mod deletes_only_garbage;
 pub mod divergence_explained;
 pub mod gc_after_grace;
+pub mod grants_inform_current;
 pub mod handles_unique;
 pub mod lease_budget;
 pub mod linearizable;
@@ -208,7 +209,7 @@ pub(crate) fn ms(ns: u64) -> String {
 }
 
 /// The checks [`run_all`] runs, by name, in its order.
-pub const NAMES: [&str; 24] = [
+pub const NAMES: [&str; 25] = [
     acked_readback::NAME,
     acked_on_replicas::NAME,
     replicas_identical::NAME,
@@ -226,6 +227,7 @@ pub const NAMES: [&str; 24] = [
     handles_unique::NAME,
     gc_after_grace::NAME,
     deletes_only_garbage::NAME,
+    grants_inform_current::NAME,
     deleted_readable::NAME,
     lease_budget::NAME,
     copy_budget::NAME,
@@ -297,6 +299,10 @@ pub fn run_each(inputs: &Inputs) -> Verdicts {
         (
             deletes_only_garbage::NAME,
             deletes_only_garbage::check(inputs.events),
+        ),
+        (
+            grants_inform_current::NAME,
+            grants_inform_current::check(inputs.events),
         ),
         (
             deleted_readable::NAME,
