@@ -158,6 +158,16 @@ impl AvailableReplicas {
                 self.files.entry(path.clone()).or_default().push(*chunk);
                 self.allocated.insert(*chunk);
             }
+            // A create of a path whose file is still live here: a master crash between logging
+            // the file's deletion and announcing it hid the deletion (`file_deleted`).
+            Event::FileCreated { path } => {
+                if let Some(chunks) = self.files.remove(path) {
+                    self.deleted
+                        .entry(path.clone())
+                        .or_default()
+                        .push_back(chunks);
+                }
+            }
             Event::FileDeleted { path, .. } => {
                 let chunks = self.files.remove(path).unwrap_or_default();
                 self.deleted
@@ -166,12 +176,15 @@ impl AvailableReplicas {
                     .push_back(chunks);
             }
             // A path deleted twice is reclaimed in the order of its deletions (each waits the
-            // same grace period).
+            // same grace period). A reclaim with no deletion seen reclaims the live file: its
+            // deletion was logged but a master crash kept it from being announced (found with the
+            // master checkpointing every two log records).
             Event::FileReclaimed { hidden } => {
                 let path = node::master::state::split_hidden(hidden).map(|(_, path)| path);
                 let chunks = path
                     .and_then(|p| self.deleted.get_mut(p))
-                    .and_then(|q| q.pop_front());
+                    .and_then(|q| q.pop_front())
+                    .or_else(|| path.and_then(|p| self.files.remove(p)));
                 self.reclaimed.extend(chunks.into_iter().flatten());
             }
             Event::ServerJoined { server, .. } => {

@@ -265,6 +265,44 @@ mod tests {
         assert_eq!(wrongful(&events), vec![]);
     }
 
+    /// A master that crashed between logging a delete and announcing it reclaims the file with
+    /// no `file_deleted` seen; its chunks are orphans all the same (found with the master
+    /// checkpointing every two log records). A create of the path again shows the
+    /// deletion too.
+    #[test]
+    fn a_file_deleted_unseen_is_reclaimed_all_the_same() {
+        let mut events = setup();
+        let hidden = node::master::state::hidden_name(4, "/f");
+        events.push(master(7, Event::FileReclaimed { hidden }));
+        events.push(deleted(8, 1, 2));
+        assert_eq!(wrongful(&events), vec![]);
+        let mut recreated = setup();
+        recreated.push(master(5, Event::FileCreated { path: "/f".into() }));
+        recreated.push(master(
+            6,
+            Event::ChunkAllocated {
+                path: "/f".into(),
+                index: 0,
+                chunk: ChunkHandle(8),
+            },
+        ));
+        let hidden = node::master::state::hidden_name(4, "/f");
+        recreated.push(master(7, Event::FileReclaimed { hidden }));
+        recreated.push(deleted(8, 1, 2));
+        // The new file's chunk is not the old one's: deleting it is wrongful.
+        recreated.push(cs(
+            9,
+            0,
+            Event::ReplicaDeleted {
+                chunk: ChunkHandle(8),
+                version: 0,
+            },
+        ));
+        let found = wrongful(&recreated);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].chunk, ChunkHandle(8));
+    }
+
     #[test]
     fn a_reclaimed_files_replicas_may_go_but_not_before() {
         let mut events = setup();

@@ -120,12 +120,15 @@ pub fn crowded(events: &[Entry], heartbeat_ms: u64) -> Vec<Crowded> {
     for (i, e) in events.iter().enumerate() {
         if e.node == NodeName::Master {
             match &e.event {
-                // Judged before the offer is observed: its own placement is not yet load.
+                // Judged before the offer is observed: its own placement is not yet load. A chunk
+                // whose first grant a master crash may have committed unseen is not placed again:
+                // the master grants it to the replicas it reported (found with the master
+                // checkpointing every two log records).
                 Event::LeaseOffered {
                     chunk,
                     replicas: placed,
                     ..
-                } if replicas.current(*chunk) == 0 => {
+                } if replicas.current(*chunk) == 0 && !replicas.version_unsure(*chunk) => {
                     let load = |s: ServerId| replicas.load(s);
                     let least = replicas
                         .live()
@@ -554,5 +557,26 @@ mod tests {
         let mut next = spread.clone();
         next.push(offer(11, 4, &[0, 1]));
         assert_eq!(crowded_(&next).len(), 1);
+        // A master that crashed after offering chunk 3's first grant may have committed it
+        // unseen: it then grants chunk 3 again to the servers that reported it, no placement.
+        let mut restarted = events.clone();
+        restarted.push(offer(10, 3, &[0, 1]));
+        restarted.push(master(
+            11,
+            Event::MasterRecovered {
+                lsn: 9,
+                files: 1,
+                grace_until_ms: 12,
+            },
+        ));
+        restarted.extend(super::super::servers_joined(3));
+        let judged_last =
+            |events: &[Entry]| crowded_(events).iter().any(|c| c.index == events.len() - 1);
+        let mut again = restarted.clone();
+        again.push(offer(20, 3, &[0, 1]));
+        assert!(!judged_last(&again), "not a placement");
+        // Chunk 4, never offered before, is still judged.
+        restarted.push(offer(20, 4, &[0, 1]));
+        assert!(judged_last(&restarted));
     }
 }
