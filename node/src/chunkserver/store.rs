@@ -751,6 +751,36 @@ mod tests {
         });
     }
 
+    /// A header is trusted only if it is whole and consistent: its CRC holds, and its length and
+    /// block count agree with each other and with the chunk size. A header that passes its CRC
+    /// but contradicts itself was never written by this store (or by one of this geometry), and
+    /// loading it would read checksums that are not there.
+    #[test]
+    fn a_header_that_contradicts_itself_is_refused_even_with_a_good_crc() {
+        on_node(async {
+            let (_, disk) = test_disk("").await;
+            let s = ChunkStore::load(disk, 64, 16).await.unwrap();
+            let header = |len_bytes, checksums: Vec<u32>| {
+                s.encode_header(&ChunkInfo {
+                    version: 1,
+                    len_bytes,
+                    checksums,
+                })
+            };
+            let good = header(40, vec![1, 2, 3]);
+            assert_eq!(s.decode_header(&good).map(|i| i.len_bytes), Some(40));
+            // 40 bytes are three 16-byte blocks, not two.
+            assert_eq!(s.decode_header(&header(40, vec![1, 2])), None);
+            // Longer than a chunk, with as many blocks as that length has.
+            assert_eq!(s.decode_header(&header(65, vec![1, 2, 3, 4, 5])), None);
+            // A flipped bit anywhere fails the CRC; a short header is no header.
+            let mut rotten = good.clone();
+            rotten[13] ^= 1;
+            assert_eq!(s.decode_header(&rotten), None);
+            assert_eq!(s.decode_header(&good[..good.len() - 1]), None);
+        });
+    }
+
     #[test]
     fn a_padded_paper_sized_chunk_stores_only_its_records() {
         on_node(async {
