@@ -781,6 +781,32 @@ mod tests {
         });
     }
 
+    /// Padding zeros the disk from the replica's end, whatever the file held past it: a write
+    /// that reached the disk but whose header a crash lost leaves bytes beyond the recorded
+    /// length, and padding over them must not keep them (GFS §3.3, §5.2).
+    #[test]
+    fn padding_zeros_bytes_a_lost_header_left_past_the_end() {
+        on_node(async {
+            let (_, disk) = test_disk("").await;
+            let mut s = ChunkStore::load(disk.clone(), 64, 16).await.unwrap();
+            let h = ChunkHandle(0x1ab);
+            s.create(h, 1).await.unwrap();
+            s.write(h, 0, &[7; 40]).await.unwrap();
+            // The bytes of a write whose header never made it: on disk, past the length.
+            disk.write(&file_name(h), s.header_bytes() + 40, &[9; 20])
+                .await
+                .unwrap();
+            s.pad(h, 40).await.unwrap();
+            let (_, bytes, ok) = s.read_whole(h).await.unwrap();
+            assert!(ok, "the padded replica verifies");
+            assert_eq!(
+                bytes.read(0, 64),
+                [&[7u8; 40][..], &[0; 24]].concat(),
+                "padding is zeros"
+            );
+        });
+    }
+
     #[test]
     fn a_padded_paper_sized_chunk_stores_only_its_records() {
         on_node(async {
