@@ -28,7 +28,7 @@
 
 use super::available_replicas::AvailableReplicas;
 use super::moved_when_quiet::LeaseQuiet;
-use super::{ms, Violation};
+use super::{ms, names, Violation};
 use node::trace::{Entry, Event};
 use node::{ChunkHandle, ServerId};
 use std::collections::{BTreeMap, BTreeSet};
@@ -281,15 +281,6 @@ pub fn delays(events: &[Entry], rules: &CopyRules, end_ns: u64) -> Vec<Delay> {
         }
     }
     out
-}
-
-fn names(servers: &[ServerId]) -> String {
-    let v: Vec<String> = servers.iter().map(|s| s.to_string()).collect();
-    if v.is_empty() {
-        "none".into()
-    } else {
-        v.join(", ")
-    }
 }
 
 // The margin is zero today; the comparison stays so that raising it is one edit.

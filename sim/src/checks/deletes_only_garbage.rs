@@ -77,7 +77,6 @@ pub fn check(events: &[Entry]) -> Option<Violation> {
         ),
         wrongful.len(),
         wrongful.iter().map(|w| {
-            let others: Vec<String> = w.others.iter().map(|s| s.to_string()).collect();
             format!(
                 "event #{} at {:.3} ms: {} deleted its replica of chunk {} at version {} (current \
                  {}, not ruled out); other current replicas: {}",
@@ -87,11 +86,7 @@ pub fn check(events: &[Entry]) -> Option<Violation> {
                 w.chunk,
                 w.version,
                 w.current,
-                if others.is_empty() {
-                    "none".to_string()
-                } else {
-                    others.join(", ")
-                }
+                super::names(&w.others)
             )
         }),
     ))

@@ -17,7 +17,7 @@
 //! which replicas are up to date is then unknown.
 
 use super::available_replicas::AvailableReplicas;
-use super::Violation;
+use super::{names, Violation};
 use node::trace::{Entry, Event};
 use node::{ChunkHandle, ServerId};
 
@@ -78,13 +78,6 @@ pub fn check(events: &[Entry]) -> Option<Violation> {
     if found.is_empty() {
         return None;
     }
-    let names = |servers: &[ServerId]| {
-        servers
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     Some(Violation::listing(
         NAME,
         format!(

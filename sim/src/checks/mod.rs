@@ -203,6 +203,16 @@ pub(crate) fn one_chunk_state(replicas: &[&[u8]]) -> FinalState {
     state
 }
 
+/// Servers as a report lists them (`cs0, cs2`), or `none`.
+pub(crate) fn names(servers: &[ServerId]) -> String {
+    let v: Vec<String> = servers.iter().map(|s| s.to_string()).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
 /// `ns` as milliseconds with three decimals, for reports (`1234.568 ms`).
 pub(crate) fn ms(ns: u64) -> String {
     format!("{:.3} ms", ns as f64 / 1e6)
